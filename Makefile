@@ -1,0 +1,34 @@
+# Two commands matter: `make run` and `make test`. Both set up whatever is missing first.
+CARGO ?= cargo
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+
+.PHONY: setup plugins build run test lint fmt
+
+## Install what is missing (redis-server, espeak-ng, wasm target, ONNX Runtime, model) and
+## convert the model; then build the default plugins. Idempotent, fast the second time.
+setup:
+	bash scripts/setup.sh
+	bash plugins/build.sh .cache/plugins
+
+build: setup
+	$(CARGO) build --release --bin kiki
+
+## Set up, build and start everything on 127.0.0.1:8080 (KIKI_LISTEN, KIKI_REDIS_URL override).
+run: build
+	./target/release/kiki up
+
+## Set up and run every test: host unit + integration tests, plugin crates, lints.
+test: setup
+	$(CARGO) test --release --workspace
+	cd plugins && $(CARGO) test
+	$(MAKE) lint
+
+lint:
+	$(CARGO) fmt --all --check
+	cd plugins && $(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	cd plugins && $(CARGO) clippy --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+	cd plugins && $(CARGO) fmt --all

@@ -1,0 +1,42 @@
+//! Every Redis key and channel name in one place. Per-session keys carry a `{session}` hash tag
+//! so that a session's state and replay stream live in one Redis Cluster slot.
+
+#[derive(Debug, Clone)]
+pub struct Keys {
+    prefix: String,
+}
+
+/// Consumer group of the workers on the task stream.
+pub const GROUP: &str = "workers";
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self { prefix: prefix.to_string() }
+    }
+
+    pub fn tasks(&self) -> String {
+        format!("{}:tasks", self.prefix)
+    }
+
+    pub fn dead_letters(&self) -> String {
+        format!("{}:dead", self.prefix)
+    }
+
+    /// The result channel of one gateway.
+    pub fn gateway_channel(&self, gateway: &str) -> String {
+        format!("{}:out:{gateway}", self.prefix)
+    }
+
+    pub fn session_state(&self, session: &str) -> String {
+        format!("{}:sess:{{{session}}}:state", self.prefix)
+    }
+
+    pub fn session_replay(&self, session: &str) -> String {
+        format!("{}:sess:{{{session}}}:replay", self.prefix)
+    }
+
+    /// Sorted set of live workers, scored by last heartbeat (ms since the epoch).
+    pub fn workers(&self) -> String {
+        format!("{}:workers", self.prefix)
+    }
+}

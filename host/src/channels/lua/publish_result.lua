@@ -1,0 +1,31 @@
+-- Writes a result durably, then publishes it (the Centrifugo pattern): a subscriber that misses
+-- the PUBLISH during a reconnect finds the result in the replay stream by its sequence number.
+-- Idempotent on the dedupe field: a task redelivered after a worker crash is not published twice.
+--
+-- KEYS[1]  session state hash   (epoch, seq, dedupe fields)
+-- KEYS[2]  session replay stream (entry id = "<seq>-1", field m = the published message)
+-- ARGV[1]  channel to publish on
+-- ARGV[2]  dedupe field, e.g. "f:12" for the final of segment 12
+-- ARGV[3]  payload (JSON)
+-- ARGV[4]  replay stream max length
+-- ARGV[5]  TTL in seconds for both keys
+-- ARGV[6]  epoch to use if the session has none (its state expired or was never written)
+-- ARGV[7]  publish command: PUBLISH, or SPUBLISH on Redis Cluster
+-- Returns {published (1|0), seq}.
+local done = redis.call('HGET', KEYS[1], ARGV[2])
+if done then
+  return {0, tonumber(done)}
+end
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if not epoch then
+  epoch = ARGV[6]
+  redis.call('HSET', KEYS[1], 'epoch', epoch)
+end
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+local msg = epoch .. ':' .. seq .. ' ' .. ARGV[3]
+redis.call('HSET', KEYS[1], ARGV[2], seq)
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'm', msg)
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+redis.call('EXPIRE', KEYS[2], ARGV[5])
+redis.call(ARGV[7], ARGV[1], msg)
+return {1, seq}

@@ -1,0 +1,183 @@
+//! The result channel: results are written to a per-session replay stream and published to the
+//! owning gateway's channel in one Lua script; the gateway reads missed ones back by seq.
+
+use std::sync::LazyLock;
+
+use redis::aio::ConnectionLike;
+use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
+
+use super::{ChannelError, Keys};
+use crate::plugins::CutKind;
+
+static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/publish_result.lua")));
+
+/// A word with its time span.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Word {
+    pub text: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub probability: f32,
+}
+
+/// What a worker reports for one task.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ResultPayload {
+    pub session: String,
+    pub segment: u64,
+    pub kind: CutKind,
+    #[serde(default)]
+    pub rev: u32,
+    pub text: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    #[serde(default)]
+    pub words: Vec<Word>,
+    /// Set when the segment could not be transcribed (e.g. dead-lettered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Gateway enqueue time, carried through for latency figures.
+    #[serde(default)]
+    pub enqueued_ms: u64,
+}
+
+impl ResultPayload {
+    /// Dedupe field in the session's state hash: one final per segment, one partial per rev.
+    pub fn dedupe_field(&self) -> String {
+        match self.kind {
+            CutKind::Final => format!("f:{}", self.segment),
+            CutKind::Partial => format!("p:{}:{}", self.segment, self.rev),
+        }
+    }
+}
+
+/// A result as the gateway receives it: its place in the session's sequence, and the payload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sequenced {
+    pub epoch: String,
+    pub seq: u64,
+    pub payload: ResultPayload,
+}
+
+impl Sequenced {
+    /// Parses `"<epoch>:<seq> <json>"`.
+    pub fn parse(msg: &[u8]) -> Result<Self, ChannelError> {
+        let malformed = |reason: &str| ChannelError::Malformed { what: "result", reason: reason.to_string() };
+        let space = msg.iter().position(|&b| b == b' ').ok_or_else(|| malformed("no header"))?;
+        let header = std::str::from_utf8(&msg[..space]).map_err(|_| malformed("header not utf-8"))?;
+        let (epoch, seq) = header.rsplit_once(':').ok_or_else(|| malformed("header has no seq"))?;
+        let seq = seq.parse().map_err(|_| malformed("seq not a number"))?;
+        let payload = serde_json::from_slice(&msg[space + 1..]).map_err(|e| malformed(&e.to_string()))?;
+        Ok(Self { epoch: epoch.to_string(), seq, payload })
+    }
+}
+
+/// Settings of the replay buffer.
+#[derive(Debug, Clone)]
+pub struct ReplayPolicy {
+    pub max_len: usize,
+    pub ttl_s: u64,
+    /// `SPUBLISH` on Redis Cluster, else `PUBLISH`.
+    pub sharded: bool,
+}
+
+/// Writes and publishes one result. Returns `(published, seq)`; `published` is false when the
+/// same result had already been published (a redelivered task).
+pub async fn publish<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    policy: &ReplayPolicy,
+    channel: &str,
+    result: &ResultPayload,
+    fallback_epoch: &str,
+) -> Result<(bool, u64), ChannelError> {
+    let payload =
+        serde_json::to_string(result).map_err(|e| ChannelError::Malformed { what: "result", reason: e.to_string() })?;
+    let (published, seq): (i64, u64) = PUBLISH
+        .key(keys.session_state(&result.session))
+        .key(keys.session_replay(&result.session))
+        .arg(channel)
+        .arg(result.dedupe_field())
+        .arg(payload)
+        .arg(policy.max_len)
+        .arg(policy.ttl_s)
+        .arg(fallback_epoch)
+        .arg(if policy.sharded { "SPUBLISH" } else { "PUBLISH" })
+        .invoke_async(conn)
+        .await?;
+    Ok((published == 1, seq))
+}
+
+/// Creates a session's state with a fresh epoch. Returns the epoch.
+pub async fn open_session<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    session: &str,
+    epoch: &str,
+    ttl_s: u64,
+) -> Result<(), ChannelError> {
+    let key = keys.session_state(session);
+    let _: () = redis::pipe()
+        .hset(&key, "epoch", epoch)
+        .hset(&key, "seq", 0)
+        .expire(&key, ttl_s as i64)
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// Reads a session's current epoch (None when its state expired).
+pub async fn session_epoch<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    session: &str,
+) -> Result<Option<String>, ChannelError> {
+    Ok(conn.hget(keys.session_state(session), "epoch").await?)
+}
+
+/// Results with seq > `after`, in order, from the replay stream.
+pub async fn replay<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    session: &str,
+    after: u64,
+) -> Result<Vec<Sequenced>, ChannelError> {
+    let reply: redis::streams::StreamRangeReply =
+        conn.xrange(keys.session_replay(session), format!("{}-1", after + 1), "+").await?;
+    let mut out = Vec::with_capacity(reply.ids.len());
+    for entry in reply.ids {
+        if let Some(v) = entry.map.get("m") {
+            let bytes: Vec<u8> = redis::from_redis_value_ref(v)?;
+            out.push(Sequenced::parse(&bytes)?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_header_and_payload() {
+        let p = ResultPayload {
+            session: "s1".into(),
+            segment: 3,
+            kind: CutKind::Final,
+            rev: 0,
+            text: "hi there".into(),
+            start_ms: 0,
+            end_ms: 900,
+            words: vec![],
+            error: None,
+            enqueued_ms: 1,
+        };
+        let msg = format!("ab12:7 {}", serde_json::to_string(&p).unwrap());
+        let s = Sequenced::parse(msg.as_bytes()).unwrap();
+        assert_eq!((s.epoch.as_str(), s.seq), ("ab12", 7));
+        assert_eq!(s.payload, p);
+        assert!(Sequenced::parse(b"nonsense").is_err());
+        assert!(Sequenced::parse(b"e:x {}").is_err());
+    }
+}

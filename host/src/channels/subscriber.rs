@@ -1,0 +1,197 @@
+//! The global subscriber: ONE Pub/Sub connection per gateway process, subscribed to the
+//! gateway's own channel, dispatching results to sessions in-process.
+//!
+//! Pub/Sub is at-most-once, so the subscriber also watches itself: after any reconnect it tells
+//! every session to resync from its replay stream, and a periodic probe published to its own
+//! channel must come back, or the connection is torn down and made again.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+use redis::aio::ConnectionManager;
+use tokio::sync::mpsc;
+
+use super::results::Sequenced;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
+
+/// What a session's task receives from the subscriber.
+#[derive(Debug)]
+pub enum Delivery {
+    Result(Box<Sequenced>),
+    /// The subscriber reconnected: messages may have been missed, read the replay stream.
+    Resync,
+}
+
+/// Session id -> its inbox. Shared by the subscriber task and every session.
+pub struct Dispatcher {
+    sessions: RwLock<HashMap<String, mpsc::UnboundedSender<Delivery>>>,
+    live: AtomicBool,
+    metrics: Arc<Metrics>,
+    /// Results for sessions this gateway does not hold (ended, or moved to another gateway).
+    pub unroutable: AtomicU64,
+    /// Round-trip of the last liveness probe, in microseconds.
+    pub probe_rtt_us: AtomicU64,
+}
+
+const PROBE_EVERY: Duration = Duration::from_secs(2);
+const PROBE_DEADLINE: Duration = Duration::from_secs(5);
+
+impl Dispatcher {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        Self {
+            sessions: RwLock::default(),
+            live: AtomicBool::new(false),
+            metrics,
+            unroutable: AtomicU64::new(0),
+            probe_rtt_us: AtomicU64::new(0),
+        }
+    }
+
+    pub fn register(&self, session: &str) -> mpsc::UnboundedReceiver<Delivery> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        if let Ok(mut map) = self.sessions.write() {
+            map.insert(session.to_string(), tx);
+        }
+        rx
+    }
+
+    pub fn unregister(&self, session: &str) {
+        if let Ok(mut map) = self.sessions.write() {
+            map.remove(session);
+        }
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.sessions.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live.load(Ordering::Relaxed)
+    }
+
+    fn dispatch(&self, msg: Sequenced) {
+        let map = match self.sessions.read() {
+            Ok(m) => m,
+            Err(_) => return,
+        };
+        match map.get(&msg.payload.session) {
+            Some(tx) => {
+                let _ = tx.send(Delivery::Result(Box::new(msg)));
+            }
+            // The session ended or lives on another gateway now; its replay stream keeps it.
+            None => {
+                self.unroutable.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn resync_all(&self) {
+        if let Ok(map) = self.sessions.read() {
+            for tx in map.values() {
+                let _ = tx.send(Delivery::Resync);
+            }
+        }
+    }
+
+    /// Runs until shutdown: connect, subscribe, dispatch, and reconnect whenever the connection
+    /// drops or the probe does not come back.
+    pub async fn run(
+        self: Arc<Self>,
+        client: redis::Client,
+        mut publisher: ConnectionManager,
+        channel: String,
+        shutdown: Shutdown,
+    ) {
+        let mut first = true;
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            if shutdown.is_triggered() {
+                return;
+            }
+            let mut pubsub = match client.get_async_pubsub().await {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!("subscriber: connect failed: {e}; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            if let Err(e) = pubsub.subscribe(&channel).await {
+                tracing::warn!("subscriber: subscribe failed: {e}");
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+            backoff = Duration::from_millis(100);
+            self.live.store(true, Ordering::Relaxed);
+            if !first {
+                self.metrics.subscriber_reconnects.inc();
+                tracing::info!("subscriber: resubscribed to {channel}; sessions resync from replay");
+                self.resync_all();
+            }
+            first = false;
+            self.pump(&mut pubsub, &mut publisher, &channel, &shutdown).await;
+            self.live.store(false, Ordering::Relaxed);
+        }
+    }
+
+    /// Reads one connection until it fails; returns to reconnect.
+    async fn pump(
+        &self,
+        pubsub: &mut redis::aio::PubSub,
+        publisher: &mut ConnectionManager,
+        channel: &str,
+        shutdown: &Shutdown,
+    ) {
+        let mut stream = pubsub.on_message();
+        let mut tick = tokio::time::interval(PROBE_EVERY);
+        let mut probe_seq = 0u64;
+        let mut outstanding: Option<(u64, Instant)> = None;
+        loop {
+            tokio::select! {
+                _ = shutdown.wait() => return,
+                msg = stream.next() => {
+                    let Some(msg) = msg else {
+                        tracing::warn!("subscriber: connection closed");
+                        return;
+                    };
+                    let bytes = msg.get_payload_bytes();
+                    if let Some(rest) = bytes.strip_prefix(b"probe ") {
+                        let n = std::str::from_utf8(rest).ok().and_then(|s| s.parse::<u64>().ok());
+                        if let (Some(n), Some((want, sent))) = (n, outstanding)
+                            && n == want {
+                            self.probe_rtt_us.store(sent.elapsed().as_micros() as u64, Ordering::Relaxed);
+                            outstanding = None;
+                        }
+                        continue;
+                    }
+                    self.metrics.pubsub_messages.inc();
+                    self.metrics.pubsub_bytes.inc_by(bytes.len() as u64);
+                    match Sequenced::parse(bytes) {
+                        Ok(m) => self.dispatch(m),
+                        Err(e) => tracing::warn!("subscriber: dropping malformed message: {e}"),
+                    }
+                }
+                _ = tick.tick() => {
+                    if let Some((_, sent)) = outstanding
+                        && sent.elapsed() > PROBE_DEADLINE {
+                        tracing::warn!("subscriber: probe not back after {PROBE_DEADLINE:?}; reconnecting");
+                        return;
+                    }
+                    if outstanding.is_none() {
+                        probe_seq += 1;
+                        let r: redis::RedisResult<i64> = publisher.publish(channel, format!("probe {probe_seq}")).await;
+                        if r.is_ok() {
+                            outstanding = Some((probe_seq, Instant::now()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

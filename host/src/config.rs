@@ -1,0 +1,192 @@
+//! Configuration: defaults, then `kiki.toml` (optional), then `KIKI_*` environment variables,
+//! then command-line flags (applied by `main`). Every role reads the same structure.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address the gateway (HTTP + WebSocket) listens on.
+    pub listen: SocketAddr,
+    /// Redis to use. When unset, `kiki up` starts a private `redis-server` child.
+    pub redis_url: Option<String>,
+    /// Folder with set-up outputs (models, plugins, the ONNX Runtime library).
+    pub data_dir: PathBuf,
+    pub model: ModelConfig,
+    pub worker: WorkerConfig,
+    pub gateway: GatewayConfig,
+    pub plugins: PluginsConfig,
+    pub channels: ChannelsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ModelConfig {
+    /// Model name; its files live in `<data_dir>/models/<name>/`.
+    pub name: String,
+    /// `fp32` or `int8`.
+    pub precision: String,
+    /// Explicit model folder (overrides `data_dir/models/name`).
+    pub dir: Option<PathBuf>,
+    /// Path of `libonnxruntime.so` (defaults to `<data_dir>/libonnxruntime.so`).
+    pub ort_library: Option<PathBuf>,
+    /// Intra-op threads for ONNX Runtime (0 = ONNX Runtime's choice).
+    pub threads: usize,
+    /// Encoder context: `full` (always 30 s) or `auto` (shortened to the segment, as
+    /// whisper.cpp's audio-ctx does).
+    pub audio_ctx: String,
+    /// Longest decoded text in tokens.
+    pub max_tokens: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WorkerConfig {
+    /// Consumer name in the group; defaults to host-pid-random.
+    pub id: Option<String>,
+    /// Most segments per batched model call.
+    pub batch_size: usize,
+    /// How long to wait for a batch to fill, in milliseconds.
+    pub batch_wait_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayConfig {
+    /// Gateway id (its result channel is `kiki:out:<id>`); random when unset.
+    pub id: Option<String>,
+    /// Largest binary frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Longest wait for outstanding finals after `stop`, in seconds.
+    pub final_timeout_s: u64,
+    /// Folder of the web pages.
+    pub web_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PluginsConfig {
+    /// Folder holding `NAME@VERSION.wasm` plugins and their manifests.
+    pub dir: Option<PathBuf>,
+    /// Segmenter used by sessions that do not ask for one.
+    pub segmenter: String,
+    /// Fuel granted per plugin call (a loop that burns it traps instead of stalling the host).
+    pub fuel_per_call: u64,
+    /// Linear-memory limit per plugin instance, in bytes.
+    pub max_memory_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChannelsConfig {
+    /// Key prefix for every Redis key kiki writes.
+    pub prefix: String,
+    /// Seconds a per-session replay stream lives after its last result.
+    pub replay_ttl_s: u64,
+    /// Entries kept per replay stream.
+    pub replay_len: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            redis_url: None,
+            data_dir: PathBuf::from(".cache"),
+            model: ModelConfig::default(),
+            worker: WorkerConfig::default(),
+            gateway: GatewayConfig::default(),
+            plugins: PluginsConfig::default(),
+            channels: ChannelsConfig::default(),
+        }
+    }
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            name: "tiny.en".into(),
+            precision: "fp32".into(),
+            dir: None,
+            ort_library: None,
+            threads: 0,
+            audio_ctx: "full".into(),
+            max_tokens: 224,
+        }
+    }
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        Self { id: None, batch_size: 8, batch_wait_ms: 10 }
+    }
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self { id: None, max_frame_bytes: 256 * 1024, final_timeout_s: 60, web_dir: PathBuf::from("web") }
+    }
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        Self { dir: None, segmenter: "vad".into(), fuel_per_call: 50_000_000, max_memory_bytes: 16 << 20 }
+    }
+}
+
+impl Default for ChannelsConfig {
+    fn default() -> Self {
+        Self { prefix: "kiki".into(), replay_ttl_s: 300, replay_len: 1000 }
+    }
+}
+
+impl Config {
+    /// Loads defaults < `file` (or `./kiki.toml` if present) < `KIKI_*` env vars.
+    /// Nested keys use a double underscore: `KIKI_MODEL__PRECISION=int8`.
+    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match file {
+            Some(path) => fig = fig.merge(Toml::file_exact(path)),
+            None => fig = fig.merge(Toml::file("kiki.toml")),
+        }
+        fig.merge(Env::prefixed("KIKI_").split("__")).extract()
+    }
+
+    pub fn model_dir(&self) -> PathBuf {
+        self.model.dir.clone().unwrap_or_else(|| self.data_dir.join("models").join(&self.model.name))
+    }
+
+    pub fn ort_library(&self) -> PathBuf {
+        self.model.ort_library.clone().unwrap_or_else(|| self.data_dir.join("libonnxruntime.so"))
+    }
+
+    pub fn plugin_dir(&self) -> PathBuf {
+        self.plugins.dir.clone().unwrap_or_else(|| self.data_dir.join("plugins"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_defaults() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("k.toml", "listen = \"127.0.0.1:9000\"\n[model]\nprecision = \"int8\"\n")?;
+            jail.set_env("KIKI_REDIS_URL", "redis://127.0.0.1:1/");
+            jail.set_env("KIKI_MODEL__THREADS", "3");
+            let c = Config::load(Some(Path::new("k.toml")))?;
+            assert_eq!(c.listen.port(), 9000);
+            assert_eq!(c.model.precision, "int8");
+            assert_eq!(c.model.threads, 3);
+            assert_eq!(c.redis_url.as_deref(), Some("redis://127.0.0.1:1/"));
+            assert_eq!(c.worker.batch_size, 8);
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,46 @@
+//! `/healthz` (the process is up), `/readyz` (it can do its job), `/metrics` (Prometheus).
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Serialize;
+
+use super::AppState;
+use crate::channels::workers;
+
+pub async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+#[derive(Serialize)]
+struct Readiness {
+    ready: bool,
+    redis: bool,
+    subscriber: bool,
+    workers: usize,
+    segmenter: String,
+}
+
+/// Ready when Redis answers, the subscriber is live, a segmenter is loaded and at least one
+/// worker (which beats only once its model is loaded) is alive.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let mut conn = state.redis.clone();
+    let redis_ok = redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok();
+    let alive = if redis_ok { workers::alive(&mut conn, &state.keys).await.map(|w| w.len()).unwrap_or(0) } else { 0 };
+    let r = Readiness {
+        ready: redis_ok && state.dispatcher.is_live() && alive > 0,
+        redis: redis_ok,
+        subscriber: state.dispatcher.is_live(),
+        workers: alive,
+        segmenter: state.segmenter.load().label().to_string(),
+    };
+    let code = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (code, Json(r))
+}
+
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+}

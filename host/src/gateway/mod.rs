@@ -1,0 +1,109 @@
+//! The gateway role: HTTP and WebSocket front door. Sessions run the segmenter plugin on their
+//! audio, put segment tasks on the stream, and get results through the global subscriber.
+
+mod health;
+pub mod protocol;
+mod session;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::extract::{State, WebSocketUpgrade};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use tokio::net::TcpListener;
+
+use crate::channels::subscriber::Dispatcher;
+use crate::channels::{self, Keys, tasks};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::plugins::SegmenterPlugin;
+use crate::shutdown::Shutdown;
+
+/// State shared by every request and session of one gateway process.
+pub struct AppState {
+    pub cfg: Config,
+    pub id: String,
+    pub keys: Keys,
+    /// The gateway's result channel.
+    pub channel: String,
+    /// Multiplexed connection for every non-blocking command (constant per process).
+    pub redis: redis::aio::ConnectionManager,
+    pub dispatcher: Arc<Dispatcher>,
+    pub metrics: Arc<Metrics>,
+    /// The active segmenter version; swapped atomically, read per new session.
+    pub segmenter: ArcSwap<SegmenterPlugin>,
+}
+
+pub struct Gateway {
+    state: Arc<AppState>,
+    listener: TcpListener,
+    client: redis::Client,
+}
+
+impl Gateway {
+    /// Connects to Redis, binds the listener and prepares the state; `serve` runs it.
+    pub async fn bind(
+        cfg: Config,
+        client: redis::Client,
+        segmenter: Arc<SegmenterPlugin>,
+        metrics: Arc<Metrics>,
+    ) -> anyhow::Result<Self> {
+        let id = cfg.gateway.id.clone().unwrap_or_else(crate::ids::short);
+        let keys = Keys::new(&cfg.channels.prefix);
+        let mut redis = channels::manager(&client).await.context("gateway: connecting to Redis")?;
+        tasks::ensure_group(&mut redis, &keys).await.context("gateway: creating the task stream")?;
+        let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
+        let channel = keys.gateway_channel(&id);
+        let dispatcher = Arc::new(Dispatcher::new(metrics.clone()));
+        let state = Arc::new(AppState {
+            cfg,
+            id,
+            keys,
+            channel,
+            redis,
+            dispatcher,
+            metrics,
+            segmenter: ArcSwap::new(segmenter),
+        });
+        Ok(Self { state, listener, client })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
+    pub async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let state = self.state;
+        tokio::spawn(state.dispatcher.clone().run(
+            self.client.clone(),
+            state.redis.clone(),
+            state.channel.clone(),
+            shutdown.clone(),
+        ));
+        let app = Router::new()
+            .route("/ws", get(ws_upgrade))
+            .route("/healthz", get(health::healthz))
+            .route("/readyz", get(health::readyz))
+            .route("/metrics", get(health::metrics))
+            .with_state(state.clone());
+        tracing::info!(addr = %self.listener.local_addr()?, gateway = %state.id, "gateway listening");
+        axum::serve(self.listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await?;
+        Ok(())
+    }
+}
+
+async fn ws_upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> impl IntoResponse {
+    // The transport limit sits above the protocol limit so that an oversized frame gets a clear
+    // `frame_too_large` error instead of a dropped connection.
+    let transport_limit = state.cfg.gateway.max_frame_bytes.saturating_mul(4).max(64 * 1024);
+    ws.max_message_size(transport_limit)
+        .max_frame_size(transport_limit)
+        .on_upgrade(move |socket| session::run(socket, state))
+}

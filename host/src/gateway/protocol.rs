@@ -1,0 +1,127 @@
+//! The native WebSocket protocol (`/ws`): typed messages, shared by the server, the tests and
+//! the docs (`docs/protocol.md`).
+
+use serde::{Deserialize, Serialize};
+
+use crate::audio::PcmFormat;
+use crate::channels::results::Word;
+
+/// Messages a client sends as text frames. Audio goes in binary frames between `start` and `stop`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ClientMessage {
+    Start(Start),
+    Stop,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Start {
+    /// Rate of the PCM frames, 8000..=48000 Hz; resampled to 16 kHz in the gateway.
+    #[serde(default = "default_rate")]
+    pub sample_rate: u32,
+    #[serde(default)]
+    pub format: PcmFormat,
+    #[serde(default)]
+    pub language: Option<String>,
+    /// Plugin choices and their options, by kind (e.g. `{"segmenter": {"name": "vad", "partial_ms": "800"}}`).
+    #[serde(default)]
+    pub plugins: serde_json::Map<String, serde_json::Value>,
+    #[serde(default)]
+    pub hotwords: Vec<String>,
+}
+
+fn default_rate() -> u32 {
+    16_000
+}
+
+/// Messages the server sends as text frames.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMessage {
+    Ready {
+        session: String,
+        epoch: String,
+        sample_rate: u32,
+    },
+    Partial(Segment),
+    Final(Segment),
+    Error {
+        code: ErrorCode,
+        message: String,
+        retryable: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        segment: Option<u64>,
+    },
+    End {
+        segments: u64,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Segment {
+    pub seq: u64,
+    pub segment: u64,
+    pub text: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    #[serde(default)]
+    pub words: Vec<Word>,
+}
+
+/// Every error a client can see, with a stable wire name.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// A text frame that is not a valid JSON message.
+    BadMessage,
+    /// Audio (or `stop`) before `start`.
+    NotStarted,
+    /// A second `start` in one session.
+    AlreadyStarted,
+    /// A sample rate or format the server does not take.
+    UnsupportedFormat,
+    /// A binary frame that is not whole samples.
+    BadFrame,
+    /// A binary frame over the size limit.
+    FrameTooLarge,
+    /// The segmenter plugin failed; the session carries on with a fresh instance.
+    PluginFailed,
+    /// A segment could not be transcribed.
+    SegmentFailed,
+    /// Some finals did not arrive before the timeout after `stop`.
+    Timeout,
+    /// The server is overloaded or cannot reach Redis; retry later.
+    Busy,
+    /// Something on the server's side broke.
+    Internal,
+}
+
+impl ServerMessage {
+    pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
+        let retryable = matches!(code, ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Internal);
+        ServerMessage::Error { code, message: message.into(), retryable, segment: None }
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serialising these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| "{\"type\":\"error\",\"code\":\"internal\"}".into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_defaults_and_round_trip() {
+        let m: ClientMessage = serde_json::from_str(r#"{"type":"start"}"#).unwrap();
+        let ClientMessage::Start(s) = m else { panic!("not start") };
+        assert_eq!((s.sample_rate, s.format), (16_000, PcmFormat::PcmS16le));
+        let m: ClientMessage =
+            serde_json::from_str(r#"{"type":"start","sample_rate":48000,"format":"f32le"}"#).unwrap();
+        assert!(matches!(m, ClientMessage::Start(Start { sample_rate: 48_000, format: PcmFormat::F32le, .. })));
+        assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"dance"}"#).is_err());
+        let e = ServerMessage::error(ErrorCode::NotStarted, "x").to_json();
+        assert!(e.contains(r#""code":"not_started""#), "{e}");
+    }
+}

@@ -1,0 +1,423 @@
+//! One WebSocket session: `start`, audio frames through the segmenter, tasks out, results in,
+//! `stop`, wait for the finals, `end`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use tokio::sync::mpsc;
+
+use super::AppState;
+use super::protocol::{ClientMessage, ErrorCode, Segment, ServerMessage, Start};
+use crate::audio::{self, PcmFormat, SAMPLE_RATE, StreamResampler};
+use crate::channels::results::{self, Sequenced};
+use crate::channels::subscriber::Delivery;
+use crate::channels::tasks::{self, TaskMeta};
+use crate::channels::workers::now_ms;
+use crate::plugins::{Cut, CutKind, SegmenterInstance};
+
+/// Samples kept before the last final's end, for a segmenter's pre-roll padding.
+const KEEP_BEFORE: u64 = SAMPLE_RATE as u64;
+
+/// Drives one socket until it closes. Never panics on client input.
+pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
+    state.metrics.sessions_active.inc();
+    let mut session: Option<Live> = None;
+    let mut stopping = false;
+    let final_timeout = Duration::from_secs(state.cfg.gateway.final_timeout_s);
+    let deadline = tokio::time::sleep(Duration::MAX / 4);
+    tokio::pin!(deadline);
+    loop {
+        let inbox = async {
+            match session.as_mut() {
+                Some(s) => s.inbox.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else { break };
+                let replies = match msg {
+                    Message::Text(t) => on_text(&state, &mut session, &mut stopping, t.as_str()).await,
+                    Message::Binary(b) => on_binary(&state, session.as_mut(), stopping, &b).await,
+                    Message::Close(_) => break,
+                    Message::Ping(_) | Message::Pong(_) => Vec::new(),
+                };
+                if stopping && session.as_ref().is_some_and(|s| s.outstanding.is_empty()) {
+                    let mut replies = replies;
+                    replies.push(end_message(session.as_ref()));
+                    let _ = send_all(&mut socket, replies).await;
+                    break;
+                }
+                if stopping {
+                    deadline.as_mut().reset(tokio::time::Instant::now() + final_timeout);
+                }
+                if send_all(&mut socket, replies).await.is_err() { break; }
+            }
+            delivery = inbox => {
+                let Some(delivery) = delivery else { break };
+                let Some(s) = session.as_mut() else { continue };
+                let replies = s.on_delivery(&state, delivery).await;
+                if send_all(&mut socket, replies).await.is_err() { break; }
+                if stopping && s.outstanding.is_empty() {
+                    let _ = send_all(&mut socket, vec![end_message(session.as_ref())]).await;
+                    break;
+                }
+            }
+            _ = &mut deadline, if stopping => {
+                let missing = session.as_ref().map(|s| s.outstanding.len()).unwrap_or(0);
+                let msg = ServerMessage::error(ErrorCode::Timeout, format!("{missing} final(s) not ready in time"));
+                let _ = send_all(&mut socket, vec![msg, end_message(session.as_ref())]).await;
+                break;
+            }
+        }
+    }
+    if let Some(s) = session {
+        state.dispatcher.unregister(&s.id);
+    }
+    let _ = socket.send(Message::Close(None)).await;
+    state.metrics.sessions_active.dec();
+}
+
+fn end_message(session: Option<&Live>) -> ServerMessage {
+    ServerMessage::End { segments: session.map(|s| s.finals_delivered).unwrap_or(0) }
+}
+
+async fn send_all(socket: &mut WebSocket, msgs: Vec<ServerMessage>) -> Result<(), axum::Error> {
+    for m in msgs {
+        socket.send(Message::Text(m.to_json().into())).await?;
+    }
+    Ok(())
+}
+
+async fn on_text(
+    state: &Arc<AppState>,
+    session: &mut Option<Live>,
+    stopping: &mut bool,
+    text: &str,
+) -> Vec<ServerMessage> {
+    let msg: ClientMessage = match serde_json::from_str(text) {
+        Ok(m) => m,
+        Err(e) => {
+            state.metrics.protocol_errors.inc();
+            return vec![ServerMessage::error(ErrorCode::BadMessage, format!("not a valid message: {e}"))];
+        }
+    };
+    match msg {
+        ClientMessage::Start(start) => {
+            if session.is_some() {
+                state.metrics.protocol_errors.inc();
+                return vec![ServerMessage::error(ErrorCode::AlreadyStarted, "this session has already started")];
+            }
+            match Live::open(state, start).await {
+                Ok(live) => {
+                    let ready = ServerMessage::Ready {
+                        session: live.id.clone(),
+                        epoch: live.epoch.clone(),
+                        sample_rate: live.rate,
+                    };
+                    *session = Some(live);
+                    vec![ready]
+                }
+                Err(e) => {
+                    state.metrics.protocol_errors.inc();
+                    vec![e]
+                }
+            }
+        }
+        ClientMessage::Stop => match session.as_mut() {
+            None => vec![ServerMessage::error(ErrorCode::NotStarted, "stop before start")],
+            Some(_) if *stopping => Vec::new(),
+            Some(s) => {
+                *stopping = true;
+                s.finish(state).await
+            }
+        },
+    }
+}
+
+async fn on_binary(
+    state: &Arc<AppState>,
+    session: Option<&mut Live>,
+    stopping: bool,
+    bytes: &[u8],
+) -> Vec<ServerMessage> {
+    state.metrics.frames.inc();
+    state.metrics.frame_bytes.inc_by(bytes.len() as u64);
+    let Some(s) = session else {
+        state.metrics.protocol_errors.inc();
+        return vec![ServerMessage::error(ErrorCode::NotStarted, "audio before start: send a start message first")];
+    };
+    if stopping {
+        return vec![ServerMessage::error(ErrorCode::BadMessage, "audio after stop is ignored")];
+    }
+    if bytes.len() > state.cfg.gateway.max_frame_bytes {
+        state.metrics.protocol_errors.inc();
+        return vec![ServerMessage::error(
+            ErrorCode::FrameTooLarge,
+            format!("frame of {} bytes exceeds the limit of {}", bytes.len(), state.cfg.gateway.max_frame_bytes),
+        )];
+    }
+    s.on_audio(state, bytes).await
+}
+
+/// A started session.
+struct Live {
+    id: String,
+    epoch: String,
+    rate: u32,
+    format: PcmFormat,
+    language: Option<String>,
+    resampler: StreamResampler,
+    segmenter: SegmenterInstance,
+    /// Audio at 16 kHz from absolute sample `base`.
+    buf: Vec<f32>,
+    base: u64,
+    /// Current utterance's id and the revision of its last partial.
+    segment: u64,
+    rev: u32,
+    /// Finals enqueued and not yet delivered.
+    outstanding: BTreeSet<u64>,
+    finals_delivered: u64,
+    last_seq: u64,
+    inbox: mpsc::UnboundedReceiver<Delivery>,
+    scratch: Vec<f32>,
+}
+
+impl Live {
+    async fn open(state: &Arc<AppState>, start: Start) -> Result<Self, ServerMessage> {
+        if !(8_000..=48_000).contains(&start.sample_rate) {
+            return Err(ServerMessage::error(
+                ErrorCode::UnsupportedFormat,
+                format!("sample_rate {} is outside 8000..=48000", start.sample_rate),
+            ));
+        }
+        let resampler = StreamResampler::new(start.sample_rate, SAMPLE_RATE)
+            .map_err(|e| ServerMessage::error(ErrorCode::UnsupportedFormat, e.to_string()))?;
+        let options: Vec<(String, String)> = start
+            .plugins
+            .get("segmenter")
+            .and_then(|v| v.as_object())
+            .map(|o| o.iter().filter(|(k, _)| *k != "name").map(|(k, v)| (k.clone(), json_to_string(v))).collect())
+            .unwrap_or_default();
+        let plugin = state.segmenter.load_full();
+        let segmenter = plugin.open(SAMPLE_RATE, &options).map_err(|e| {
+            state.metrics.plugin_errors.inc();
+            ServerMessage::error(ErrorCode::PluginFailed, e.to_string())
+        })?;
+        let id = crate::ids::long();
+        let epoch = crate::ids::short();
+        let mut conn = state.redis.clone();
+        results::open_session(&mut conn, &state.keys, &id, &epoch, state.cfg.channels.replay_ttl_s)
+            .await
+            .map_err(|e| ServerMessage::error(ErrorCode::Busy, format!("cannot reach Redis: {e}")))?;
+        let inbox = state.dispatcher.register(&id);
+        state.metrics.sessions_total.inc();
+        tracing::debug!(session = %id, plugin = %segmenter.label(), "session started");
+        Ok(Self {
+            id,
+            epoch,
+            rate: start.sample_rate,
+            format: start.format,
+            language: start.language,
+            resampler,
+            segmenter,
+            buf: Vec::new(),
+            base: 0,
+            segment: 0,
+            rev: 0,
+            outstanding: BTreeSet::new(),
+            finals_delivered: 0,
+            last_seq: 0,
+            inbox,
+            scratch: Vec::new(),
+        })
+    }
+
+    async fn on_audio(&mut self, state: &Arc<AppState>, bytes: &[u8]) -> Vec<ServerMessage> {
+        self.scratch.clear();
+        if let Err(e) = audio::decode_frame(bytes, self.format, &mut self.scratch) {
+            state.metrics.protocol_errors.inc();
+            return vec![ServerMessage::error(ErrorCode::BadFrame, e.to_string())];
+        }
+        let mut samples = Vec::with_capacity(self.scratch.len() * SAMPLE_RATE as usize / self.rate as usize + 8);
+        if let Err(e) = self.resampler.push(&self.scratch, &mut samples) {
+            return vec![ServerMessage::error(ErrorCode::Internal, e.to_string())];
+        }
+        if samples.is_empty() {
+            return Vec::new();
+        }
+        self.buf.extend_from_slice(&samples);
+        let cuts = self.segmenter.push(samples, None);
+        self.apply_cuts(state, cuts).await
+    }
+
+    async fn finish(&mut self, state: &Arc<AppState>) -> Vec<ServerMessage> {
+        let cuts = self.segmenter.flush();
+        self.apply_cuts(state, cuts).await
+    }
+
+    async fn apply_cuts(
+        &mut self,
+        state: &Arc<AppState>,
+        cuts: Result<Vec<Cut>, crate::plugins::PluginError>,
+    ) -> Vec<ServerMessage> {
+        let mut replies = Vec::new();
+        let cuts = match cuts {
+            Ok(c) => c,
+            Err(e) => {
+                // The instance is unusable after a trap: replace it and carry on.
+                state.metrics.plugin_errors.inc();
+                tracing::warn!(session = %self.id, "segmenter failed: {e}");
+                replies.push(ServerMessage::error(ErrorCode::PluginFailed, e.to_string()));
+                match state.segmenter.load_full().open(SAMPLE_RATE, &[]) {
+                    Ok(fresh) => self.segmenter = fresh,
+                    Err(e) => tracing::error!(session = %self.id, "cannot reopen segmenter: {e}"),
+                }
+                return replies;
+            }
+        };
+        for cut in cuts {
+            if let Err(e) = self.enqueue(state, cut).await {
+                replies.push(e);
+            }
+        }
+        replies
+    }
+
+    async fn enqueue(&mut self, state: &Arc<AppState>, cut: Cut) -> Result<(), ServerMessage> {
+        let end_abs = self.base + self.buf.len() as u64;
+        let start = cut.start.clamp(self.base, end_abs);
+        let end = cut.end.clamp(start, end_abs);
+        if end <= start {
+            return Ok(());
+        }
+        let slice = &self.buf[(start - self.base) as usize..(end - self.base) as usize];
+        let rev = match cut.kind {
+            CutKind::Partial => {
+                self.rev += 1;
+                self.rev
+            }
+            CutKind::Final => 0,
+        };
+        let meta = TaskMeta {
+            session: self.id.clone(),
+            segment: self.segment,
+            kind: cut.kind,
+            rev,
+            reply: state.channel.clone(),
+            start_ms: start * 1000 / SAMPLE_RATE as u64,
+            end_ms: end * 1000 / SAMPLE_RATE as u64,
+            enqueued_ms: now_ms(),
+            language: self.language.clone(),
+        };
+        let mut conn = state.redis.clone();
+        tasks::enqueue(&mut conn, &state.keys, &meta, &audio::to_s16le(slice))
+            .await
+            .map_err(|e| ServerMessage::error(ErrorCode::Busy, format!("cannot queue the segment: {e}")))?;
+        state.metrics.tasks_enqueued.inc();
+        if cut.kind == CutKind::Final {
+            self.outstanding.insert(self.segment);
+            self.segment += 1;
+            self.rev = 0;
+            // Keep a little audio before the cut for the next utterance's pre-roll.
+            let keep_from = end.saturating_sub(KEEP_BEFORE).max(self.base);
+            self.buf.drain(..(keep_from - self.base) as usize);
+            self.base = keep_from;
+        }
+        Ok(())
+    }
+
+    /// Applies a result in sequence order: duplicates are dropped, a gap is filled from the
+    /// replay stream first.
+    async fn on_delivery(&mut self, state: &Arc<AppState>, delivery: Delivery) -> Vec<ServerMessage> {
+        let mut out = Vec::new();
+        match delivery {
+            Delivery::Result(msg) => {
+                if msg.seq <= self.last_seq {
+                    state.metrics.duplicates_dropped.inc();
+                    return out;
+                }
+                if msg.seq > self.last_seq + 1 {
+                    self.replay(state, &mut out).await;
+                }
+                if msg.seq == self.last_seq + 1 {
+                    self.apply(state, *msg, &mut out);
+                } else if msg.seq <= self.last_seq {
+                    state.metrics.duplicates_dropped.inc();
+                }
+            }
+            Delivery::Resync => self.replay(state, &mut out).await,
+        }
+        out
+    }
+
+    async fn replay(&mut self, state: &Arc<AppState>, out: &mut Vec<ServerMessage>) {
+        state.metrics.replays.inc();
+        let mut conn = state.redis.clone();
+        match results::replay(&mut conn, &state.keys, &self.id, self.last_seq).await {
+            Ok(msgs) => {
+                for m in msgs {
+                    if m.seq == self.last_seq + 1 {
+                        self.apply(state, m, out);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(session = %self.id, "replay failed: {e}"),
+        }
+    }
+
+    fn apply(&mut self, state: &Arc<AppState>, msg: Sequenced, out: &mut Vec<ServerMessage>) {
+        self.last_seq = msg.seq;
+        let p = msg.payload;
+        let seg = Segment {
+            seq: msg.seq,
+            segment: p.segment,
+            text: p.text,
+            start_ms: p.start_ms,
+            end_ms: p.end_ms,
+            words: p.words,
+        };
+        if let Some(err) = p.error {
+            if p.kind == CutKind::Final {
+                self.outstanding.remove(&p.segment);
+            }
+            out.push(ServerMessage::Error {
+                code: ErrorCode::SegmentFailed,
+                message: err,
+                retryable: false,
+                segment: Some(p.segment),
+            });
+            return;
+        }
+        match p.kind {
+            CutKind::Final => {
+                if self.outstanding.remove(&p.segment) {
+                    self.finals_delivered += 1;
+                    state.metrics.finals_delivered.inc();
+                    if p.enqueued_ms > 0 {
+                        state
+                            .metrics
+                            .final_latency_seconds
+                            .observe(now_ms().saturating_sub(p.enqueued_ms) as f64 / 1e3);
+                    }
+                    out.push(ServerMessage::Final(seg));
+                }
+            }
+            // A partial for a segment already final is stale.
+            CutKind::Partial if p.segment >= self.segment => {
+                state.metrics.partials_delivered.inc();
+                out.push(ServerMessage::Partial(seg));
+            }
+            CutKind::Partial => {}
+        }
+    }
+}
+
+fn json_to_string(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

@@ -1,0 +1,39 @@
+//! The converted model's `config.json`: dimensions and special token ids.
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+use super::InferenceError;
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ModelInfo {
+    pub n_mels: usize,
+    pub n_audio_ctx: usize,
+    pub n_text_ctx: usize,
+    pub n_vocab: usize,
+    pub n_text_layer: usize,
+    pub n_state: usize,
+    #[serde(default)]
+    pub multilingual: bool,
+    pub sot: u32,
+    pub eot: u32,
+    pub no_timestamps: u32,
+    pub no_speech: u32,
+    pub timestamp_begin: u32,
+    #[serde(default)]
+    pub transcribe: Option<u32>,
+    #[serde(default)]
+    pub suppress_tokens: Vec<u32>,
+    #[serde(default)]
+    pub suppress_blank: Vec<u32>,
+}
+
+impl ModelInfo {
+    pub fn load(dir: &Path) -> Result<Self, InferenceError> {
+        let path = dir.join("config.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| InferenceError::model_file(&path, e))?;
+        serde_json::from_str(&text)
+            .map_err(|e| InferenceError::Corrupt { path: path.display().to_string(), reason: e.to_string() })
+    }
+}

@@ -1,0 +1,118 @@
+//! The `kiki` binary: one program, several roles.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use kiki::config::Config;
+use kiki::shutdown::Shutdown;
+
+#[derive(Parser)]
+#[command(
+    name = "kiki",
+    version,
+    about = "Streaming speech recognition: gateway, worker and wasm plugins around Redis"
+)]
+struct Cli {
+    /// Config file (default: ./kiki.toml when present).
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    /// Address to listen on (overrides config and KIKI_LISTEN).
+    #[arg(long, global = true)]
+    listen: Option<SocketAddr>,
+    /// Redis URL (overrides config and KIKI_REDIS_URL).
+    #[arg(long, global = true)]
+    redis_url: Option<String>,
+    /// Log as JSON lines.
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process: gateway + worker (+ a private Redis when none is configured).
+    Up,
+    /// The gateway role only.
+    Gateway,
+    /// The worker role only.
+    Worker,
+    /// Transcribe WAV files and print one line per file.
+    Transcribe {
+        files: Vec<PathBuf>,
+        /// Print JSON (segments with times) instead of plain lines.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_json);
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("kiki: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("kiki: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut cfg = Config::load(cli.config.as_deref()).context("loading configuration")?;
+    if let Some(l) = cli.listen {
+        cfg.listen = l;
+    }
+    if let Some(u) = cli.redis_url {
+        cfg.redis_url = Some(u);
+    }
+    let shutdown = Shutdown::new();
+    shutdown.on_signals();
+    match cli.command {
+        Command::Up => kiki::roles::run_up(cfg, shutdown).await,
+        Command::Gateway => kiki::roles::run_gateway(cfg, shutdown).await,
+        Command::Worker => kiki::roles::run_worker(cfg, shutdown).await,
+        Command::Transcribe { files, json } => transcribe(cfg, files, json).await,
+    }
+}
+
+async fn transcribe(cfg: Config, files: Vec<PathBuf>, json: bool) -> anyhow::Result<()> {
+    anyhow::ensure!(!files.is_empty(), "no files given");
+    let engine = kiki::roles::load_engine(&cfg).await?;
+    let mut failed = 0;
+    for f in files {
+        let e = engine.clone();
+        let path = f.clone();
+        match tokio::task::spawn_blocking(move || kiki::transcribe::transcribe_file(&e, &path)).await? {
+            Ok(r) if json => println!("{}", serde_json::to_string(&r)?),
+            Ok(r) => println!("{}: {}", r.file, r.text),
+            Err(e) => {
+                failed += 1;
+                eprintln!("kiki: {e:#}");
+            }
+        }
+    }
+    anyhow::ensure!(failed == 0, "{failed} file(s) failed");
+    Ok(())
+}
+
+fn init_logging(json: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("KIKI_LOG").unwrap_or_else(|_| EnvFilter::new("info,ort=warn,wasmtime=warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,86 @@
+//! Prometheus metrics for every role, rendered at `/metrics`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+pub struct Metrics {
+    registry: Registry,
+    pub sessions_active: Gauge,
+    pub sessions_total: Counter,
+    pub frames: Counter,
+    pub frame_bytes: Counter,
+    pub protocol_errors: Counter,
+    pub tasks_enqueued: Counter,
+    pub tasks_acked: Counter,
+    pub finals_delivered: Counter,
+    pub partials_delivered: Counter,
+    pub duplicates_dropped: Counter,
+    pub replays: Counter,
+    pub plugin_errors: Counter,
+    pub pubsub_messages: Counter,
+    pub pubsub_bytes: Counter,
+    pub subscriber_reconnects: Counter,
+    pub inference_batches: Counter,
+    pub inference_segments: Counter,
+    pub inference_audio_ms: Counter,
+    pub inference_seconds: Histogram,
+    /// Enqueue at the gateway -> final on the socket.
+    pub final_latency_seconds: Histogram,
+}
+
+impl Metrics {
+    pub fn new() -> Arc<Self> {
+        let mut r = Registry::with_prefix("kiki");
+        macro_rules! reg {
+            ($name:literal, $help:literal, $m:expr) => {{
+                let m = $m;
+                r.register($name, $help, m.clone());
+                m
+            }};
+        }
+        let latency = || Histogram::new(exponential_buckets(0.005, 2.0, 14));
+        Arc::new(Self {
+            sessions_active: reg!("sessions_active", "Live WebSocket sessions", Gauge::default()),
+            sessions_total: reg!("sessions", "Sessions opened", Counter::default()),
+            frames: reg!("audio_frames", "Binary audio frames received", Counter::default()),
+            frame_bytes: reg!("audio_frame_bytes", "Bytes of audio frames received", Counter::default()),
+            protocol_errors: reg!("protocol_errors", "Client protocol errors answered", Counter::default()),
+            tasks_enqueued: reg!("tasks_enqueued", "Segment tasks added to the stream", Counter::default()),
+            tasks_acked: reg!("tasks_acked", "Tasks acknowledged by workers", Counter::default()),
+            finals_delivered: reg!("finals_delivered", "Final results sent to clients", Counter::default()),
+            partials_delivered: reg!("partials_delivered", "Partial results sent to clients", Counter::default()),
+            duplicates_dropped: reg!("duplicates_dropped", "Results dropped as already delivered", Counter::default()),
+            replays: reg!("replays", "Replay-stream reads after a gap or reconnect", Counter::default()),
+            plugin_errors: reg!("plugin_errors", "Plugin traps, fuel exhaustion and errors", Counter::default()),
+            pubsub_messages: reg!("pubsub_messages", "Pub/Sub messages received", Counter::default()),
+            pubsub_bytes: reg!("pubsub_bytes", "Pub/Sub bytes received", Counter::default()),
+            subscriber_reconnects: reg!("subscriber_reconnects", "Global subscriber reconnects", Counter::default()),
+            inference_batches: reg!("inference_batches", "Model calls", Counter::default()),
+            inference_segments: reg!("inference_segments", "Segments transcribed", Counter::default()),
+            inference_audio_ms: reg!("inference_audio_ms", "Audio transcribed, ms", Counter::default()),
+            inference_seconds: reg!("inference_seconds", "Wall time per batched model call", latency()),
+            final_latency_seconds: reg!("final_latency_seconds", "Enqueue to final delivered", latency()),
+            registry: r,
+        })
+    }
+
+    pub fn observe_inference(&self, segments: usize, elapsed: Duration, audio_ms: u64) {
+        self.inference_batches.inc();
+        self.inference_segments.inc_by(segments as u64);
+        self.inference_audio_ms.inc_by(audio_ms);
+        self.inference_seconds.observe(elapsed.as_secs_f64());
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

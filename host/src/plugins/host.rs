@@ -1,0 +1,81 @@
+//! What a plugin instance may touch: the `host` imports (log, clock, config) and an empty WASI
+//! context (Rust's std on wasip2 imports `wasi:cli`/`wasi:io` even when it does no I/O).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::StoreLimits;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use super::bindings::segmenter::kiki::plugin::{host, types};
+
+/// Per-instance state held in the wasmtime `Store`.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub limits: StoreLimits,
+    /// Plugin name@version, for log lines.
+    pub label: Arc<str>,
+    pub config: Arc<HashMap<String, String>>,
+    started: Instant,
+    stderr: MemoryOutputPipe,
+}
+
+/// Stderr kept per instance; drained into the log after each call.
+const STDERR_CAP: usize = 16 * 1024;
+
+impl HostState {
+    pub fn new(label: Arc<str>, config: Arc<HashMap<String, String>>, limits: StoreLimits) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAP);
+        // Grants nothing: no preopened dirs, no env, no args, no sockets, no stdin.
+        let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).stdout(stderr.clone()).build();
+        Self { wasi, table: ResourceTable::new(), limits, label, config, started: Instant::now(), stderr }
+    }
+
+    /// Moves what the plugin wrote to stderr into the log.
+    pub fn drain_stderr(&mut self) {
+        let bytes = self.stderr.contents();
+        if !bytes.is_empty() {
+            for line in String::from_utf8_lossy(&bytes).lines() {
+                tracing::warn!(plugin = %self.label, "stderr: {line}");
+            }
+            // A pipe cannot be cleared; a fresh one replaces it (cheap, rare).
+            self.stderr = MemoryOutputPipe::new(STDERR_CAP);
+            self.wasi = WasiCtxBuilder::new().stderr(self.stderr.clone()).stdout(self.stderr.clone()).build();
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: host::Level, message: String) {
+        let label = &self.label;
+        // Plugins cannot flood the log with one giant line.
+        let message: String = message.chars().take(1024).collect();
+        match level {
+            host::Level::Trace => tracing::trace!(plugin = %label, "{message}"),
+            host::Level::Debug => tracing::debug!(plugin = %label, "{message}"),
+            host::Level::Info => tracing::info!(plugin = %label, "{message}"),
+            host::Level::Warn => tracing::warn!(plugin = %label, "{message}"),
+            host::Level::Error => tracing::error!(plugin = %label, "{message}"),
+        }
+    }
+
+    fn now_ms(&mut self) -> u64 {
+        self.started.elapsed().as_millis() as u64
+    }
+
+    fn config(&mut self, key: String) -> Option<String> {
+        self.config.get(&key).cloned()
+    }
+}
+
+impl types::Host for HostState {}

@@ -1,0 +1,60 @@
+//! Finding plugins on disk: `NAME@VERSION.wasm` files in the plugin directory.
+
+use std::path::{Path, PathBuf};
+
+/// A plugin file found on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginFile {
+    pub name: String,
+    pub version: String,
+    pub path: PathBuf,
+}
+
+/// Parses `NAME@VERSION.wasm`.
+pub fn parse_file_name(path: &Path) -> Option<PluginFile> {
+    let stem = path.file_name()?.to_str()?.strip_suffix(".wasm")?;
+    let (name, version) = stem.split_once('@')?;
+    if name.is_empty() || version.is_empty() {
+        return None;
+    }
+    Some(PluginFile { name: name.into(), version: version.into(), path: path.to_path_buf() })
+}
+
+/// Every plugin file in `dir`.
+pub fn scan(dir: &Path) -> std::io::Result<Vec<PluginFile>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        if let Some(p) = parse_file_name(&entry?.path()) {
+            out.push(p);
+        }
+    }
+    out.sort_by(|a, b| (&a.name, version_key(&a.version)).cmp(&(&b.name, version_key(&b.version))));
+    Ok(out)
+}
+
+/// The newest version of `name` in `dir`.
+pub fn newest(dir: &Path, name: &str) -> std::io::Result<Option<PluginFile>> {
+    Ok(scan(dir)?.into_iter().filter(|p| p.name == name).next_back())
+}
+
+/// Orders dotted versions numerically where they are numbers ("0.10.0" after "0.9.1").
+fn version_key(v: &str) -> Vec<(u64, String)> {
+    v.split(['.', '-']).map(|p| (p.parse().unwrap_or(u64::MAX), p.to_string())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_versions() {
+        assert_eq!(parse_file_name(Path::new("/x/vad@0.1.0.wasm")).map(|p| p.version), Some("0.1.0".into()));
+        assert!(parse_file_name(Path::new("vad.wasm")).is_none());
+        assert!(parse_file_name(Path::new("@1.wasm")).is_none());
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["vad@0.9.1.wasm", "vad@0.10.0.wasm", "text@1.0.0.wasm", "notes.txt"] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        assert_eq!(newest(dir.path(), "vad").unwrap().unwrap().version, "0.10.0");
+    }
+}

@@ -1,0 +1,102 @@
+//! The wasmtime engine, narrowed to what Kiki needs: component model, fuel, pooling.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use super::Limits;
+use super::bindings::segmenter as seg_bindings;
+use super::host::HostState;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    Segmenter,
+    Postprocessor,
+    Router,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    #[error("plugin {path}: {reason}")]
+    Load { path: String, reason: String },
+    #[error("plugin {plugin} is not a {kind:?} plugin: {reason}")]
+    WrongWorld { plugin: String, kind: PluginKind, reason: String },
+    #[error("plugin {plugin} trapped: {reason}")]
+    Trap { plugin: String, reason: String },
+    #[error("plugin {plugin} ran out of fuel (a loop that does not end?)")]
+    OutOfFuel { plugin: String },
+    #[error("plugin {plugin} returned an error: {reason}")]
+    Returned { plugin: String, reason: String },
+    #[error("wasmtime: {0}")]
+    Engine(String),
+}
+
+impl PluginError {
+    /// Sorts a call failure: fuel exhaustion and traps are distinct so that operators see
+    /// which one happened; anything else (e.g. a memory-limit failure, which is not a `Trap`)
+    /// is still reported with its full chain.
+    pub fn from_call(plugin: &str, err: wasmtime::Error) -> Self {
+        match err.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::OutOfFuel) => PluginError::OutOfFuel { plugin: plugin.to_string() },
+            _ => PluginError::Trap { plugin: plugin.to_string(), reason: format!("{err:#}") },
+        }
+    }
+}
+
+/// One wasmtime engine and linker shared by every plugin of the process.
+pub struct PluginRuntime {
+    engine: Engine,
+    limits: Limits,
+    seg_linker: Linker<HostState>,
+}
+
+impl PluginRuntime {
+    pub fn new(limits: Limits) -> Result<Arc<Self>, PluginError> {
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true);
+        cfg.consume_fuel(true);
+        // Small reservations: on-demand instances would each reserve ~4 GiB of address space;
+        // with pooling and a bounded reservation thousands of live sessions fit.
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.max_instances);
+        pool.total_core_instances(limits.max_instances * 2);
+        pool.total_memories(limits.max_instances * 2);
+        pool.total_tables(limits.max_instances * 2);
+        pool.max_memory_size(limits.max_memory_bytes);
+        cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        cfg.memory_reservation(limits.max_memory_bytes as u64);
+        cfg.memory_guard_size(64 * 1024);
+        cfg.memory_reservation_for_growth(0);
+        let engine = Engine::new(&cfg).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        let mut seg_linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut seg_linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        seg_bindings::SegmenterPlugin::add_to_linker::<_, HasSelf<HostState>>(&mut seg_linker, |s| s)
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        Ok(Arc::new(Self { engine, limits, seg_linker }))
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Compiles a component from a file. Slow (tens of ms): call from a blocking thread.
+    pub fn compile(&self, path: &Path) -> Result<Component, PluginError> {
+        let bytes = std::fs::read(path)
+            .map_err(|e| PluginError::Load { path: path.display().to_string(), reason: e.to_string() })?;
+        Component::new(&self.engine, &bytes)
+            .map_err(|e| PluginError::Load { path: path.display().to_string(), reason: format!("{e:#}") })
+    }
+
+    pub(crate) fn segmenter_linker(&self) -> &Linker<HostState> {
+        &self.seg_linker
+    }
+
+    pub(crate) fn new_store(&self, state: HostState) -> Store<HostState> {
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store
+    }
+}

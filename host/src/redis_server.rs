@@ -1,0 +1,55 @@
+//! A private `redis-server` child for `kiki up` when no Redis is configured: on a free loopback
+//! port, no persistence, stopped when kiki exits (kill_on_drop).
+
+use std::net::TcpListener;
+use std::process::Stdio;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::process::{Child, Command};
+
+pub struct RedisChild {
+    child: Child,
+    pub url: String,
+    pub port: u16,
+}
+
+impl RedisChild {
+    /// Starts `redis-server` (from PATH or `bin`) and waits until it answers PING.
+    pub async fn start(bin: &str, extra_args: &[&str]) -> anyhow::Result<Self> {
+        let port = free_port()?;
+        let mut cmd = Command::new(bin);
+        cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(extra_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        let child = cmd.spawn().with_context(|| format!("starting {bin}: is redis-server installed? (make setup)"))?;
+        let url = format!("redis://127.0.0.1:{port}/");
+        let client = redis::Client::open(url.as_str())?;
+        for _ in 0..100 {
+            if let Ok(mut c) = client.get_multiplexed_async_connection().await {
+                let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut c).await;
+                if pong.is_ok() {
+                    return Ok(Self { child, url, port });
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("redis-server on port {port} did not answer PING within 5 s")
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
+}
+
+/// A port the OS says is free now. A race with another process is possible but harmless: the
+/// child would fail to bind and `start` reports it.
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}

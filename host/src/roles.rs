@@ -1,0 +1,98 @@
+//! Starting the roles: shared set-up (Redis, model, plugins) and `up`, `gateway`, `worker`.
+
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::inference::{Engine, EngineOptions};
+use crate::metrics::Metrics;
+use crate::plugins::{Limits, PluginRuntime, SegmenterPlugin, registry};
+use crate::redis_server::RedisChild;
+use crate::shutdown::Shutdown;
+use crate::worker::Worker;
+
+/// Redis used by roles that are not `up` when none is configured.
+pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379/";
+
+/// Loads the model on a blocking thread (it reads hundreds of MB).
+pub async fn load_engine(cfg: &Config) -> anyhow::Result<Arc<Engine>> {
+    let opts = EngineOptions::from_config(cfg);
+    let engine = tokio::task::spawn_blocking(move || Engine::load(opts)).await??;
+    Ok(Arc::new(engine))
+}
+
+/// Compiles the configured segmenter (newest version in the plugin directory).
+pub async fn load_segmenter(cfg: &Config) -> anyhow::Result<Arc<SegmenterPlugin>> {
+    let limits = Limits {
+        fuel_per_call: cfg.plugins.fuel_per_call,
+        max_memory_bytes: cfg.plugins.max_memory_bytes,
+        ..Limits::default()
+    };
+    let runtime = PluginRuntime::new(limits)?;
+    let dir = cfg.plugin_dir();
+    let name = cfg.plugins.segmenter.clone();
+    let file = registry::newest(&dir, &name)
+        .with_context(|| format!("reading plugin directory {}", dir.display()))?
+        .with_context(|| format!("no segmenter plugin {name}@*.wasm in {}; run `make setup`", dir.display()))?;
+    let plugin =
+        tokio::task::spawn_blocking(move || SegmenterPlugin::load(&runtime, &file.path, &file.name, &file.version))
+            .await??;
+    tracing::info!(plugin = %plugin.label(), "segmenter loaded");
+    Ok(plugin)
+}
+
+pub async fn run_gateway(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let client = redis::Client::open(cfg.redis_url.clone().unwrap_or_else(|| DEFAULT_REDIS.into()))?;
+    let metrics = Metrics::new();
+    let seg = load_segmenter(&cfg).await?;
+    warn_if_open(&cfg);
+    Gateway::bind(cfg, client, seg, metrics).await?.serve(shutdown).await
+}
+
+pub async fn run_worker(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let client = redis::Client::open(cfg.redis_url.clone().unwrap_or_else(|| DEFAULT_REDIS.into()))?;
+    let engine = load_engine(&cfg).await?;
+    Worker::new(&cfg, client, engine, Metrics::new()).run(shutdown).await
+}
+
+/// Everything in one process: a private Redis when none is configured, gateway and worker.
+pub async fn run_up(mut cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let child = match &cfg.redis_url {
+        Some(_) => None,
+        None => {
+            let child = RedisChild::start("redis-server", &[]).await?;
+            tracing::info!(url = %child.url, "started a private redis-server (set KIKI_REDIS_URL to use your own)");
+            cfg.redis_url = Some(child.url.clone());
+            Some(child)
+        }
+    };
+    let result = up_inner(cfg, shutdown.clone()).await;
+    shutdown.trigger();
+    if let Some(c) = child {
+        c.stop().await;
+    }
+    result
+}
+
+async fn up_inner(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
+    let url = cfg.redis_url.clone().unwrap_or_else(|| DEFAULT_REDIS.into());
+    let client = redis::Client::open(url)?;
+    let metrics = Metrics::new();
+    let (engine, seg) = tokio::try_join!(load_engine(&cfg), load_segmenter(&cfg))?;
+    warn_if_open(&cfg);
+    let gateway = Gateway::bind(cfg.clone(), client.clone(), seg, metrics.clone()).await?;
+    let worker = Worker::new(&cfg, client, engine, metrics);
+    let w = tokio::spawn(worker.run(shutdown.clone()));
+    let g = gateway.serve(shutdown.clone()).await;
+    shutdown.trigger();
+    let w = w.await.context("worker task")?;
+    g.and(w)
+}
+
+fn warn_if_open(cfg: &Config) {
+    if !cfg.listen.ip().is_loopback() {
+        tracing::warn!(addr = %cfg.listen, "listening on a non-loopback address without authentication");
+    }
+}

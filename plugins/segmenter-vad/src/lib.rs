@@ -1,0 +1,328 @@
+//! Energy + zero-crossing-rate voice activity segmenter for Kiki.
+//!
+//! Audio is re-chunked into 10 ms sub-frames on the absolute sample grid, so the cuts do not
+//! depend on the size of the frames the host pushes. Per sub-frame we compute the mean-removed
+//! power and the zero-crossing rate. A noise floor tracks the power with a fast-falling /
+//! slow-rising minimum; a sub-frame is speech-like when its power exceeds `floor *
+//! threshold_ratio` and an absolute minimum (-55 dBFS), and its ZCR is plausible for speech.
+//! When the host supplies `speech_prob`, `prob >= 0.5` counts as speech and `prob < 0.15`
+//! vetoes the energy decision.
+//!
+//! An utterance opens at the first speech sub-frame and closes after `hangover_ms` without
+//! speech. Utterances with less than `min_speech_ms` of speech are dropped. A final cut spans
+//! `[onset - pad_ms, last speech + 150 ms)` (clamped to the end of the previous final and to
+//! the samples seen so far). Partial cuts (same start, end = now) are emitted every
+//! `partial_ms` while an utterance is open; `max_segment_ms` forces a final cut, and speech
+//! that goes on continues in a new segment starting exactly where the forced cut ended.
+
+use kiki_plugin_sdk::{Config, Cut, CutKind, Frame, PluginError, Segmenter, export_segmenter};
+
+/// Padding after the last speech sub-frame.
+pub const POST_PAD_MS: u32 = 150;
+/// Partials are held back while the last speech is older than this.
+pub const PARTIAL_MAX_GAP_MS: u32 = 100;
+/// Absolute minimum sub-frame power to count as speech (-55 dBFS).
+pub const MIN_POWER: f32 = 3.2e-6;
+/// Lowest value the noise floor may take (-70 dBFS).
+pub const FLOOR_MIN: f32 = 1e-7;
+/// Highest initial noise floor (-40 dBFS), so a stream that starts with speech still detects it.
+pub const FLOOR_INIT_MAX: f32 = 1e-4;
+/// Per-10 ms rise factor of the floor outside speech / inside speech.
+pub const FLOOR_RISE_IDLE: f32 = 1.02;
+pub const FLOOR_RISE_SPEECH: f32 = 1.0015;
+/// Plausible ZCR band for speech (crossings per sample).
+pub const ZCR_MAX: f32 = 0.7;
+
+/// Settings, all in milliseconds unless noted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VadConfig {
+    pub partial_ms: u32,
+    pub hangover_ms: u32,
+    pub min_speech_ms: u32,
+    pub max_segment_ms: u32,
+    /// Power ratio over the noise floor that counts as speech.
+    pub threshold_ratio: f32,
+    /// Pre-roll before the onset.
+    pub pad_ms: u32,
+}
+
+impl Default for VadConfig {
+    fn default() -> Self {
+        VadConfig {
+            partial_ms: 1000,
+            hangover_ms: 400,
+            min_speech_ms: 250,
+            max_segment_ms: 25_000,
+            threshold_ratio: 4.0,
+            pad_ms: 200,
+        }
+    }
+}
+
+impl VadConfig {
+    pub fn from_config(c: &Config) -> Result<Self, PluginError> {
+        let d = VadConfig::default();
+        let cfg = VadConfig {
+            partial_ms: c.get_u32_in("partial_ms", d.partial_ms, 0, 600_000)?,
+            hangover_ms: c.get_u32_in("hangover_ms", d.hangover_ms, 10, 60_000)?,
+            min_speech_ms: c.get_u32_in("min_speech_ms", d.min_speech_ms, 0, 60_000)?,
+            max_segment_ms: c.get_u32_in("max_segment_ms", d.max_segment_ms, 500, 600_000)?,
+            threshold_ratio: c.get_f32("threshold_ratio", d.threshold_ratio)?,
+            pad_ms: c.get_u32_in("pad_ms", d.pad_ms, 0, 5_000)?,
+        };
+        if cfg.pad_ms as u64 + cfg.hangover_ms as u64 >= cfg.max_segment_ms as u64 {
+            return Err(PluginError::InvalidConfig(format!(
+                "`pad_ms` + `hangover_ms` ({} + {}) must be less than `max_segment_ms` ({})",
+                cfg.pad_ms, cfg.hangover_ms, cfg.max_segment_ms
+            )));
+        }
+        if !(1.0..=1000.0).contains(&cfg.threshold_ratio) {
+            return Err(PluginError::InvalidConfig(format!(
+                "`threshold_ratio` must be between 1 and 1000, got {}",
+                cfg.threshold_ratio
+            )));
+        }
+        Ok(cfg)
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Utterance {
+    /// Segment start (pre-roll applied).
+    start: u64,
+    /// End of the last speech sub-frame.
+    last_speech_end: u64,
+    /// Speech samples counted so far.
+    speech: u64,
+    /// Continuation after a forced cut: no minimum speech length.
+    continuation: bool,
+    /// Position of the last partial (or the segment start).
+    last_partial: u64,
+}
+
+/// The segmenter state machine, independent of the wasm bindings.
+#[derive(Debug, Clone)]
+pub struct Vad {
+    cfg: VadConfig,
+    sub_len: usize,
+    partial: u64,
+    hangover: u64,
+    min_speech: u64,
+    max_segment: u64,
+    pad: u64,
+    post_pad: u64,
+    partial_gap: u64,
+    buf: Vec<f32>,
+    /// Samples fully analysed (end of the last sub-frame).
+    pos: u64,
+    /// Samples received (pos + buffered).
+    received: u64,
+    floor: Option<f32>,
+    /// Samples before this belong to an earlier final cut.
+    min_start: u64,
+    utt: Option<Utterance>,
+}
+
+impl Vad {
+    pub fn new(sample_rate: u32, cfg: VadConfig) -> Result<Self, PluginError> {
+        if !(1000..=384_000).contains(&sample_rate) {
+            return Err(PluginError::InvalidConfig(format!("unsupported sample rate {sample_rate}")));
+        }
+        let ms = |m: u32| m as u64 * sample_rate as u64 / 1000;
+        let sub_len = (sample_rate / 100) as usize;
+        Ok(Vad {
+            partial: ms(cfg.partial_ms),
+            hangover: ms(cfg.hangover_ms),
+            min_speech: ms(cfg.min_speech_ms),
+            max_segment: ms(cfg.max_segment_ms),
+            pad: ms(cfg.pad_ms),
+            post_pad: ms(POST_PAD_MS),
+            partial_gap: ms(PARTIAL_MAX_GAP_MS),
+            cfg,
+            sub_len,
+            buf: Vec::with_capacity(sub_len),
+            pos: 0,
+            received: 0,
+            floor: None,
+            min_start: 0,
+            utt: None,
+        })
+    }
+
+    pub fn config(&self) -> &VadConfig {
+        &self.cfg
+    }
+
+    /// Feed samples; returns the cuts they complete.
+    pub fn push(&mut self, samples: &[f32], speech_prob: Option<f32>) -> Vec<Cut> {
+        let mut cuts = Vec::new();
+        let mut rest = samples;
+        self.received += samples.len() as u64;
+        while !rest.is_empty() {
+            let take = (self.sub_len - self.buf.len()).min(rest.len());
+            self.buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if self.buf.len() == self.sub_len {
+                let speech = self.classify(speech_prob);
+                self.buf.clear();
+                self.pos += self.sub_len as u64;
+                self.step(speech, &mut cuts);
+            }
+        }
+        cuts
+    }
+
+    /// End of stream: a final cut for an open utterance that has enough speech.
+    pub fn flush(&mut self) -> Vec<Cut> {
+        let mut cuts = Vec::new();
+        if let Some(u) = self.utt.take()
+            && self.long_enough(&u)
+        {
+            let end = (u.last_speech_end + self.post_pad).min(self.received);
+            self.emit_final(u.start, end, &mut cuts);
+        }
+        // Leftover samples (< 10 ms) are counted as seen; the stream may go on after a flush.
+        self.buf.clear();
+        self.pos = self.received;
+        cuts
+    }
+
+    fn long_enough(&self, u: &Utterance) -> bool {
+        if u.continuation { u.speech > 0 } else { u.speech >= self.min_speech.max(1) }
+    }
+
+    fn emit_final(&mut self, start: u64, end: u64, cuts: &mut Vec<Cut>) {
+        if end > start {
+            cuts.push(Cut { kind: CutKind::Final, start, end });
+            self.min_start = end;
+        }
+    }
+
+    /// Speech decision for the sub-frame in `buf`; also updates the noise floor.
+    fn classify(&mut self, prob: Option<f32>) -> bool {
+        let n = self.buf.len() as f32;
+        let mean = self.buf.iter().sum::<f32>() / n;
+        let mut power = 0.0f32;
+        let mut crossings = 0u32;
+        let mut prev = self.buf[0] - mean;
+        for &s in &self.buf {
+            let x = s - mean;
+            power += x * x;
+            if (x >= 0.0) != (prev >= 0.0) {
+                crossings += 1;
+            }
+            prev = x;
+        }
+        power /= n;
+        let zcr = crossings as f32 / n;
+        let floor = *self.floor.get_or_insert(power.clamp(FLOOR_MIN, FLOOR_INIT_MAX));
+        let energetic = power > MIN_POWER && power > floor * self.cfg.threshold_ratio;
+        let zcr_ok = crossings >= 1 && zcr <= ZCR_MAX;
+        let by_energy = energetic && zcr_ok;
+        let speech = match prob {
+            Some(p) if p.is_finite() => p >= 0.5 || (by_energy && p >= 0.15),
+            _ => by_energy,
+        };
+        // Fast-falling, slow-rising minimum; rises even slower inside speech.
+        let new_floor = if power < floor {
+            0.5 * floor + 0.5 * power
+        } else {
+            let rise = if speech { FLOOR_RISE_SPEECH } else { FLOOR_RISE_IDLE };
+            (floor * rise).min(power)
+        };
+        self.floor = Some(new_floor.max(FLOOR_MIN));
+        speech
+    }
+
+    /// Advance the state machine by one sub-frame ending at `self.pos`.
+    fn step(&mut self, speech: bool, cuts: &mut Vec<Cut>) {
+        let sub = self.sub_len as u64;
+        let now = self.pos;
+        let sf_start = now - sub;
+        match self.utt.as_mut() {
+            None => {
+                if speech {
+                    let start = sf_start.saturating_sub(self.pad).max(self.min_start);
+                    self.utt = Some(Utterance {
+                        start,
+                        last_speech_end: now,
+                        speech: sub,
+                        continuation: false,
+                        last_partial: start,
+                    });
+                }
+            }
+            Some(u) => {
+                if speech {
+                    u.last_speech_end = now;
+                    u.speech += sub;
+                }
+            }
+        }
+        let Some(u) = self.utt else { return };
+
+        // Max segment length: force a final cut exactly max_segment after the start.
+        if now - u.start >= self.max_segment {
+            let cut_end = u.start + self.max_segment;
+            if self.long_enough(&u) {
+                self.emit_final(u.start, cut_end, cuts);
+            }
+            self.min_start = self.min_start.max(cut_end);
+            self.utt = if now - u.last_speech_end < self.hangover {
+                // Still talking: continue in a new segment from the cut.
+                Some(Utterance {
+                    start: cut_end,
+                    last_speech_end: u.last_speech_end.max(cut_end),
+                    speech: if speech { now - cut_end } else { 0 },
+                    continuation: true,
+                    last_partial: cut_end,
+                })
+            } else {
+                None
+            };
+            return;
+        }
+
+        // Hangover: close after enough non-speech.
+        if now - u.last_speech_end >= self.hangover {
+            self.utt = None;
+            if self.long_enough(&u) {
+                let end = (u.last_speech_end + self.post_pad).min(now);
+                self.emit_final(u.start, end, cuts);
+            }
+            return;
+        }
+
+        // Partials at the cadence once the utterance has enough speech.
+        // Not during a trailing pause (a partial would reach past the coming final).
+        let talking = now - u.last_speech_end <= self.partial_gap;
+        if self.partial > 0 && talking && now - u.last_partial >= self.partial && self.long_enough(&u) {
+            cuts.push(Cut { kind: CutKind::Partial, start: u.start, end: now });
+            if let Some(u) = self.utt.as_mut() {
+                u.last_partial = now;
+            }
+        }
+    }
+}
+
+/// The exported segmenter: one [`Vad`] per session.
+pub struct VadSegmenter(Vad);
+
+impl Segmenter for VadSegmenter {
+    fn open(sample_rate: u32, config: &Config) -> Result<Self, PluginError> {
+        let cfg = VadConfig::from_config(config)?;
+        kiki_plugin_sdk::debug!("vad open: {sample_rate} Hz, {cfg:?}");
+        Ok(VadSegmenter(Vad::new(sample_rate, cfg)?))
+    }
+    fn push(&mut self, frame: Frame) -> Vec<Cut> {
+        self.0.push(&frame.samples, frame.speech_prob)
+    }
+    fn flush(&mut self) -> Vec<Cut> {
+        self.0.flush()
+    }
+}
+
+export_segmenter!(VadSegmenter);
+
+#[cfg(test)]
+mod tests;

