@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Build the default Kiki plugins for wasm32-wasip2 (release) and install them as
 # NAME@VERSION.wasm + NAME@VERSION.toml into the directory given as $1.
-# Usage: plugins/build.sh [OUT_DIR]   (default /work/main/.cache/plugins)
-# Env:   CARGO_TARGET_DIR (default /work/main/target)
+# Usage: plugins/build.sh [OUT_DIR]   (default .cache/plugins)
+# Env:   CARGO_TARGET_DIR (default target/)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-out="${1:-/work/main/.cache/plugins}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/work/main/target}"
+out="${1:-$here/../.cache/plugins}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$here/../target}"
 target=wasm32-wasip2
 
 mkdir -p "$out"
