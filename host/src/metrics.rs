@@ -32,7 +32,13 @@ pub struct Metrics {
     pub inference_seconds: Histogram,
     /// Enqueue at the gateway -> final on the socket.
     pub final_latency_seconds: Histogram,
+    pub inference_ms: Counter,
+    /// Recent final latencies (ms) for the dashboard's percentiles.
+    recent_latency: std::sync::Mutex<std::collections::VecDeque<u64>>,
 }
+
+/// Latencies kept for percentiles.
+const RECENT: usize = 2048;
 
 impl Metrics {
     pub fn new() -> Arc<Self> {
@@ -66,6 +72,8 @@ impl Metrics {
             inference_audio_ms: reg!("inference_audio_ms", "Audio transcribed, ms", Counter::default()),
             inference_seconds: reg!("inference_seconds", "Wall time per batched model call", latency()),
             final_latency_seconds: reg!("final_latency_seconds", "Enqueue to final delivered", latency()),
+            inference_ms: reg!("inference_ms", "Model wall time, ms", Counter::default()),
+            recent_latency: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
             registry: r,
         })
     }
@@ -75,6 +83,28 @@ impl Metrics {
         self.inference_segments.inc_by(segments as u64);
         self.inference_audio_ms.inc_by(audio_ms);
         self.inference_seconds.observe(elapsed.as_secs_f64());
+        self.inference_ms.inc_by(elapsed.as_millis() as u64);
+    }
+
+    pub fn observe_final_latency(&self, ms: u64) {
+        self.final_latency_seconds.observe(ms as f64 / 1e3);
+        if let Ok(mut q) = self.recent_latency.lock() {
+            if q.len() == RECENT {
+                q.pop_front();
+            }
+            q.push_back(ms);
+        }
+    }
+
+    /// p50, p95, p99 of recent final latencies, in ms.
+    pub fn latency_percentiles(&self) -> Option<[u64; 3]> {
+        let mut v: Vec<u64> = self.recent_latency.lock().ok()?.iter().copied().collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        Some([at(0.50), at(0.95), at(0.99)])
     }
 
     pub fn render(&self) -> String {

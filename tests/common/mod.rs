@@ -31,6 +31,7 @@ pub fn test_config() -> Config {
     cfg.data_dir = repo_root().join(".cache");
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.gateway.final_timeout_s = 60;
+    cfg.gateway.web_dir = repo_root().join("web");
     cfg
 }
 

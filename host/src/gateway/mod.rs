@@ -4,6 +4,7 @@
 mod health;
 pub mod protocol;
 mod session;
+mod stats;
 
 use std::sync::Arc;
 
@@ -14,6 +15,7 @@ use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::net::TcpListener;
+use tower_http::services::{ServeDir, ServeFile};
 
 use crate::channels::subscriber::Dispatcher;
 use crate::channels::{self, Keys, tasks};
@@ -81,6 +83,7 @@ impl Gateway {
 
     pub async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let state = self.state;
+        let web = state.cfg.gateway.web_dir.clone();
         tokio::spawn(state.dispatcher.clone().run(
             self.client.clone(),
             state.redis.clone(),
@@ -92,6 +95,9 @@ impl Gateway {
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .route("/metrics", get(health::metrics))
+            .route("/api/stats", get(stats::stats))
+            .route_service("/dashboard", ServeFile::new(web.join("dashboard.html")))
+            .fallback_service(ServeDir::new(&web))
             .with_state(state.clone());
         tracing::info!(addr = %self.listener.local_addr()?, gateway = %state.id, "gateway listening");
         axum::serve(self.listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await?;
