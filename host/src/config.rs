@@ -90,6 +90,17 @@ pub struct ChannelsConfig {
     pub replay_ttl_s: u64,
     /// Entries kept per replay stream.
     pub replay_len: usize,
+    /// A task pending this long (ms) on a worker is presumed lost and reclaimed by another.
+    /// Keep it above the p99 inference time; busy workers extend their claims meanwhile.
+    pub min_idle_ms: u64,
+    /// Deliveries after which a task is dead-lettered instead of retried.
+    pub max_deliveries: u64,
+    /// How often each worker looks for stale tasks and trims the stream (ms).
+    pub reclaim_interval_ms: u64,
+    /// Backlog (undelivered tasks) above which gateways stop queueing partials.
+    pub shed_partials_backlog: u64,
+    /// Backlog above which gateways refuse new sessions with a retryable `busy` error.
+    pub max_backlog: u64,
 }
 
 impl Default for Config {
@@ -141,7 +152,16 @@ impl Default for PluginsConfig {
 
 impl Default for ChannelsConfig {
     fn default() -> Self {
-        Self { prefix: "kiki".into(), replay_ttl_s: 300, replay_len: 1000 }
+        Self {
+            prefix: "kiki".into(),
+            replay_ttl_s: 300,
+            replay_len: 1000,
+            min_idle_ms: 30_000,
+            max_deliveries: 3,
+            reclaim_interval_ms: 2_000,
+            shed_partials_backlog: 200,
+            max_backlog: 2_000,
+        }
     }
 }
 

@@ -36,6 +36,12 @@ pub fn test_config() -> Config {
 }
 
 static ENGINE: OnceCell<Arc<Engine>> = OnceCell::const_new();
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Tests that run the model take turns: two at once on two cores only make both slow.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
 
 /// The model, loaded once per test binary.
 pub async fn engine() -> Arc<Engine> {
@@ -101,12 +107,48 @@ impl Stack {
         Self::start_with(test_config()).await
     }
 
-    pub async fn start_with(mut cfg: Config) -> Self {
+    pub async fn start_with(cfg: Config) -> Self {
+        let stack = Self::gateway_only(cfg).await;
+        stack.spawn_worker().await;
+        stack.wait_ready().await;
+        stack
+    }
+
+    /// Starts an in-process worker on this stack's Redis.
+    pub async fn spawn_worker(&self) {
+        let client = redis::Client::open(self.redis.url.as_str()).unwrap();
+        let worker = Worker::new(&self.cfg, client, engine().await, self.metrics.clone());
+        tokio::spawn(worker.run(self.shutdown.clone()));
+    }
+
+    /// A `kiki worker` process on this stack's Redis (for tests that SIGKILL it).
+    pub fn worker_process(&self) -> std::process::Child {
+        std::process::Command::new(env!("CARGO_BIN_EXE_kiki"))
+            .arg("worker")
+            .env("KIKI_REDIS_URL", &self.redis.url)
+            .env("KIKI_DATA_DIR", repo_root().join(".cache"))
+            .env("KIKI_CHANNELS__MIN_IDLE_MS", self.cfg.channels.min_idle_ms.to_string())
+            .env("KIKI_CHANNELS__RECLAIM_INTERVAL_MS", self.cfg.channels.reclaim_interval_ms.to_string())
+            .env("KIKI_LOG", "warn")
+            .spawn()
+            .expect("kiki worker starts")
+    }
+
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap()
+    }
+
+    /// Gateway only; add workers with `spawn_worker` or `worker_process`.
+    pub async fn gateway_only(cfg: Config) -> Self {
+        let redis = RedisChild::start("redis-server", &[]).await.expect("redis-server starts");
+        Self::gateway_on(cfg, redis).await
+    }
+
+    pub async fn gateway_on(mut cfg: Config, redis: RedisChild) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("KIKI_LOG"))
             .with_test_writer()
             .try_init();
-        let redis = RedisChild::start("redis-server", &[]).await.expect("redis-server starts");
         cfg.redis_url = Some(redis.url.clone());
         let client = redis::Client::open(redis.url.as_str()).unwrap();
         let shutdown = Shutdown::new();
@@ -115,11 +157,8 @@ impl Stack {
         let gw = Gateway::bind(cfg.clone(), client.clone(), seg, metrics.clone()).await.expect("gateway binds");
         let addr = gw.local_addr().unwrap();
         tokio::spawn(gw.serve(shutdown.clone()));
-        let worker = Worker::new(&cfg, client, engine().await, metrics.clone());
-        tokio::spawn(worker.run(shutdown.clone()));
-        let stack = Self { addr, redis, shutdown, cfg, metrics };
-        stack.wait_ready().await;
-        stack
+        drop(client);
+        Self { addr, redis, shutdown, cfg, metrics }
     }
 
     pub async fn wait_ready(&self) {

@@ -114,3 +114,185 @@ pub async fn ack<C: ConnectionLike + Send + Sync>(
     let _: i64 = conn.xack(keys.tasks(), GROUP, ids).await?;
     Ok(())
 }
+
+/// Entries the group has not delivered yet (its lag).
+pub async fn backlog<C: ConnectionLike + Send + Sync>(conn: &mut C, keys: &Keys) -> Result<u64, ChannelError> {
+    let groups: redis::streams::StreamInfoGroupsReply = conn.xinfo_groups(keys.tasks()).await?;
+    Ok(groups.groups.iter().find(|g| g.name == GROUP).and_then(|g| g.lag).unwrap_or(0) as u64)
+}
+
+/// A task pending longer than the min-idle time, with how often it was delivered.
+#[derive(Debug, Clone)]
+pub struct Stale {
+    pub id: String,
+    pub consumer: String,
+    pub deliveries: u64,
+}
+
+/// Tasks idle for at least `min_idle_ms` on any consumer (oldest first).
+pub async fn stale<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    min_idle_ms: u64,
+    count: usize,
+) -> Result<Vec<Stale>, ChannelError> {
+    let reply: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+        .arg(keys.tasks())
+        .arg(GROUP)
+        .arg("IDLE")
+        .arg(min_idle_ms)
+        .arg("-")
+        .arg("+")
+        .arg(count)
+        .query_async(conn)
+        .await?;
+    Ok(reply
+        .ids
+        .into_iter()
+        .map(|p| Stale { id: p.id, consumer: p.consumer, deliveries: p.times_delivered as u64 })
+        .collect())
+}
+
+/// Claims tasks idle for `min_idle_ms` for `consumer` (XAUTOCLAIM), at most `count`.
+pub async fn reclaim<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    consumer: &str,
+    min_idle_ms: u64,
+    count: usize,
+) -> Result<(Vec<Task>, Vec<(String, String)>), ChannelError> {
+    let reply: redis::streams::StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+        .arg(keys.tasks())
+        .arg(GROUP)
+        .arg(consumer)
+        .arg(min_idle_ms)
+        .arg("0-0")
+        .arg("COUNT")
+        .arg(count)
+        .query_async(conn)
+        .await?;
+    let mut tasks = Vec::new();
+    let mut bad = Vec::new();
+    for entry in reply.claimed {
+        let id = entry.id.clone();
+        match Task::parse(entry) {
+            Ok(t) => tasks.push(t),
+            Err(e) => bad.push((id, e.to_string())),
+        }
+    }
+    Ok((tasks, bad))
+}
+
+/// Resets the idle time of tasks this consumer still works on, so that a slow batch is not
+/// reclaimed by another worker while it runs.
+pub async fn extend_claim<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    consumer: &str,
+    ids: &[String],
+) -> Result<(), ChannelError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let _: Vec<String> = redis::cmd("XCLAIM")
+        .arg(keys.tasks())
+        .arg(GROUP)
+        .arg(consumer)
+        .arg(0)
+        .arg(ids)
+        .arg("JUSTID")
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves a task to the dead-letter stream with the reason, then acks it (in one transaction, so
+/// a crash cannot lose it between the two).
+pub async fn dead_letter<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    id: &str,
+    meta: Option<&TaskMeta>,
+    reason: &str,
+    deliveries: u64,
+) -> Result<(), ChannelError> {
+    let meta = meta.and_then(|m| serde_json::to_string(m).ok()).unwrap_or_default();
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("XADD")
+        .arg(keys.dead_letters())
+        .arg("MAXLEN")
+        .arg("~")
+        .arg(10_000)
+        .arg("*")
+        .arg("task")
+        .arg(id)
+        .arg("reason")
+        .arg(reason)
+        .arg("deliveries")
+        .arg(deliveries)
+        .arg("meta")
+        .arg(meta)
+        .ignore()
+        .cmd("XACK")
+        .arg(keys.tasks())
+        .arg(GROUP)
+        .arg(id)
+        .ignore()
+        .query_async(conn)
+        .await?;
+    Ok(())
+}
+
+/// Reads a task's fields by id (for dead-lettering a stale task we did not read ourselves).
+pub async fn fetch<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    id: &str,
+) -> Result<Option<Task>, ChannelError> {
+    let reply: redis::streams::StreamRangeReply = conn.xrange(keys.tasks(), id, id).await?;
+    Ok(reply.ids.into_iter().next().map(Task::parse).transpose().ok().flatten())
+}
+
+/// Trims the stream below the oldest entry the group still needs: the oldest pending one, or
+/// the first not yet delivered. MAXLEN would delete pending tasks (and XAUTOCLAIM then drops them
+/// silently), so trimming is by MINID only. Returns the number of entries removed.
+pub async fn trim<C: ConnectionLike + Send + Sync>(conn: &mut C, keys: &Keys) -> Result<u64, ChannelError> {
+    let groups: redis::streams::StreamInfoGroupsReply = conn.xinfo_groups(keys.tasks()).await?;
+    let Some(group) = groups.groups.into_iter().find(|g| g.name == GROUP) else { return Ok(0) };
+    let first_undelivered = next_id(&group.last_delivered_id);
+    let summary: redis::Value = redis::cmd("XPENDING").arg(keys.tasks()).arg(GROUP).query_async(conn).await?;
+    // Summary form: [count, min-id, max-id, consumers]; min-id is nil when nothing is pending.
+    let oldest_pending: Option<String> = match summary {
+        redis::Value::Array(ref items) if items.len() >= 2 => redis::from_redis_value_ref(&items[1]).ok(),
+        _ => None,
+    };
+    let min_id = match oldest_pending {
+        Some(p) if id_key(&p) < id_key(&first_undelivered) => p,
+        _ => first_undelivered,
+    };
+    let removed: u64 = redis::cmd("XTRIM").arg(keys.tasks()).arg("MINID").arg(&min_id).query_async(conn).await?;
+    Ok(removed)
+}
+
+fn id_key(id: &str) -> (u64, u64) {
+    let (ms, seq) = id.split_once('-').unwrap_or((id, "0"));
+    (ms.parse().unwrap_or(0), seq.parse().unwrap_or(0))
+}
+
+fn next_id(id: &str) -> String {
+    let (ms, seq) = id_key(id);
+    format!("{ms}-{}", seq + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_order_numerically() {
+        assert!(id_key("9-5") < id_key("10-0"));
+        assert_eq!(next_id("1700000000000-7"), "1700000000000-8");
+        assert_eq!(next_id("0-0"), "0-1");
+    }
+}

@@ -7,6 +7,8 @@ mod session;
 mod stats;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use anyhow::Context;
 use arc_swap::ArcSwap;
@@ -37,6 +39,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// The active segmenter version; swapped atomically, read per new session.
     pub segmenter: ArcSwap<SegmenterPlugin>,
+    /// Tasks not yet delivered to any worker, polled twice a second (backpressure signal).
+    pub backlog: AtomicU64,
 }
 
 pub struct Gateway {
@@ -69,6 +73,7 @@ impl Gateway {
             dispatcher,
             metrics,
             segmenter: ArcSwap::new(segmenter),
+            backlog: AtomicU64::new(0),
         });
         Ok(Self { state, listener, client })
     }
@@ -84,6 +89,7 @@ impl Gateway {
     pub async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let state = self.state;
         let web = state.cfg.gateway.web_dir.clone();
+        tokio::spawn(poll_backlog(state.clone(), shutdown.clone()));
         tokio::spawn(state.dispatcher.clone().run(
             self.client.clone(),
             state.redis.clone(),
@@ -112,4 +118,20 @@ async fn ws_upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) ->
     ws.max_message_size(transport_limit)
         .max_frame_size(transport_limit)
         .on_upgrade(move |socket| session::run(socket, state))
+}
+
+/// Keeps `AppState::backlog` current from the consumer group's lag.
+async fn poll_backlog(state: Arc<AppState>, shutdown: Shutdown) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut conn = state.redis.clone();
+    loop {
+        tokio::select! {
+            _ = shutdown.wait() => return,
+            _ = tick.tick() => {
+                if let Ok(lag) = tasks::backlog(&mut conn, &state.keys).await {
+                    state.backlog.store(lag, Ordering::Relaxed);
+                }
+            }
+        }
+    }
 }

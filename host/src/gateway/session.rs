@@ -187,6 +187,14 @@ struct Live {
 
 impl Live {
     async fn open(state: &Arc<AppState>, start: Start) -> Result<Self, ServerMessage> {
+        let backlog = state.backlog.load(std::sync::atomic::Ordering::Relaxed);
+        if backlog > state.cfg.channels.max_backlog {
+            state.metrics.sessions_refused.inc();
+            return Err(ServerMessage::error(
+                ErrorCode::Busy,
+                format!("server busy ({backlog} segments queued); retry after a few seconds"),
+            ));
+        }
         if !(8_000..=48_000).contains(&start.sample_rate) {
             return Err(ServerMessage::error(
                 ErrorCode::UnsupportedFormat,
@@ -291,6 +299,13 @@ impl Live {
         let start = cut.start.clamp(self.base, end_abs);
         let end = cut.end.clamp(start, end_abs);
         if end <= start {
+            return Ok(());
+        }
+        // Under backlog, partials are shed first; finals are never shed.
+        if cut.kind == CutKind::Partial
+            && state.backlog.load(std::sync::atomic::Ordering::Relaxed) > state.cfg.channels.shed_partials_backlog
+        {
+            state.metrics.partials_shed.inc();
             return Ok(());
         }
         let slice = &self.buf[(start - self.base) as usize..(end - self.base) as usize];

@@ -35,6 +35,10 @@ pub struct Stats {
     rtf: Option<f64>,
     plugins: Vec<PluginInfo>,
     plugin_errors_total: u64,
+    tasks_reclaimed_total: u64,
+    tasks_dead_lettered_total: u64,
+    partials_shed_total: u64,
+    sessions_refused_total: u64,
     redis_ok: bool,
 }
 
@@ -61,7 +65,7 @@ struct PluginInfo {
 pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Stats> {
     let m = &state.metrics;
     let mut conn = state.redis.clone();
-    let (mut backlog, mut pending, mut dead, mut redis_ok) = (0, 0, 0, false);
+    let (mut backlog, mut pending, mut dead, mut redis_ok) = (0u64, 0u64, 0u64, false);
     let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = conn.xinfo_groups(state.keys.tasks()).await;
     if let Ok(g) = groups {
         redis_ok = true;
@@ -109,6 +113,10 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Stats> {
         rtf: (audio_ms > 0).then(|| m.inference_ms.get() as f64 / audio_ms as f64),
         plugins: vec![PluginInfo { kind: "segmenter", name: seg.name.clone(), version: seg.version.clone() }],
         plugin_errors_total: m.plugin_errors.get(),
+        tasks_reclaimed_total: m.tasks_reclaimed.get(),
+        tasks_dead_lettered_total: m.tasks_dead_lettered.get(),
+        partials_shed_total: m.partials_shed.get(),
+        sessions_refused_total: m.sessions_refused.get(),
         redis_ok,
     })
 }

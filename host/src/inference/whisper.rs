@@ -111,6 +111,18 @@ impl Engine {
         })
     }
 
+    /// Fails for a language the model cannot transcribe (an English-only model and anything
+    /// but English).
+    pub fn check_language(&self, language: Option<&str>) -> Result<(), InferenceError> {
+        match language {
+            None | Some("") | Some("en") | Some("auto") => Ok(()),
+            Some(other) if !self.info.multilingual => {
+                Err(InferenceError::Input(format!("model is English-only; cannot transcribe language {other:?}")))
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
     pub fn info(&self) -> &ModelInfo {
         &self.info
     }

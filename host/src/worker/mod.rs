@@ -30,6 +30,9 @@ pub struct Worker {
     batch_wait: Duration,
     policy: ReplayPolicy,
     metrics: Arc<Metrics>,
+    min_idle: Duration,
+    max_deliveries: u64,
+    reclaim_every: Duration,
 }
 
 impl Worker {
@@ -45,6 +48,9 @@ impl Worker {
             batch_wait: Duration::from_millis(cfg.worker.batch_wait_ms),
             policy: ReplayPolicy { max_len: cfg.channels.replay_len, ttl_s: cfg.channels.replay_ttl_s, sharded: false },
             metrics,
+            min_idle: Duration::from_millis(cfg.channels.min_idle_ms.max(100)),
+            max_deliveries: cfg.channels.max_deliveries.max(1),
+            reclaim_every: Duration::from_millis(cfg.channels.reclaim_interval_ms.max(50)),
         }
     }
 
@@ -55,7 +61,16 @@ impl Worker {
         let mut reader = channels::blocking_connection(&self.client, BLOCK).await?;
         tracing::info!(worker = %self.id, "worker ready");
         let beat = tokio::spawn(heartbeat(conn.clone(), self.keys.clone(), self.id.clone(), shutdown.clone()));
+        let mut last_reclaim = std::time::Instant::now();
         while !shutdown.is_triggered() {
+            if last_reclaim.elapsed() >= self.reclaim_every {
+                last_reclaim = std::time::Instant::now();
+                match self.reclaim(&mut conn).await {
+                    Ok(claimed) if !claimed.is_empty() => self.process(&mut conn, claimed).await,
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!("reclaim pass failed: {e:#}"),
+                }
+            }
             let batch = tokio::select! {
                 _ = shutdown.wait() => break,
                 b = self.next_batch(&mut reader) => b,
@@ -100,48 +115,78 @@ impl Worker {
 
     async fn process(&self, conn: &mut redis::aio::ConnectionManager, batch: Vec<Task>) {
         let (run, skipped) = coalesce(batch);
-        let mut acks: Vec<String> = skipped;
+        if let Err(e) = tasks::ack(conn, &self.keys, &skipped).await {
+            tracing::warn!("ack of coalesced partials failed: {e}");
+        }
+        if run.is_empty() {
+            return;
+        }
+        match self.infer(conn, &run).await {
+            Ok(transcripts) => self.publish_and_ack(conn, &run, transcripts).await,
+            // One bad segment must not sink the others: retry them one by one.
+            Err(e) if run.len() > 1 => {
+                tracing::warn!("batch of {} failed ({e}); retrying one by one", run.len());
+                for task in run {
+                    match self.infer(conn, std::slice::from_ref(&task)).await {
+                        Ok(t) => self.publish_and_ack(conn, std::slice::from_ref(&task), t).await,
+                        Err(e) => tracing::error!(task = %task.id, "inference failed, left for retry: {e}"),
+                    }
+                }
+            }
+            // Left unacked: the reclaim loop retries it and dead-letters it after N deliveries.
+            Err(e) => tracing::error!(task = %run[0].id, "inference failed, left for retry: {e}"),
+        }
+    }
+
+    /// Runs the model on a batch, extending the claim on its tasks while it runs.
+    async fn infer(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        run: &[Task],
+    ) -> anyhow::Result<Vec<crate::inference::Transcript>> {
+        for t in run {
+            self.engine.check_language(t.meta.language.as_deref())?;
+        }
         let engine = self.engine.clone();
         let audio: Vec<Vec<f32>> = run.iter().map(Task::samples).collect();
         let started = std::time::Instant::now();
-        let out = tokio::task::spawn_blocking(move || {
+        let mut job = tokio::task::spawn_blocking(move || {
             let refs: Vec<&[f32]> = audio.iter().map(Vec::as_slice).collect();
             engine.transcribe(&refs)
-        })
-        .await;
-        let elapsed = started.elapsed();
-        let transcripts = match out {
-            Ok(Ok(t)) => t,
-            Ok(Err(e)) => {
-                // Left unacked: the reclaim loop retries it and dead-letters it after N tries.
-                tracing::error!("inference failed for a batch of {}: {e}", run.len());
-                return;
-            }
-            Err(e) => {
-                tracing::error!("inference task panicked: {e}");
-                return;
+        });
+        let ids: Vec<String> = run.iter().map(|t| t.id.clone()).collect();
+        let mut extend = tokio::time::interval(self.min_idle / 3);
+        extend.tick().await;
+        let out = loop {
+            tokio::select! {
+                out = &mut job => break out,
+                _ = extend.tick() => {
+                    if let Err(e) = tasks::extend_claim(conn, &self.keys, &self.id, &ids).await {
+                        tracing::warn!("extending claims failed: {e}");
+                    }
+                }
             }
         };
+        let transcripts = out.map_err(|e| anyhow::anyhow!("inference task panicked: {e}"))??;
         let audio_ms: u64 = run.iter().map(|t| t.meta.end_ms.saturating_sub(t.meta.start_ms)).sum();
-        self.metrics.observe_inference(run.len(), elapsed, audio_ms);
+        self.metrics.observe_inference(run.len(), started.elapsed(), audio_ms);
+        Ok(transcripts)
+    }
+
+    async fn publish_and_ack(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        run: &[Task],
+        transcripts: Vec<crate::inference::Transcript>,
+    ) {
+        let mut acks = Vec::with_capacity(run.len());
         for (task, tr) in run.iter().zip(transcripts) {
             tracing::debug!(
                 session = %task.meta.session, segment = task.meta.segment, kind = ?task.meta.kind,
                 ms = task.meta.end_ms - task.meta.start_ms, avg_logprob = tr.avg_logprob,
                 no_speech = tr.no_speech_prob, ratio = tr.compression_ratio, "{}", tr.text
             );
-            let payload = ResultPayload {
-                session: task.meta.session.clone(),
-                segment: task.meta.segment,
-                kind: task.meta.kind,
-                rev: task.meta.rev,
-                text: tr.text,
-                start_ms: task.meta.start_ms,
-                end_ms: task.meta.end_ms,
-                words: Vec::new(),
-                error: None,
-                enqueued_ms: task.meta.enqueued_ms,
-            };
+            let payload = result_for(task, tr.text, None);
             match results::publish(conn, &self.keys, &self.policy, &task.meta.reply, &payload, &crate::ids::short())
                 .await
             {
@@ -155,6 +200,58 @@ impl Worker {
             }
             Err(e) => tracing::warn!("ack failed (results are idempotent; redelivery is harmless): {e}"),
         }
+    }
+
+    /// Recovers tasks of dead or stuck workers: dead-letters those delivered too often (and tells
+    /// their sessions), claims the rest for this worker, and trims the stream below what the
+    /// group still needs.
+    async fn reclaim(&self, conn: &mut redis::aio::ConnectionManager) -> anyhow::Result<Vec<Task>> {
+        let min_idle = self.min_idle.as_millis() as u64;
+        for s in tasks::stale(conn, &self.keys, min_idle, 100).await? {
+            if s.deliveries < self.max_deliveries {
+                continue;
+            }
+            let task = tasks::fetch(conn, &self.keys, &s.id).await?;
+            let reason = format!("failed {} deliveries (last on {})", s.deliveries, s.consumer);
+            tasks::dead_letter(conn, &self.keys, &s.id, task.as_ref().map(|t| &t.meta), &reason, s.deliveries).await?;
+            self.metrics.tasks_dead_lettered.inc();
+            tracing::error!(task = %s.id, "dead-lettered: {reason}");
+            if let Some(task) = task {
+                let payload =
+                    result_for(&task, String::new(), Some(format!("segment could not be transcribed: {reason}")));
+                results::publish(conn, &self.keys, &self.policy, &task.meta.reply, &payload, &crate::ids::short())
+                    .await?;
+            }
+        }
+        let (claimed, bad) = tasks::reclaim(conn, &self.keys, &self.id, min_idle, self.batch_size).await?;
+        for (id, why) in bad {
+            tasks::dead_letter(conn, &self.keys, &id, None, &format!("unparseable: {why}"), 0).await?;
+            self.metrics.tasks_dead_lettered.inc();
+        }
+        if !claimed.is_empty() {
+            self.metrics.tasks_reclaimed.inc_by(claimed.len() as u64);
+            tracing::info!(worker = %self.id, "reclaimed {} stale task(s)", claimed.len());
+        }
+        let trimmed = tasks::trim(conn, &self.keys).await?;
+        if trimmed > 0 {
+            tracing::debug!("trimmed {trimmed} acknowledged task(s)");
+        }
+        Ok(claimed)
+    }
+}
+
+fn result_for(task: &Task, text: String, error: Option<String>) -> ResultPayload {
+    ResultPayload {
+        session: task.meta.session.clone(),
+        segment: task.meta.segment,
+        kind: task.meta.kind,
+        rev: task.meta.rev,
+        text,
+        start_ms: task.meta.start_ms,
+        end_ms: task.meta.end_ms,
+        words: Vec::new(),
+        error,
+        enqueued_ms: task.meta.enqueued_ms,
     }
 }
 

@@ -1,0 +1,256 @@
+//! Fault tests of the dual channel. Each starts its own redis-server; nothing may be lost.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use kiki::channels::Keys;
+use kiki::channels::tasks::{self, TaskMeta};
+use kiki::gateway::protocol::ServerMessage;
+use kiki::plugins::CutKind;
+use kiki::redis_server::RedisChild;
+use redis::AsyncCommands;
+use serde_json::json;
+
+const UTTERANCES: [&str; 4] = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please call Stella.",
+    "I would like a cup of coffee.",
+    "She sells sea shells by the sea shore.",
+];
+
+fn fast_reclaim() -> kiki::config::Config {
+    let mut cfg = test_config();
+    cfg.channels.min_idle_ms = 1_500;
+    cfg.channels.reclaim_interval_ms = 300;
+    cfg
+}
+
+/// Finals per segment id; every segment must appear exactly once.
+fn finals_by_segment(msgs: &[ServerMessage]) -> HashMap<u64, usize> {
+    let mut m = HashMap::new();
+    for msg in msgs {
+        if let ServerMessage::Final(s) = msg {
+            *m.entry(s.segment).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// Opens `n` sessions, streams `audio` on each at `speed`, sends stop, and returns the sessions
+/// (their finals are collected later).
+async fn start_sessions(stack: &Stack, n: usize, audio: &[f32], speed: f64) -> Vec<Client> {
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let mut c = stack.connect().await;
+        c.send_json(json!({"type": "start", "plugins": {"segmenter": {"partial_ms": "0"}}})).await;
+        assert!(matches!(c.recv(Duration::from_secs(10)).await, Some(ServerMessage::Ready { .. })));
+        clients.push(c);
+    }
+    let streams = clients.iter_mut().map(|c| c.stream(audio, speed));
+    futures_util::future::join_all(streams).await;
+    for c in &mut clients {
+        c.send_json(json!({"type": "stop"})).await;
+    }
+    clients
+}
+
+async fn collect(clients: &mut [Client]) -> Vec<Vec<ServerMessage>> {
+    let mut out = Vec::new();
+    for c in clients {
+        let mut msgs = Vec::new();
+        while let Some(m) = c.recv(Duration::from_secs(120)).await {
+            let end = matches!(m, ServerMessage::End { .. });
+            msgs.push(m);
+            if end {
+                break;
+            }
+        }
+        out.push(msgs);
+    }
+    out
+}
+
+fn assert_complete(all: &[Vec<ServerMessage>], expected_segments: usize) {
+    for msgs in all {
+        assert!(matches!(msgs.last(), Some(ServerMessage::End { .. })), "no end: {msgs:?}");
+        let finals = finals_by_segment(msgs);
+        assert_eq!(finals.len(), expected_segments, "segments: {msgs:?}");
+        assert!(finals.values().all(|&n| n == 1), "a final was delivered twice: {finals:?}");
+        assert!(!msgs.iter().any(|m| matches!(m, ServerMessage::Error { .. })), "{msgs:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_loses_no_task_and_duplicates_are_dropped() {
+    let _g = serial().await;
+    let stack = Stack::gateway_only(fast_reclaim()).await;
+    let audio = speak_sentences(&UTTERANCES[..2], 700);
+    // Queue the work first, so the worker has plenty in hand when it dies.
+    let mut clients = start_sessions(&stack, 4, &audio, 8.0).await;
+    let mut conn = stack.redis().await;
+    let keys = Keys::new(&stack.cfg.channels.prefix);
+    let mut victim = stack.worker_process();
+    let mut held = 0;
+    for _ in 0..600 {
+        let p: redis::streams::StreamPendingReply = conn.xpending(keys.tasks(), "workers").await.unwrap();
+        held = p.count();
+        if held > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(held > 0, "the worker never took a task");
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    eprintln!("killed the worker holding {held} task(s)");
+    stack.spawn_worker().await;
+    let all = collect(&mut clients).await;
+    assert_complete(&all, 2);
+    assert!(stack.metrics.tasks_reclaimed.get() > 0, "nothing was reclaimed");
+    // Everything acknowledged is trimmed; nothing is pending.
+    let p: redis::streams::StreamPendingReply = conn.xpending(keys.tasks(), "workers").await.unwrap();
+    assert_eq!(p.count(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_subscriber_connection_loses_and_duplicates_nothing() {
+    let _g = serial().await;
+    let mut cfg = test_config();
+    cfg.worker.batch_size = 16;
+    let stack = Stack::start_with(cfg).await;
+    let audio = speak_sentences(&["Hello there."], 300);
+    let mut clients = start_sessions(&stack, 100, &audio, 50.0).await;
+    let killer = {
+        let mut conn = stack.redis().await;
+        tokio::spawn(async move {
+            let mut killed = 0u64;
+            for _ in 0..8 {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                let n: u64 = redis::cmd("CLIENT")
+                    .arg("KILL")
+                    .arg("TYPE")
+                    .arg("pubsub")
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or(0);
+                killed += n;
+            }
+            killed
+        })
+    };
+    let all = collect(&mut clients).await;
+    let killed = killer.await.unwrap();
+    eprintln!("killed {killed} subscriber connection(s); reconnects {}", stack.metrics.subscriber_reconnects.get());
+    assert!(killed > 0);
+    assert_complete(&all, 1);
+    assert!(stack.metrics.subscriber_reconnects.get() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restart_with_aof_keeps_tasks_and_delivers_every_final() {
+    let _g = serial().await;
+    let dir = tempfile::tempdir().unwrap();
+    let redis = RedisChild::start("redis-server", &["--appendonly", "yes", "--dir", dir.path().to_str().unwrap()])
+        .await
+        .unwrap();
+    let mut stack = Stack::gateway_on(fast_reclaim(), redis).await;
+    let audio = speak_sentences(&UTTERANCES[2..], 700);
+    let mut clients = start_sessions(&stack, 3, &audio, 8.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut conn = stack.redis().await;
+    let queued: u64 = conn.xlen("kiki:tasks").await.unwrap();
+    assert!(queued >= 6, "tasks queued before the restart: {queued}");
+    stack.redis.restart(Duration::from_millis(500)).await.unwrap();
+    let mut conn = stack.redis().await;
+    let after: u64 = conn.xlen("kiki:tasks").await.unwrap();
+    assert_eq!(after, queued, "tasks survive the restart");
+    // Workers start after the restart and gateways have reconnected by themselves.
+    stack.spawn_worker().await;
+    let all = collect(&mut clients).await;
+    assert_complete(&all, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_task_is_dead_lettered_and_its_session_told() {
+    let _g = serial().await;
+    let stack = Stack::start_with(fast_reclaim()).await;
+    let audio = speak_sentences(&UTTERANCES[1..2], 500);
+    // An English-only model cannot take Klingon: every delivery of this task fails.
+    let mut bad = stack.connect().await;
+    bad.send_json(json!({"type": "start", "language": "tlh"})).await;
+    assert!(matches!(bad.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
+    let mut good = stack.connect().await;
+    good.send_json(json!({"type": "start"})).await;
+    assert!(matches!(good.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
+    bad.stream(&audio, 8.0).await;
+    good.stream(&audio, 8.0).await;
+    let bad_msgs = bad.stop_and_collect().await;
+    let good_msgs = good.stop_and_collect().await;
+    assert!(
+        bad_msgs.iter().any(|m| matches!(
+            m,
+            ServerMessage::Error { code: kiki::gateway::protocol::ErrorCode::SegmentFailed, segment: Some(0), .. }
+        )),
+        "{bad_msgs:?}"
+    );
+    assert!(matches!(bad_msgs.last(), Some(ServerMessage::End { .. })));
+    assert!(wer(UTTERANCES[1], &final_text(&good_msgs)) <= 0.35, "{good_msgs:?}");
+    let mut conn = stack.redis().await;
+    let dead: redis::streams::StreamRangeReply = conn.xrange_all("kiki:dead").await.unwrap();
+    assert_eq!(dead.ids.len(), 1, "{dead:?}");
+    let reason: String = redis::from_redis_value_ref(&dead.ids[0].map["reason"]).unwrap();
+    assert!(reason.contains("3 deliveries"), "{reason}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trimming_never_removes_an_unacked_task() {
+    let redis = RedisChild::start("redis-server", &[]).await.unwrap();
+    let mut conn = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let keys = Keys::new("kiki");
+    tasks::ensure_group(&mut conn, &keys).await.unwrap();
+    let meta = |i: u64| TaskMeta {
+        session: "s".into(),
+        segment: i,
+        kind: CutKind::Final,
+        rev: 0,
+        reply: "c".into(),
+        start_ms: 0,
+        end_ms: 1,
+        enqueued_ms: 0,
+        language: None,
+    };
+    for round in 0..20u64 {
+        for i in 0..50 {
+            tasks::enqueue(&mut conn, &keys, &meta(round * 50 + i), &[0, 0]).await.unwrap();
+        }
+        // A consumer takes 30, acks every other one, and trimming runs between.
+        let (got, _) = tasks::read(&mut conn, &keys, "w", 30, 1).await.unwrap();
+        let acked: Vec<String> = got.iter().step_by(2).map(|t| t.id.clone()).collect();
+        tasks::ack(&mut conn, &keys, &acked).await.unwrap();
+        tasks::trim(&mut conn, &keys).await.unwrap();
+        let pending: redis::streams::StreamPendingCountReply =
+            conn.xpending_count(keys.tasks(), "workers", "-", "+", 10_000).await.unwrap();
+        for p in &pending.ids {
+            let still: redis::streams::StreamRangeReply = conn.xrange(keys.tasks(), &p.id, &p.id).await.unwrap();
+            assert_eq!(still.ids.len(), 1, "pending task {} was trimmed away", p.id);
+        }
+    }
+    // Every task is either acked, pending and present, or undelivered and present.
+    let pending: redis::streams::StreamPendingReply = conn.xpending(keys.tasks(), "workers").await.unwrap();
+    let len: u64 = conn.xlen(keys.tasks()).await.unwrap();
+    let backlog = tasks::backlog(&mut conn, &keys).await.unwrap();
+    assert_eq!(pending.count() as u64, 20 * 15);
+    assert_eq!(backlog, 20 * 50 - 20 * 30);
+    assert!(len >= pending.count() as u64 + backlog, "len {len}");
+    // Once the pending ones are acked, trimming takes everything but the undelivered backlog.
+    let pending: redis::streams::StreamPendingCountReply =
+        conn.xpending_count(keys.tasks(), "workers", "-", "+", 10_000).await.unwrap();
+    let ids: Vec<String> = pending.ids.into_iter().map(|p| p.id).collect();
+    tasks::ack(&mut conn, &keys, &ids).await.unwrap();
+    tasks::trim(&mut conn, &keys).await.unwrap();
+    let len: u64 = conn.xlen(keys.tasks()).await.unwrap();
+    assert_eq!(len, backlog);
+}
