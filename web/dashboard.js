@@ -209,7 +209,7 @@ class Chart {
 function niceCeil(v) {
   if (!(v > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
+  for (const m of [1, 2, 5, 10]) if (m * p >= v) return m * p;
   return 10 * p;
 }
 
@@ -274,6 +274,9 @@ function emptyRow(cols, text) {
 const COUNTERS = [
   ["dead_letters", "Dead letters", fmtNum],
   ["tasks_reclaimed_total", "Tasks reclaimed", fmtNum],
+  ["tasks_dead_lettered_total", "Tasks dead-lettered", fmtNum],
+  ["sessions_refused_total", "Sessions refused (busy)", fmtNum],
+  ["partials_shed_total", "Partials shed (backlog)", fmtNum],
   ["replays_total", "Replays", fmtNum],
   ["subscriber_reconnects_total", "Subscriber reconnects", fmtNum],
   ["plugin_errors_total", "Plugin errors", fmtNum],
@@ -285,7 +288,7 @@ const COUNTERS = [
   ["pubsub_messages_total", "Pub/Sub messages", fmtNum],
   ["pubsub_bytes_total", "Pub/Sub bytes", fmtBytes],
 ];
-const ALERTING = new Set(["dead_letters", "plugin_errors_total", "subscriber_reconnects_total"]);
+const ALERTING = new Set(["dead_letters", "tasks_dead_lettered_total", "sessions_refused_total", "plugin_errors_total", "subscriber_reconnects_total"]);
 
 function exact(v, f) {
   return f === fmtBytes ? fmtBytes(v) : Number(v).toLocaleString("en-US");

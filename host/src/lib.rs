@@ -6,6 +6,7 @@
 
 pub mod audio;
 pub mod channels;
+pub mod check;
 pub mod config;
 pub mod gateway;
 pub mod ids;

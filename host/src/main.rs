@@ -40,6 +40,16 @@ enum Command {
     Gateway,
     /// The worker role only.
     Worker,
+    /// Check a running deployment: Redis, the task stream, workers, Pub/Sub and a probe task
+    /// through a worker. Exit code 0 when all is healthy, 1 otherwise.
+    Check {
+        /// Also check a gateway's /readyz, e.g. http://127.0.0.1:8080
+        #[arg(long)]
+        gateway: Option<String>,
+        /// Seconds to wait for each probe.
+        #[arg(long, default_value_t = 10)]
+        timeout: u64,
+    },
     /// Transcribe WAV files and print one line per file.
     Transcribe {
         files: Vec<PathBuf>,
@@ -83,7 +93,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Gateway => kiki::roles::run_gateway(cfg, shutdown).await,
         Command::Worker => kiki::roles::run_worker(cfg, shutdown).await,
         Command::Transcribe { files, json } => transcribe(cfg, files, json).await,
+        Command::Check { gateway, timeout } => check(cfg, gateway, timeout).await,
     }
+}
+
+async fn check(cfg: Config, gateway: Option<String>, timeout: u64) -> anyhow::Result<()> {
+    let url = cfg.redis_url.clone().unwrap_or_else(|| kiki::roles::DEFAULT_REDIS.into());
+    let checks = kiki::check::run(&cfg, &url, gateway.as_deref(), std::time::Duration::from_secs(timeout)).await;
+    for c in &checks {
+        println!("{:<5} {:<13} {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);
+    }
+    let failed = checks.iter().filter(|c| !c.ok).count();
+    anyhow::ensure!(failed == 0, "{failed} check(s) failed");
+    Ok(())
 }
 
 async fn transcribe(cfg: Config, files: Vec<PathBuf>, json: bool) -> anyhow::Result<()> {

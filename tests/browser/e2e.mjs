@@ -233,7 +233,9 @@ describe("kiki in a real browser", () => {
 
   it("transcribes the fake microphone live and the dashboard moves", async () => {
     await page.bringToFront();
-    await page.getByRole("button", { name: "Start recording" }).click();
+    // By keyboard: focus the record button and press Space (Enter stops it below).
+    await page.getByRole("button", { name: "Start recording" }).focus();
+    await page.keyboard.press("Space");
     await page.waitForSelector('#conn[data-state="live"]', { timeout: 15_000 });
 
     const started = Date.now();
@@ -254,15 +256,21 @@ describe("kiki in a real browser", () => {
     seen.firstWordsMs = Date.now() - started;
     await page.screenshot({ path: path.join(ARTIFACTS, "index-live.png"), fullPage: true });
 
-    // Audio is still flowing (the fake device loops the file): the dashboard must keep moving.
-    seen.during1 = await counter("pubsub_messages_total");
+    // Audio is still flowing (the fake device loops the file): the dashboard (polling once a
+    // second) must show the traffic, and keep moving between two reads ~2 s apart.
+    const waitAbove = async (floor, ms) => {
+      const deadline = Date.now() + ms;
+      let v;
+      do {
+        v = await counter("pubsub_messages_total");
+        if (v > floor) break;
+        await sleep(250);
+      } while (Date.now() < deadline);
+      return v;
+    };
+    seen.during1 = await waitAbove(seen.before, 10_000);
     await sleep(2000);
-    const moveDeadline = Date.now() + 10_000;
-    do {
-      seen.during2 = await counter("pubsub_messages_total");
-      if (seen.during2 > seen.during1) break;
-      await sleep(500);
-    } while (Date.now() < moveDeadline);
+    seen.during2 = await waitAbove(seen.during1, 10_000);
 
     // The waveform has been drawn (some non-transparent pixels).
     const inked = await page.evaluate(() => {
@@ -274,7 +282,9 @@ describe("kiki in a real browser", () => {
     });
     assert.ok(inked > 0, "the waveform canvas is blank");
 
-    await page.getByRole("button", { name: "Stop recording" }).click();
+    const stopButton = page.getByRole("button", { name: "Stop recording" });
+    await stopButton.focus();
+    await page.keyboard.press("Enter");
     await page.waitForSelector('#conn[data-state="idle"]', { timeout: 70_000 }).catch(async (e) => {
       const state = await page.locator("#conn").textContent();
       throw new Error(`the session did not end cleanly (state: ${state}; alert: ${await page.locator("#alert").textContent()}): ${e.message}`);
@@ -299,8 +309,12 @@ describe("kiki in a real browser", () => {
   });
 
   it("showed the traffic on the dashboard's charts", async () => {
-    assert.ok(seen.during1 > seen.before, `Pub/Sub messages total did not rise while recording (${seen.before} -> ${seen.during1})`);
-    assert.ok(seen.during2 > seen.during1, `Pub/Sub messages total did not move within ~2 s while audio flowed (${seen.during1} -> ${seen.during2})`);
+    const updated = await dash.locator("#m-updated").textContent();
+    assert.ok(
+      seen.during1 > seen.before,
+      `Pub/Sub messages total did not rise while recording (${seen.before} -> ${seen.during1} -> ${seen.during2}; dashboard updated ${updated}, now ${new Date().toLocaleTimeString()})`,
+    );
+    assert.ok(seen.during2 > seen.during1, `Pub/Sub messages total did not move between two reads 2-12 s apart while audio flowed (${seen.during1} -> ${seen.during2})`);
     assert.ok((await counter("finals_delivered_total")) >= 1, "no finals counted");
     assert.ok(await chartMax("msgs") > 0, "the Pub/Sub messages/s chart stayed at zero");
     assert.ok(await chartMax("finals") > 0, "the finals/s chart stayed at zero");

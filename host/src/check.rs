@@ -1,0 +1,198 @@
+//! `kiki check`: exercises both channels of a running deployment and says what is healthy.
+//! Operators run it from cron; the exit code is 0 only when every check passes.
+
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use redis::AsyncCommands;
+
+use crate::audio::to_s16le;
+use crate::channels::results::Sequenced;
+use crate::channels::tasks::{self, TaskMeta};
+use crate::channels::{self, Keys, workers};
+use crate::config::Config;
+use crate::plugins::CutKind;
+
+/// One line of the report.
+#[derive(Debug)]
+pub struct Check {
+    pub name: &'static str,
+    pub ok: bool,
+    pub detail: String,
+}
+
+/// Runs every check; a check that cannot run is a failed check, never a panic.
+pub async fn run(cfg: &Config, redis_url: &str, gateway: Option<&str>, timeout: Duration) -> Vec<Check> {
+    let mut out = Vec::new();
+    let keys = Keys::new(&cfg.channels.prefix);
+    let client = match redis::Client::open(redis_url) {
+        Ok(c) => c,
+        Err(e) => {
+            out.push(Check { name: "redis", ok: false, detail: format!("bad URL {redis_url}: {e}") });
+            return out;
+        }
+    };
+    let started = Instant::now();
+    let mut conn = match tokio::time::timeout(timeout, channels::manager(&client)).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            out.push(Check { name: "redis", ok: false, detail: format!("{redis_url}: {e}") });
+            return out;
+        }
+        Err(_) => {
+            out.push(Check { name: "redis", ok: false, detail: format!("{redis_url}: no answer in {timeout:?}") });
+            return out;
+        }
+    };
+    let ping: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+    out.push(Check {
+        name: "redis",
+        ok: ping.is_ok(),
+        detail: match ping {
+            Ok(_) => format!("{redis_url} answers PING in {:.1} ms", started.elapsed().as_secs_f64() * 1e3),
+            Err(e) => e.to_string(),
+        },
+    });
+
+    let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = conn.xinfo_groups(keys.tasks()).await;
+    out.push(match groups {
+        Ok(g) => match g.groups.iter().find(|g| g.name == channels::keys::GROUP) {
+            Some(g) => Check {
+                name: "task stream",
+                ok: true,
+                detail: format!(
+                    "{}: group {} backlog {} pending {} consumers {}",
+                    keys.tasks(),
+                    g.name,
+                    g.lag.unwrap_or(0),
+                    g.pending,
+                    g.consumers
+                ),
+            },
+            None => Check { name: "task stream", ok: false, detail: "consumer group missing".into() },
+        },
+        Err(e) => Check { name: "task stream", ok: false, detail: format!("{}: {e}", keys.tasks()) },
+    });
+    if let Ok(dead) = conn.xlen::<_, u64>(keys.dead_letters()).await {
+        out.push(Check { name: "dead letters", ok: true, detail: format!("{dead} in {}", keys.dead_letters()) });
+    }
+
+    let alive = workers::alive(&mut conn, &keys).await.unwrap_or_default();
+    out.push(Check {
+        name: "workers",
+        ok: !alive.is_empty(),
+        detail: if alive.is_empty() { "no worker beat in the last 10 s".into() } else { alive.join(", ") },
+    });
+
+    out.push(pubsub_probe(&client, &mut conn, &keys, timeout).await);
+    out.push(task_probe(&client, &mut conn, &keys, timeout).await);
+    if let Some(url) = gateway {
+        out.push(gateway_probe(url, timeout).await);
+    }
+    out
+}
+
+/// PUBLISH on a throw-away channel must come back on a subscriber.
+async fn pubsub_probe(
+    client: &redis::Client,
+    conn: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    timeout: Duration,
+) -> Check {
+    let channel = keys.gateway_channel(&format!("check-{}", crate::ids::short()));
+    let res = async {
+        let mut sub = client.get_async_pubsub().await?;
+        sub.subscribe(&channel).await?;
+        let t = Instant::now();
+        let _: i64 = conn.publish(&channel, "probe").await?;
+        let got = tokio::time::timeout(timeout, sub.on_message().next()).await;
+        Ok::<_, redis::RedisError>(got.ok().flatten().map(|_| t.elapsed()))
+    }
+    .await;
+    match res {
+        Ok(Some(rtt)) => {
+            Check { name: "pub/sub", ok: true, detail: format!("round trip {:.2} ms", rtt.as_secs_f64() * 1e3) }
+        }
+        Ok(None) => Check { name: "pub/sub", ok: false, detail: format!("probe not received in {timeout:?}") },
+        Err(e) => Check { name: "pub/sub", ok: false, detail: e.to_string() },
+    }
+}
+
+/// A probe task (half a second of silence) through the stream, a worker, the result script and
+/// Pub/Sub: the whole task path, without a model call.
+async fn task_probe(
+    client: &redis::Client,
+    conn: &mut redis::aio::ConnectionManager,
+    keys: &Keys,
+    timeout: Duration,
+) -> Check {
+    let nonce = crate::ids::short();
+    let channel = keys.gateway_channel(&format!("check-{nonce}"));
+    let meta = TaskMeta {
+        session: format!("check-{nonce}"),
+        segment: 0,
+        kind: CutKind::Final,
+        rev: 0,
+        reply: channel.clone(),
+        start_ms: 0,
+        end_ms: 500,
+        enqueued_ms: workers::now_ms(),
+        language: None,
+    };
+    let res = async {
+        let mut sub = client.get_async_pubsub().await?;
+        sub.subscribe(&channel).await?;
+        let t = Instant::now();
+        tasks::enqueue(conn, keys, &meta, &to_s16le(&[0.0; 8000])).await?;
+        let mut stream = sub.on_message();
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return Ok::<_, anyhow::Error>(None),
+                m = stream.next() => {
+                    let Some(m) = m else { return Ok(None) };
+                    if let Ok(r) = Sequenced::parse(m.get_payload_bytes())
+                        && r.payload.session == meta.session {
+                        return Ok(Some((t.elapsed(), r.payload.error)));
+                    }
+                }
+            }
+        }
+    }
+    .await;
+    match res {
+        Ok(Some((rtt, None))) => Check {
+            name: "task path",
+            ok: true,
+            detail: format!("probe task answered by a worker in {:.1} ms", rtt.as_secs_f64() * 1e3),
+        },
+        Ok(Some((_, Some(err)))) => Check { name: "task path", ok: false, detail: format!("worker reported: {err}") },
+        Ok(None) => {
+            Check { name: "task path", ok: false, detail: format!("no worker answered the probe in {timeout:?}") }
+        }
+        Err(e) => Check { name: "task path", ok: false, detail: format!("{e:#}") },
+    }
+}
+
+async fn gateway_probe(url: &str, timeout: Duration) -> Check {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let res = tokio::time::timeout(timeout, async {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        s.write_all(format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
+        let mut buf = Vec::new();
+        s.read_to_end(&mut buf).await?;
+        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
+    })
+    .await;
+    match res {
+        Ok(Ok(text)) => {
+            let ok = text.starts_with("HTTP/1.1 200");
+            let body = text.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string()).unwrap_or_default();
+            Check { name: "gateway", ok, detail: format!("{addr}/readyz: {body}") }
+        }
+        Ok(Err(e)) => Check { name: "gateway", ok: false, detail: format!("{addr}: {e}") },
+        Err(_) => Check { name: "gateway", ok: false, detail: format!("{addr}: no answer in {timeout:?}") },
+    }
+}
