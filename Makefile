@@ -19,8 +19,10 @@ run: build
 
 ## Set up and run every test: host unit + integration tests, plugin crates, lints.
 test: setup
+	bash plugins/testing/build.sh .cache/test-plugins
 	$(CARGO) test --release --workspace
 	cd plugins && $(CARGO) test
+	bash tests/browser/run.sh
 	$(MAKE) lint
 
 lint:

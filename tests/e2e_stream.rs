@@ -90,3 +90,17 @@ async fn bad_input_gets_clear_errors_and_the_server_keeps_serving() {
     assert_eq!(status, 200);
     assert!(metrics.contains("kiki_protocol_errors_total"), "{metrics}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_socket_is_closed_after_the_idle_timeout() {
+    let mut cfg = test_config();
+    cfg.gateway.idle_timeout_s = 1;
+    let stack = Stack::start_with(cfg).await;
+    let mut c = stack.connect().await;
+    match c.recv(Duration::from_secs(5)).await {
+        Some(ServerMessage::Error { code: ErrorCode::IdleTimeout, .. }) => {}
+        other => panic!("expected idle_timeout, got {other:?}"),
+    }
+    assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::End { .. })));
+    assert!(c.recv(Duration::from_secs(5)).await.is_none(), "the socket closes");
+}

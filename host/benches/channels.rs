@@ -2,10 +2,11 @@
 //!
 //! 1. Result delivery: latency from just before a worker publishes a result to its arrival in the
 //!    session's inbox, Redis CPU, and the gateway-side connection count, for three designs:
-//!    (a) this design: Lua script (HINCRBY seq + XADD replay + PUBLISH) to ONE gateway channel,
-//!        ONE subscriber connection, in-process dispatch (`kiki::channels::subscriber::Dispatcher`);
-//!    (b) per-session streams read with XREAD BLOCK, one reader connection per 100 sessions;
-//!    (c) one Pub/Sub connection per session, plain PUBLISH.
+//!    - (a) this design: Lua script (HINCRBY seq + XADD replay + PUBLISH) to ONE gateway channel,
+//!      ONE subscriber connection, in-process dispatch (`kiki::channels::subscriber::Dispatcher`);
+//!    - (b) per-session streams read with XREAD BLOCK, one reader connection per 100 sessions;
+//!    - (c) one Pub/Sub connection per session, plain PUBLISH.
+//!
 //!    The publishers run in a child process (this binary re-invoked with `--publisher`), so that
 //!    they do not share a scheduler with the gateway side; both stamp wall-clock microseconds.
 //! 2. Task throughput: XADD -> XREADGROUP -> XACK with a no-op worker, 1 and 4 workers.
@@ -316,10 +317,11 @@ async fn publisher_task(
     let policy = ReplayPolicy { max_len: 64, ttl_s: 300, sharded: false };
     let channel = keys.gateway_channel(GATEWAY);
     let period_us = 1_000_000 / RATE_HZ;
-    let mut rng = rand::rng();
     // Min-heap of (next due time, session index); one result per session per period.
-    let mut due: BinaryHeap<Reverse<(u64, usize)>> =
-        (0..sessions.len()).map(|i| Reverse((window.start_us + rng.random_range(0..period_us), i))).collect();
+    let mut due: BinaryHeap<Reverse<(u64, usize)>> = {
+        let mut rng = rand::rng();
+        (0..sessions.len()).map(|i| Reverse((window.start_us + rng.random_range(0..period_us), i))).collect()
+    };
     let mut seqs = vec![0u64; sessions.len()];
     let (mut sent, mut errors) = (0u64, 0u64);
     while let Some(Reverse((at, i))) = due.pop() {
@@ -791,7 +793,7 @@ async fn task_throughput(args: &Args, redis: &RedisChild, ctl: &mut ConnectionMa
     );
     println!("   each worker on its own connection; 4 producer tasks on one multiplexed connection, same process");
     println!(
-        "{:<22} {:>7} {:>16} {:>24} {:>10}",
+        "{:<32} {:>7} {:>16} {:>24} {:>10}",
         "payload", "workers", "tasks/s (median)", "runs min..max", "Redis CPU"
     );
     for (label, payload) in [("1 s s16 16 kHz audio", AUDIO_BYTES), ("small", SMALL_BYTES)] {
@@ -807,13 +809,13 @@ async fn task_throughput(args: &Args, redis: &RedisChild, ctl: &mut ConnectionMa
             let m = median(&mut rates);
             medians.push(m);
             println!(
-                "{:<22} {workers:>7} {m:>16.0} {:>24} {:>9.1}%",
+                "{:<32} {workers:>7} {m:>16.0} {:>24} {:>9.1}%",
                 format!("{label} ({payload} B)"),
                 format!("{lo:.0}..{hi:.0}"),
                 median(&mut cpus)
             );
         }
-        println!("{:<22} ratio 4 workers / 1 worker: {:.2}", format!("({payload} B)"), medians[1] / medians[0]);
+        println!("{:<32} ratio 4 workers / 1 worker: {:.2}", format!("({payload} B)"), medians[1] / medians[0]);
     }
     Ok(())
 }
@@ -846,6 +848,11 @@ fn summary(cells: &[CellResult]) {
     );
 }
 
+fn load_average() -> String {
+    let avg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    format!("load average (1/5/15 min): {}", avg.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+}
+
 async fn bench_main(args: &Args) -> anyhow::Result<()> {
     let began = Instant::now();
     let redis = RedisChild::start("redis-server", &[]).await?;
@@ -859,6 +866,8 @@ async fn bench_main(args: &Args) -> anyhow::Result<()> {
         redis.port,
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)
     );
+    // Other work on the machine skews latency; say how busy it was.
+    println!("{}", load_average());
     let mut cells = Vec::new();
     if args.part != Part::Tasks {
         cells = result_delivery(args, &redis, &mut ctl).await;
@@ -871,7 +880,7 @@ async fn bench_main(args: &Args) -> anyhow::Result<()> {
     if !cells.is_empty() {
         summary(&cells);
     }
-    println!("total bench time: {:.1} s", began.elapsed().as_secs_f64());
+    println!("total bench time: {:.1} s; {}", began.elapsed().as_secs_f64(), load_average());
     redis.stop().await;
     Ok(())
 }

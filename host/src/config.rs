@@ -64,6 +64,8 @@ pub struct GatewayConfig {
     pub max_frame_bytes: usize,
     /// Longest wait for outstanding finals after `stop`, in seconds.
     pub final_timeout_s: u64,
+    /// A socket that sends nothing for this long is closed, in seconds.
+    pub idle_timeout_s: u64,
     /// Folder of the web pages.
     pub web_dir: PathBuf,
 }
@@ -140,7 +142,13 @@ impl Default for WorkerConfig {
 
 impl Default for GatewayConfig {
     fn default() -> Self {
-        Self { id: None, max_frame_bytes: 256 * 1024, final_timeout_s: 60, web_dir: PathBuf::from("web") }
+        Self {
+            id: None,
+            max_frame_bytes: 256 * 1024,
+            final_timeout_s: 60,
+            idle_timeout_s: 60,
+            web_dir: PathBuf::from("web"),
+        }
     }
 }
 

@@ -324,9 +324,7 @@ describe("kiki in a real browser", () => {
     await dash.screenshot({ path: path.join(ARTIFACTS, "dashboard.png"), fullPage: true });
   });
 
-  // The server does not fill `latency_ms` yet (the session records the histogram but not the
-  // recent-latency window that /api/stats reads); drop `todo` once it does.
-  it("shows final latency percentiles", { todo: "/api/stats latency_ms stays null" }, async () => {
+  it("shows final latency percentiles", async () => {
     await dash.waitForFunction(() => document.querySelector("#canvas-latency").dataset.max !== "", null, { timeout: 3000 });
     assert.ok((await chartMax("latency")) > 0, "the latency chart has no data");
   });

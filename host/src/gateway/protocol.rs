@@ -90,6 +90,8 @@ pub enum ErrorCode {
     SegmentFailed,
     /// Some finals did not arrive before the timeout after `stop`.
     Timeout,
+    /// Nothing arrived from the client for the idle timeout; the session is closed.
+    IdleTimeout,
     /// The server is overloaded or cannot reach Redis; retry later.
     Busy,
     /// Something on the server's side broke.

@@ -5,8 +5,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{Message, WebSocket};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::AppState;
 use super::protocol::{ClientMessage, ErrorCode, Segment, ServerMessage, Start};
@@ -26,9 +27,11 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
     let mut session: Option<Live> = None;
     let mut stopping = false;
     let final_timeout = Duration::from_secs(state.cfg.gateway.final_timeout_s);
-    let deadline = tokio::time::sleep(Duration::MAX / 4);
-    tokio::pin!(deadline);
-    loop {
+    let idle_timeout = Duration::from_secs(state.cfg.gateway.idle_timeout_s.max(1));
+    // Idle until `stop`; after it, a fixed deadline for the outstanding finals that client
+    // traffic cannot push back.
+    let mut deadline = Instant::now() + idle_timeout;
+    let close = loop {
         let inbox = async {
             match session.as_mut() {
                 Some(s) => s.inbox.recv().await,
@@ -37,47 +40,56 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
         };
         tokio::select! {
             msg = socket.recv() => {
-                let Some(Ok(msg)) = msg else { break };
+                let Some(Ok(msg)) = msg else { break None };
+                let was_stopping = stopping;
                 let replies = match msg {
                     Message::Text(t) => on_text(&state, &mut session, &mut stopping, t.as_str()).await,
                     Message::Binary(b) => on_binary(&state, session.as_mut(), stopping, &b).await,
-                    Message::Close(_) => break,
+                    Message::Close(_) => break None,
                     Message::Ping(_) | Message::Pong(_) => Vec::new(),
                 };
+                if stopping && !was_stopping {
+                    deadline = Instant::now() + final_timeout;
+                } else if !stopping {
+                    deadline = Instant::now() + idle_timeout;
+                }
+                if send_all(&mut socket, replies).await.is_err() { break None; }
                 if stopping && session.as_ref().is_some_and(|s| s.outstanding.is_empty()) {
-                    let mut replies = replies;
-                    replies.push(end_message(session.as_ref()));
-                    let _ = send_all(&mut socket, replies).await;
-                    break;
+                    let _ = send_all(&mut socket, vec![end_message(session.as_ref())]).await;
+                    break Some(close_frame(close_code::NORMAL, "end"));
                 }
-                if stopping {
-                    deadline.as_mut().reset(tokio::time::Instant::now() + final_timeout);
-                }
-                if send_all(&mut socket, replies).await.is_err() { break; }
             }
             delivery = inbox => {
-                let Some(delivery) = delivery else { break };
+                let Some(delivery) = delivery else { break None };
                 let Some(s) = session.as_mut() else { continue };
                 let replies = s.on_delivery(&state, delivery).await;
-                if send_all(&mut socket, replies).await.is_err() { break; }
+                if send_all(&mut socket, replies).await.is_err() { break None; }
                 if stopping && s.outstanding.is_empty() {
                     let _ = send_all(&mut socket, vec![end_message(session.as_ref())]).await;
-                    break;
+                    break Some(close_frame(close_code::NORMAL, "end"));
                 }
             }
-            _ = &mut deadline, if stopping => {
-                let missing = session.as_ref().map(|s| s.outstanding.len()).unwrap_or(0);
-                let msg = ServerMessage::error(ErrorCode::Timeout, format!("{missing} final(s) not ready in time"));
+            _ = tokio::time::sleep_until(deadline) => {
+                let msg = if stopping {
+                    let missing = session.as_ref().map(|s| s.outstanding.len()).unwrap_or(0);
+                    ServerMessage::error(ErrorCode::Timeout, format!("{missing} final(s) not ready in time"))
+                } else {
+                    ServerMessage::error(ErrorCode::IdleTimeout, format!("nothing received for {idle_timeout:?}"))
+                };
                 let _ = send_all(&mut socket, vec![msg, end_message(session.as_ref())]).await;
-                break;
+                break Some(close_frame(close_code::POLICY, "timeout"));
             }
         }
-    }
+    };
     if let Some(s) = session {
         state.dispatcher.unregister(&s.id);
     }
-    let _ = socket.send(Message::Close(None)).await;
+    let _ = socket.send(Message::Close(close)).await;
     state.metrics.sessions_active.dec();
+}
+
+fn close_frame(code: u16, reason: &'static str) -> CloseFrame {
+    CloseFrame { code, reason: reason.into() }
 }
 
 fn end_message(session: Option<&Live>) -> ServerMessage {
@@ -150,7 +162,8 @@ async fn on_binary(
         return vec![ServerMessage::error(ErrorCode::NotStarted, "audio before start: send a start message first")];
     };
     if stopping {
-        return vec![ServerMessage::error(ErrorCode::BadMessage, "audio after stop is ignored")];
+        // Late frames in flight when `stop` was sent are normal; drop them quietly.
+        return Vec::new();
     }
     if bytes.len() > state.cfg.gateway.max_frame_bytes {
         state.metrics.protocol_errors.inc();
@@ -412,10 +425,7 @@ impl Live {
                     self.finals_delivered += 1;
                     state.metrics.finals_delivered.inc();
                     if p.enqueued_ms > 0 {
-                        state
-                            .metrics
-                            .final_latency_seconds
-                            .observe(now_ms().saturating_sub(p.enqueued_ms) as f64 / 1e3);
+                        state.metrics.observe_final_latency(now_ms().saturating_sub(p.enqueued_ms));
                     }
                     out.push(ServerMessage::Final(seg));
                 }

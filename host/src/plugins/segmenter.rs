@@ -27,6 +27,9 @@ pub struct Cut {
     pub end: u64,
 }
 
+/// More cuts than this from one call is a broken plugin, not a segmentation.
+const MAX_CUTS_PER_CALL: usize = 1024;
+
 /// A compiled segmenter version, ready to instantiate per session.
 pub struct SegmenterPlugin {
     pub name: String,
@@ -112,6 +115,12 @@ impl SegmenterInstance {
     fn finish(&mut self, res: wasmtime::Result<Vec<types::Cut>>) -> Result<Vec<Cut>, PluginError> {
         self.store.data_mut().drain_stderr();
         let cuts = res.map_err(|e| PluginError::from_call(&self.label, e))?;
+        if cuts.len() > MAX_CUTS_PER_CALL {
+            return Err(PluginError::Returned {
+                plugin: self.label.to_string(),
+                reason: format!("returned {} cuts in one call; the limit is {MAX_CUTS_PER_CALL}", cuts.len()),
+            });
+        }
         Ok(cuts
             .into_iter()
             .filter(|c| c.end > c.start)

@@ -1,0 +1,116 @@
+//! Hostile plugins through the real host runtime: each is contained and reported, and the host
+//! (and every other instance) carries on. The plugins are built by plugins/testing/build.sh.
+
+mod common;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use kiki::plugins::{CutKind, Limits, PluginError, PluginRuntime, SegmenterPlugin};
+
+fn test_plugin(file: &str) -> PathBuf {
+    let p = repo_root().join(".cache/test-plugins").join(file);
+    assert!(p.exists(), "{} missing: run plugins/testing/build.sh (make test does)", p.display());
+    p
+}
+
+fn runtime() -> Arc<PluginRuntime> {
+    PluginRuntime::new(Limits { max_instances: 64, ..Limits::default() }).unwrap()
+}
+
+fn load(rt: &Arc<PluginRuntime>, file: &str) -> Arc<SegmenterPlugin> {
+    SegmenterPlugin::load(rt, &test_plugin(file), file, "test").unwrap()
+}
+
+fn frame() -> Vec<f32> {
+    (0..320).map(|i| (i as f32 * 0.3).sin() * 0.3).collect()
+}
+
+fn default_vad(rt: &Arc<PluginRuntime>) -> Arc<SegmenterPlugin> {
+    let path = repo_root().join(".cache/plugins/vad@0.1.0.wasm");
+    SegmenterPlugin::load(rt, &path, "vad", "0.1.0").unwrap()
+}
+
+#[test]
+fn an_endless_loop_runs_out_of_fuel_quickly() {
+    let rt = runtime();
+    let mut inst = load(&rt, "loop@0.1.0.wasm").open(16_000, &[]).unwrap();
+    let t = Instant::now();
+    let err = inst.push(frame(), None).unwrap_err();
+    assert!(matches!(err, PluginError::OutOfFuel { .. }), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(5), "took {:?}", t.elapsed());
+}
+
+#[test]
+fn unbounded_allocation_hits_the_memory_limit_and_traps() {
+    let rt = runtime();
+    let mut inst = load(&rt, "alloc@0.1.0.wasm").open(16_000, &[]).unwrap();
+    let err = inst.push(frame(), None).unwrap_err();
+    assert!(matches!(err, PluginError::Trap { .. }), "{err}");
+}
+
+#[test]
+fn a_panic_fails_that_call_only_and_other_instances_carry_on() {
+    let rt = runtime();
+    let vad = default_vad(&rt);
+    let mut neighbour = vad.open(16_000, &[]).unwrap();
+    let plugin = load(&rt, "panic@0.1.0.wasm");
+    let mut inst = plugin.open(16_000, &[]).unwrap();
+    assert_eq!(inst.push(frame(), None).unwrap().len(), 1);
+    assert_eq!(inst.push(frame(), None).unwrap().len(), 1);
+    let err = inst.push(frame(), None).unwrap_err();
+    assert!(matches!(err, PluginError::Trap { .. }), "{err}");
+    // The trapped instance stays broken; a fresh one from the same version works.
+    assert!(inst.push(frame(), None).is_err());
+    let mut fresh = plugin.open(16_000, &[]).unwrap();
+    assert_eq!(fresh.push(frame(), None).unwrap().len(), 1);
+    // The neighbour never noticed.
+    for _ in 0..10 {
+        neighbour.push(frame(), None).unwrap();
+    }
+}
+
+#[test]
+fn a_huge_output_list_is_refused_or_contained() {
+    let rt = runtime();
+    let plugin = load(&rt, "huge@0.1.0.wasm");
+    // Under the memory limit the list arrives, and the host refuses it for its size.
+    let mut inst = plugin.open(16_000, &[("count".into(), "200000".into())]).unwrap();
+    let err = inst.push(frame(), None).unwrap_err();
+    assert!(err.to_string().contains("limit is 1024"), "{err}");
+    // Past the memory limit the plugin traps before the host sees anything.
+    let mut inst = plugin.open(16_000, &[]).unwrap();
+    assert!(matches!(inst.push(frame(), None).unwrap_err(), PluginError::Trap { .. }));
+}
+
+#[test]
+fn a_plugin_of_the_wrong_world_is_rejected_at_load() {
+    let rt = runtime();
+    let err = SegmenterPlugin::load(&rt, &test_plugin("wrongworld@0.1.0.wasm"), "wrongworld", "0.1.0")
+        .err()
+        .expect("a postprocessor is not a segmenter");
+    assert!(matches!(err, PluginError::WrongWorld { .. }), "{err}");
+    let err = SegmenterPlugin::load(&rt, &repo_root().join("Cargo.toml"), "x", "1").err().expect("not wasm");
+    assert!(matches!(err, PluginError::Load { .. }), "{err}");
+}
+
+#[test]
+fn a_plugin_built_against_the_frozen_v0_1_0_contract_loads_and_runs() {
+    let rt = runtime();
+    let mut inst = load(&rt, "oldabi@0.1.0.wasm").open(16_000, &[]).unwrap();
+    let mut cuts = Vec::new();
+    for _ in 0..50 {
+        cuts.extend(inst.push(frame(), None).unwrap());
+    }
+    assert_eq!(cuts.len(), 2, "{cuts:?}");
+    assert!(cuts.iter().all(|c| c.kind == CutKind::Final && c.end - c.start == 8000));
+}
+
+#[test]
+fn bad_config_is_a_clear_error_at_open() {
+    let rt = runtime();
+    let err = default_vad(&rt).open(16_000, &[("partial_ms".into(), "-1".into())]).err().expect("invalid config");
+    assert!(err.to_string().contains("partial_ms"), "{err}");
+}
