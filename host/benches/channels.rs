@@ -4,6 +4,8 @@
 //!    session's inbox, Redis CPU, and the gateway-side connection count, for three designs:
 //!    - (a) this design: Lua script (HINCRBY seq + XADD replay + PUBLISH) to ONE gateway channel,
 //!      ONE subscriber connection, in-process dispatch (`kiki::channels::subscriber::Dispatcher`);
+//!    - (a0) the same without the Lua script: plain PUBLISH to the gateway channel, isolating what
+//!      the durable write (seq + replay stream) costs;
 //!    - (b) per-session streams read with XREAD BLOCK, one reader connection per 100 sessions;
 //!    - (c) one Pub/Sub connection per session, plain PUBLISH.
 //!
@@ -78,7 +80,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     max_sessions: usize,
     /// Designs to run, e.g. "a,c".
-    #[arg(long, value_delimiter = ',', default_values_t = [Design::A, Design::B, Design::C])]
+    #[arg(long, value_delimiter = ',', default_values_t = [Design::A, Design::A0, Design::B, Design::C])]
     designs: Vec<Design>,
     /// Which part to run.
     #[arg(long, value_enum, default_value_t = Part::All)]
@@ -97,7 +99,8 @@ struct Args {
     publisher: bool,
     #[arg(long, hide = true, default_value = "")]
     url: String,
-    #[arg(long, hide = true, default_value_t = 0)]
+    /// Run only this session count (0: 1, 100, 500 and 1000 up to --max-sessions).
+    #[arg(long, default_value_t = 0)]
     sessions: usize,
     #[arg(long, hide = true, default_value_t = 0)]
     start_us: u64,
@@ -110,6 +113,7 @@ struct Args {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Design {
     A,
+    A0,
     B,
     C,
 }
@@ -118,6 +122,7 @@ impl Design {
     fn label(self) -> &'static str {
         match self {
             Design::A => "a: Lua+PUBLISH, 1 subscriber",
+            Design::A0 => "a0: PUBLISH no Lua, 1 subscriber",
             Design::B => "b: XADD, XREAD 100 keys/conn",
             Design::C => "c: PUBLISH, 1 SUBSCRIBE/session",
         }
@@ -128,6 +133,7 @@ impl std::fmt::Display for Design {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Design::A => "a",
+            Design::A0 => "a0",
             Design::B => "b",
             Design::C => "c",
         })
@@ -334,6 +340,10 @@ async fn publisher_task(
         let payload = result_payload(&sessions[i], seqs[i], sent_us, &PADDING);
         let ok = match design {
             Design::A => results::publish(&mut conn, &keys, &policy, &channel, &payload, EPOCH).await.is_ok(),
+            Design::A0 => {
+                let r: redis::RedisResult<i64> = conn.publish(&channel, message_text(&payload, seqs[i])).await;
+                r.is_ok()
+            }
             Design::B => xadd_result(&mut conn, &sessions[i], &message_text(&payload, seqs[i])).await.is_ok(),
             Design::C => {
                 let r: redis::RedisResult<i64> =
@@ -405,7 +415,7 @@ async fn connect_gateway(
 ) -> anyhow::Result<Gateway> {
     let sessions: Vec<String> = (0..n).map(session_name).collect();
     match design {
-        Design::A => {
+        Design::A | Design::A0 => {
             let dispatcher = Arc::new(Dispatcher::new(kiki::metrics::Metrics::new()));
             let inboxes = sessions.iter().map(|s| dispatcher.register(s)).collect();
             let shutdown = Shutdown::new();
@@ -676,7 +686,8 @@ async fn result_delivery(args: &Args, redis: &RedisChild, ctl: &mut ConnectionMa
     print_cell_header(args);
     let mut cells = Vec::new();
     for design in &args.designs {
-        for n in [1, 100, 500, 1000].into_iter().filter(|&n| n <= args.max_sessions) {
+        let counts = if args.sessions > 0 { vec![args.sessions] } else { vec![1, 100, 500, 1000] };
+        for n in counts.into_iter().filter(|&n| n <= args.max_sessions) {
             match run_cell(args, redis, ctl, *design, n).await {
                 Ok(c) => {
                     print_cell(&c);
@@ -831,18 +842,23 @@ fn summary(cells: &[CellResult]) {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let largest_a = cells.iter().filter(|c| c.design == Design::A).max_by_key(|c| c.n);
-    let verdict = match largest_a {
-        Some(c) => {
-            let p99 = percentile_ms(&c.latencies_us, 0.99);
+    let p99_at = |d: Design, n: usize| {
+        cells.iter().rfind(|c| c.design == d && c.n == n).map(|c| percentile_ms(&c.latencies_us, 0.99))
+    };
+    let verdict = match cells.iter().filter(|c| c.design == Design::A).map(|c| c.n).max() {
+        Some(n) => {
+            let p99 = p99_at(Design::A, n).unwrap_or(f64::NAN);
             let ok = if p99 <= P99_TARGET_MS { "meets" } else { "MISSES" };
-            format!("design (a) p99 at N={}: {p99:.3} ms, {ok} the {P99_TARGET_MS} ms target", c.n)
+            let baseline =
+                p99_at(Design::C, n).map(|c| format!(" (c, per-session Pub/Sub: {c:.3} ms)")).unwrap_or_default();
+            format!("design (a) p99 at N={n}: {p99:.3} ms, {ok} the {P99_TARGET_MS} ms target{baseline}")
         }
         None => "design (a) not run".to_string(),
     };
     println!(
-        "SUMMARY: {verdict}; gateway-side connections (conns@N): a: {} | b: {} | c: {}",
+        "SUMMARY: {verdict}; gateway-side connections (conns@N): a: {} | a0: {} | b: {} | c: {}",
         conns(Design::A),
+        conns(Design::A0),
         conns(Design::B),
         conns(Design::C)
     );

@@ -52,7 +52,13 @@ pub async fn engine() -> Arc<Engine> {
 pub fn speak(text: &str) -> Vec<f32> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.wav");
-    let st = std::process::Command::new("espeak-ng").arg("-w").arg(&path).arg(text).status().expect("espeak-ng runs");
+    let st = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us"])
+        .arg("-w")
+        .arg(&path)
+        .arg(text)
+        .status()
+        .expect("espeak-ng runs");
     assert!(st.success(), "espeak-ng failed");
     kiki::audio::read_wav(&path).expect("espeak output decodes")
 }

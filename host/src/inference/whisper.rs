@@ -18,6 +18,8 @@ const WINDOW: usize = FULL_FRAMES * HOP;
 const MIN_SAMPLES: usize = 1_600;
 /// Below this RMS (about -60 dBFS) a segment is silence: no model call, no text.
 const SILENCE_RMS: f32 = 1e-3;
+/// Least share of energy above 250 Hz for a segment to be worth a model call.
+const MIN_SPEECH_BAND: f32 = 0.1;
 /// Whisper's rule: a segment is non-speech when no-speech is likely AND the text is unlikely.
 const NO_SPEECH_THRESHOLD: f32 = 0.6;
 const LOGPROB_THRESHOLD: f32 = -1.0;
@@ -307,12 +309,26 @@ impl Engine {
     }
 }
 
+/// Cheap gates before the model: too short, too quiet, or no energy above 250 Hz (mains hum
+/// and rumble, on which Whisper likes to hallucinate "you").
 fn is_audible(w: &[f32]) -> bool {
     if w.len() < MIN_SAMPLES {
         return false;
     }
-    let rms = (w.iter().map(|s| s * s).sum::<f32>() / w.len() as f32).sqrt();
-    rms >= SILENCE_RMS
+    let total: f32 = w.iter().map(|s| s * s).sum();
+    let rms = (total / w.len() as f32).sqrt();
+    if rms < SILENCE_RMS {
+        return false;
+    }
+    // One-pole high-pass at ~250 Hz: speech keeps most of its energy, a 50 Hz hum keeps ~4%.
+    let a = 1.0 / (1.0 + 2.0 * std::f32::consts::PI * 250.0 / 16_000.0);
+    let (mut y, mut prev, mut high) = (0.0f32, 0.0f32, 0.0f32);
+    for &x in w {
+        y = a * (y + x - prev);
+        prev = x;
+        high += y * y;
+    }
+    high / total >= MIN_SPEECH_BAND
 }
 
 fn softmax_at(row: &[f32], idx: usize) -> f32 {
