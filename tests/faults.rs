@@ -221,6 +221,8 @@ async fn trimming_never_removes_an_unacked_task() {
         end_ms: 1,
         enqueued_ms: 0,
         language: None,
+        hotwords: vec![],
+        room: None,
     };
     for round in 0..20u64 {
         for i in 0..50 {

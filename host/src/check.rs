@@ -138,6 +138,8 @@ async fn task_probe(
         end_ms: 500,
         enqueued_ms: workers::now_ms(),
         language: None,
+        hotwords: Vec::new(),
+        room: None,
     };
     let res = async {
         let mut sub = client.get_async_pubsub().await?;

@@ -77,6 +77,12 @@ pub struct PluginsConfig {
     pub dir: Option<PathBuf>,
     /// Segmenter used by sessions that do not ask for one.
     pub segmenter: String,
+    /// Post-processor run on every result ("" for none).
+    pub postprocessor: String,
+    /// Router deciding where each result goes ("" for owner-only delivery).
+    pub router: String,
+    /// Operator settings per plugin name, served to the plugin by `host.config(key)`.
+    pub config: std::collections::HashMap<String, std::collections::HashMap<String, String>>,
     /// Fuel granted per plugin call (a loop that burns it traps instead of stalling the host).
     pub fuel_per_call: u64,
     /// Linear-memory limit per plugin instance, in bytes.
@@ -154,7 +160,15 @@ impl Default for GatewayConfig {
 
 impl Default for PluginsConfig {
     fn default() -> Self {
-        Self { dir: None, segmenter: "vad".into(), fuel_per_call: 50_000_000, max_memory_bytes: 16 << 20 }
+        Self {
+            dir: None,
+            segmenter: "vad".into(),
+            postprocessor: "text".into(),
+            router: "default".into(),
+            config: Default::default(),
+            fuel_per_call: 50_000_000,
+            max_memory_bytes: 16 << 20,
+        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::metrics::Metrics;
 use crate::plugins::{Limits, PluginRuntime, SegmenterPlugin, registry};
 use crate::redis_server::RedisChild;
 use crate::shutdown::Shutdown;
-use crate::worker::Worker;
+use crate::worker::{Pipeline, Worker};
 
 /// Redis used by roles that are not `up` when none is configured.
 pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379/";
@@ -23,14 +23,25 @@ pub async fn load_engine(cfg: &Config) -> anyhow::Result<Arc<Engine>> {
     Ok(Arc::new(engine))
 }
 
-/// Compiles the configured segmenter (newest version in the plugin directory).
-pub async fn load_segmenter(cfg: &Config) -> anyhow::Result<Arc<SegmenterPlugin>> {
+fn plugin_runtime(cfg: &Config) -> anyhow::Result<Arc<PluginRuntime>> {
     let limits = Limits {
         fuel_per_call: cfg.plugins.fuel_per_call,
         max_memory_bytes: cfg.plugins.max_memory_bytes,
         ..Limits::default()
     };
-    let runtime = PluginRuntime::new(limits)?;
+    Ok(PluginRuntime::new(limits)?)
+}
+
+/// Compiles the post-processor and router plugins a worker runs on each result.
+pub async fn load_pipeline(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Pipeline>> {
+    let cfg = cfg.clone();
+    let p = tokio::task::spawn_blocking(move || Pipeline::load(&cfg, &plugin_runtime(&cfg)?, metrics)).await??;
+    Ok(Arc::new(p))
+}
+
+/// Compiles the configured segmenter (newest version in the plugin directory).
+pub async fn load_segmenter(cfg: &Config) -> anyhow::Result<Arc<SegmenterPlugin>> {
+    let runtime = plugin_runtime(cfg)?;
     let dir = cfg.plugin_dir();
     let name = cfg.plugins.segmenter.clone();
     let file = registry::newest(&dir, &name)
@@ -54,7 +65,9 @@ pub async fn run_gateway(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> 
 pub async fn run_worker(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let client = redis::Client::open(cfg.redis_url.clone().unwrap_or_else(|| DEFAULT_REDIS.into()))?;
     let engine = load_engine(&cfg).await?;
-    Worker::new(&cfg, client, engine, Metrics::new()).run(shutdown).await
+    let metrics = Metrics::new();
+    let pipeline = load_pipeline(&cfg, metrics.clone()).await?;
+    Worker::new(&cfg, client, engine, metrics).with_pipeline(pipeline).run(shutdown).await
 }
 
 /// Everything in one process: a private Redis when none is configured, gateway and worker.
@@ -83,7 +96,8 @@ async fn up_inner(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let (engine, seg) = tokio::try_join!(load_engine(&cfg), load_segmenter(&cfg))?;
     warn_if_open(&cfg);
     let gateway = Gateway::bind(cfg.clone(), client.clone(), seg, metrics.clone()).await?;
-    let worker = Worker::new(&cfg, client, engine, metrics);
+    let pipeline = load_pipeline(&cfg, metrics.clone()).await?;
+    let worker = Worker::new(&cfg, client, engine, metrics).with_pipeline(pipeline);
     let w = tokio::spawn(worker.run(shutdown.clone()));
     let g = gateway.serve(shutdown.clone()).await;
     shutdown.trigger();

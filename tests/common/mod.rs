@@ -123,7 +123,8 @@ impl Stack {
     /// Starts an in-process worker on this stack's Redis.
     pub async fn spawn_worker(&self) {
         let client = redis::Client::open(self.redis.url.as_str()).unwrap();
-        let worker = Worker::new(&self.cfg, client, engine().await, self.metrics.clone());
+        let pipeline = kiki::roles::load_pipeline(&self.cfg, self.metrics.clone()).await.expect("result plugins load");
+        let worker = Worker::new(&self.cfg, client, engine().await, self.metrics.clone()).with_pipeline(pipeline);
         tokio::spawn(worker.run(self.shutdown.clone()));
     }
 

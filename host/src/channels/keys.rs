@@ -35,6 +35,16 @@ impl Keys {
         format!("{}:sess:{{{session}}}:replay", self.prefix)
     }
 
+    /// Set of the session ids in a room (for fan-out routing).
+    pub fn room(&self, room: &str) -> String {
+        format!("{}:room:{room}", self.prefix)
+    }
+
+    /// An archive stream a router may send finals to.
+    pub fn archive(&self, name: &str) -> String {
+        format!("{}:archive:{name}", self.prefix)
+    }
+
     /// Sorted set of live workers, scored by last heartbeat (ms since the epoch).
     pub fn workers(&self) -> String {
         format!("{}:workers", self.prefix)

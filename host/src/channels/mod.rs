@@ -6,6 +6,7 @@
 
 pub mod keys;
 pub mod results;
+pub mod rooms;
 pub mod subscriber;
 pub mod tasks;
 pub mod workers;

@@ -40,14 +40,19 @@ pub struct ResultPayload {
     /// Gateway enqueue time, carried through for latency figures.
     #[serde(default)]
     pub enqueued_ms: u64,
+    /// Set when this result is delivered to a session other than the one that spoke (room
+    /// fan-out): the speaking session's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 impl ResultPayload {
     /// Dedupe field in the session's state hash: one final per segment, one partial per rev.
     pub fn dedupe_field(&self) -> String {
+        let origin = self.origin.as_deref().unwrap_or("");
         match self.kind {
-            CutKind::Final => format!("f:{}", self.segment),
-            CutKind::Partial => format!("p:{}:{}", self.segment, self.rev),
+            CutKind::Final => format!("f:{origin}:{}", self.segment),
+            CutKind::Partial => format!("p:{origin}:{}:{}", self.segment, self.rev),
         }
     }
 }
@@ -115,16 +120,27 @@ pub async fn open_session<C: ConnectionLike + Send + Sync>(
     keys: &Keys,
     session: &str,
     epoch: &str,
+    reply: &str,
     ttl_s: u64,
 ) -> Result<(), ChannelError> {
     let key = keys.session_state(session);
     let _: () = redis::pipe()
         .hset(&key, "epoch", epoch)
         .hset(&key, "seq", 0)
+        .hset(&key, "reply", reply)
         .expire(&key, ttl_s as i64)
         .query_async(conn)
         .await?;
     Ok(())
+}
+
+/// The result channel of the gateway holding `session` (None when the session is unknown).
+pub async fn session_channel<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    session: &str,
+) -> Result<Option<String>, ChannelError> {
+    Ok(conn.hget(keys.session_state(session), "reply").await?)
 }
 
 /// Reads a session's current epoch (None when its state expired).
@@ -172,6 +188,7 @@ mod tests {
             words: vec![],
             error: None,
             enqueued_ms: 1,
+            origin: None,
         };
         let msg = format!("ab12:7 {}", serde_json::to_string(&p).unwrap());
         let s = Sequenced::parse(msg.as_bytes()).unwrap();

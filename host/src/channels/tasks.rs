@@ -26,6 +26,10 @@ pub struct TaskMeta {
     pub enqueued_ms: u64,
     #[serde(default)]
     pub language: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hotwords: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<String>,
 }
 
 /// A task as read from the stream.

@@ -28,6 +28,9 @@ pub struct Start {
     pub plugins: serde_json::Map<String, serde_json::Value>,
     #[serde(default)]
     pub hotwords: Vec<String>,
+    /// A room to join: finals of every session in the room reach every member (router plugin).
+    #[serde(default)]
+    pub room: Option<String>,
 }
 
 fn default_rate() -> u32 {
@@ -66,6 +69,9 @@ pub struct Segment {
     pub end_ms: u64,
     #[serde(default)]
     pub words: Vec<Word>,
+    /// For results from another session of the same room: that session's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<String>,
 }
 
 /// Every error a client can see, with a stable wire name.

@@ -13,6 +13,7 @@ use super::AppState;
 use super::protocol::{ClientMessage, ErrorCode, Segment, ServerMessage, Start};
 use crate::audio::{self, PcmFormat, SAMPLE_RATE, StreamResampler};
 use crate::channels::results::{self, Sequenced};
+use crate::channels::rooms;
 use crate::channels::subscriber::Delivery;
 use crate::channels::tasks::{self, TaskMeta};
 use crate::channels::workers::now_ms;
@@ -83,6 +84,10 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
     };
     if let Some(s) = session {
         state.dispatcher.unregister(&s.id);
+        if let Some(room) = &s.room {
+            let mut conn = state.redis.clone();
+            let _ = rooms::leave(&mut conn, &state.keys, room, &s.id).await;
+        }
     }
     let _ = socket.send(Message::Close(close)).await;
     state.metrics.sessions_active.dec();
@@ -182,6 +187,8 @@ struct Live {
     rate: u32,
     format: PcmFormat,
     language: Option<String>,
+    hotwords: Vec<String>,
+    room: Option<String>,
     resampler: StreamResampler,
     segmenter: SegmenterInstance,
     /// Audio at 16 kHz from absolute sample `base`.
@@ -230,9 +237,15 @@ impl Live {
         let id = crate::ids::long();
         let epoch = crate::ids::short();
         let mut conn = state.redis.clone();
-        results::open_session(&mut conn, &state.keys, &id, &epoch, state.cfg.channels.replay_ttl_s)
+        let busy = |e: crate::channels::ChannelError| {
+            ServerMessage::error(ErrorCode::Busy, format!("cannot reach Redis: {e}"))
+        };
+        results::open_session(&mut conn, &state.keys, &id, &epoch, &state.channel, state.cfg.channels.replay_ttl_s)
             .await
-            .map_err(|e| ServerMessage::error(ErrorCode::Busy, format!("cannot reach Redis: {e}")))?;
+            .map_err(busy)?;
+        if let Some(room) = &start.room {
+            rooms::join(&mut conn, &state.keys, room, &id).await.map_err(busy)?;
+        }
         let inbox = state.dispatcher.register(&id);
         state.metrics.sessions_total.inc();
         tracing::debug!(session = %id, plugin = %segmenter.label(), "session started");
@@ -242,6 +255,8 @@ impl Live {
             rate: start.sample_rate,
             format: start.format,
             language: start.language,
+            hotwords: start.hotwords,
+            room: start.room,
             resampler,
             segmenter,
             buf: Vec::new(),
@@ -339,6 +354,8 @@ impl Live {
             end_ms: end * 1000 / SAMPLE_RATE as u64,
             enqueued_ms: now_ms(),
             language: self.language.clone(),
+            hotwords: self.hotwords.clone(),
+            room: self.room.clone(),
         };
         let mut conn = state.redis.clone();
         tasks::enqueue(&mut conn, &state.keys, &meta, &audio::to_s16le(slice))
@@ -406,7 +423,16 @@ impl Live {
             start_ms: p.start_ms,
             end_ms: p.end_ms,
             words: p.words,
+            origin: p.origin.clone(),
         };
+        // Another room member's result: pass it on, it is not one of ours to track.
+        if p.origin.is_some() {
+            out.push(match p.kind {
+                CutKind::Final => ServerMessage::Final(seg),
+                CutKind::Partial => ServerMessage::Partial(seg),
+            });
+            return;
+        }
         if let Some(err) = p.error {
             if p.kind == CutKind::Final {
                 self.outstanding.remove(&p.segment);

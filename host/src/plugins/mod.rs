@@ -9,7 +9,11 @@ mod limits;
 pub mod registry;
 mod runtime;
 mod segmenter;
+mod text;
 
+/// WIT types shared by every world (cut kinds, transcripts).
+pub use bindings::segmenter::kiki::plugin::types as bindings_types;
 pub use limits::Limits;
 pub use runtime::{PluginError, PluginKind, PluginRuntime};
 pub use segmenter::{Cut, CutKind, SegmenterInstance, SegmenterPlugin};
+pub use text::{PostprocessorPlugin, Route, RouterPlugin, SessionOptions, Transcript, Word};

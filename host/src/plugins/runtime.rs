@@ -46,11 +46,12 @@ impl PluginError {
     }
 }
 
-/// One wasmtime engine and linker shared by every plugin of the process.
+/// One wasmtime engine and linker shared by every plugin of the process (every world imports
+/// the same `host` and `types`, so one linker instantiates them all).
 pub struct PluginRuntime {
     engine: Engine,
     limits: Limits,
-    seg_linker: Linker<HostState>,
+    linker: Linker<HostState>,
 }
 
 impl PluginRuntime {
@@ -71,11 +72,11 @@ impl PluginRuntime {
         cfg.memory_guard_size(64 * 1024);
         cfg.memory_reservation_for_growth(0);
         let engine = Engine::new(&cfg).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        let mut seg_linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut seg_linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        seg_bindings::SegmenterPlugin::add_to_linker::<_, HasSelf<HostState>>(&mut seg_linker, |s| s)
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        seg_bindings::SegmenterPlugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
-        Ok(Arc::new(Self { engine, limits, seg_linker }))
+        Ok(Arc::new(Self { engine, limits, linker }))
     }
 
     pub fn limits(&self) -> &Limits {
@@ -90,8 +91,8 @@ impl PluginRuntime {
             .map_err(|e| PluginError::Load { path: path.display().to_string(), reason: format!("{e:#}") })
     }
 
-    pub(crate) fn segmenter_linker(&self) -> &Linker<HostState> {
-        &self.seg_linker
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
+        &self.linker
     }
 
     pub(crate) fn new_store(&self, state: HostState) -> Store<HostState> {

@@ -54,7 +54,7 @@ impl SegmenterPlugin {
             kind: PluginKind::Segmenter,
             reason: format!("{e:#}"),
         };
-        let pre = runtime.segmenter_linker().instantiate_pre(&component).map_err(wrong)?;
+        let pre = runtime.linker().instantiate_pre(&component).map_err(wrong)?;
         let pre = SegmenterPluginPre::new(pre).map_err(wrong)?;
         Ok(Arc::new(Self { name: name.into(), version: version.into(), label, pre, runtime: runtime.clone() }))
     }

@@ -47,6 +47,8 @@ mod tests {
                 end_ms: 1,
                 enqueued_ms: 0,
                 language: None,
+                hotwords: vec![],
+                room: None,
             },
             audio: vec![],
         }

@@ -2,6 +2,7 @@
 //! publish each result durably, then acknowledge.
 
 mod batch;
+mod pipeline;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +17,10 @@ use crate::inference::Engine;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
+use crate::channels::rooms;
+use crate::plugins::Route;
 pub use batch::coalesce;
+pub use pipeline::Pipeline;
 
 /// How long one XREADGROUP waits for the first task.
 const BLOCK: Duration = Duration::from_millis(1000);
@@ -33,6 +37,7 @@ pub struct Worker {
     min_idle: Duration,
     max_deliveries: u64,
     reclaim_every: Duration,
+    pipeline: Arc<Pipeline>,
 }
 
 impl Worker {
@@ -51,7 +56,14 @@ impl Worker {
             min_idle: Duration::from_millis(cfg.channels.min_idle_ms.max(100)),
             max_deliveries: cfg.channels.max_deliveries.max(1),
             reclaim_every: Duration::from_millis(cfg.channels.reclaim_interval_ms.max(50)),
+            pipeline: Arc::new(Pipeline::none()),
         }
+    }
+
+    /// Runs results through these plugins (post-processor, router) before publishing.
+    pub fn with_pipeline(mut self, pipeline: Arc<Pipeline>) -> Self {
+        self.pipeline = pipeline;
+        self
     }
 
     /// Runs until shutdown. Redis outages are waited out; nothing here gives up on a task.
@@ -186,12 +198,9 @@ impl Worker {
                 ms = task.meta.end_ms - task.meta.start_ms, avg_logprob = tr.avg_logprob,
                 no_speech = tr.no_speech_prob, ratio = tr.compression_ratio, "{}", tr.text
             );
-            let payload = result_for(task, tr.text, None);
-            match results::publish(conn, &self.keys, &self.policy, &task.meta.reply, &payload, &crate::ids::short())
-                .await
-            {
-                Ok(_) => acks.push(task.id.clone()),
-                Err(e) => tracing::warn!(task = %task.id, "publish failed, left for redelivery: {e}"),
+            match self.deliver(conn, task, tr.text).await {
+                Ok(()) => acks.push(task.id.clone()),
+                Err(e) => tracing::warn!(task = %task.id, "delivery failed, left for redelivery: {e}"),
             }
         }
         match tasks::ack(conn, &self.keys, &acks).await {
@@ -200,6 +209,50 @@ impl Worker {
             }
             Err(e) => tracing::warn!("ack failed (results are idempotent; redelivery is harmless): {e}"),
         }
+    }
+
+    /// Runs the result plugins and publishes to every destination the router chose. Each
+    /// publish is idempotent, so a retry after a partial failure duplicates nothing.
+    async fn deliver(
+        &self,
+        conn: &mut redis::aio::ConnectionManager,
+        task: &Task,
+        text: String,
+    ) -> Result<(), crate::channels::ChannelError> {
+        let members = match &task.meta.room {
+            Some(room) => rooms::members(conn, &self.keys, room).await?,
+            None => Vec::new(),
+        };
+        let (text, routes) = self.pipeline.run(task, text, members);
+        let payload = result_for(task, text, None);
+        for route in routes {
+            match route {
+                Route::Owner => {
+                    results::publish(conn, &self.keys, &self.policy, &task.meta.reply, &payload, &crate::ids::short())
+                        .await?;
+                }
+                Route::Session(id) => {
+                    let Some(channel) = results::session_channel(conn, &self.keys, &id).await? else { continue };
+                    let copy =
+                        ResultPayload { session: id, origin: Some(task.meta.session.clone()), ..payload.clone() };
+                    results::publish(conn, &self.keys, &self.policy, &channel, &copy, &crate::ids::short()).await?;
+                }
+                Route::Archive(name) => {
+                    let json = serde_json::to_string(&payload).unwrap_or_default();
+                    let _: String = redis::cmd("XADD")
+                        .arg(self.keys.archive(&name))
+                        .arg("MAXLEN")
+                        .arg("~")
+                        .arg(100_000)
+                        .arg("*")
+                        .arg("result")
+                        .arg(json)
+                        .query_async(conn)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Recovers tasks of dead or stuck workers: dead-letters those delivered too often (and tells
@@ -252,6 +305,7 @@ fn result_for(task: &Task, text: String, error: Option<String>) -> ResultPayload
         words: Vec::new(),
         error,
         enqueued_ms: task.meta.enqueued_ms,
+        origin: None,
     }
 }
 

@@ -1,0 +1,553 @@
+//! Benchmark of the inference core: speed (real-time factor) and accuracy of Whisper tiny.en on
+//! this machine's CPU, for fp32 and int8 weights, full (30 s) and short encoder context, and
+//! batches of 1, 4 and 8 segments per `Engine::transcribe` call.
+//!
+//! 1. RTF table: segments of 2, 5, 10 and 30 s cut from espeak-ng speech (the 32 test sentences
+//!    joined with short pauses). Batch k is k different segments of one length in one call;
+//!    RTF = wall time / (k x segment seconds), the median of `--runs` runs. Batch 1 is measured
+//!    on the same eight segments that batch 8 uses, one call each, so that the batching ratio
+//!    compares the same audio. Beside each cell: throughput versus batch 1 (RTF_b1 / RTF_bk) and,
+//!    for short context, the speed-up over full context (RTF_full / RTF_short, same batch).
+//! 2. Accuracy: WER of each precision x context over the 32 sentences, one sentence per segment,
+//!    8 segments per call, and how many outputs came back empty.
+//! 3. The issue's two targets, met or not.
+//!
+//! The encoder and decoder run inside one `transcribe` call, so their shares are estimated: for
+//! full context every length encodes the same 30 s window, so a least-squares line of wall time
+//! against decoder steps (per precision and batch) gives the encoder as its intercept and the
+//! cost of one decoder step as its slope.
+//!
+//! Run: `cargo bench --bench inference [-- --runs 3 --threads 0 --quick]`.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use kiki::config::Config;
+use kiki::inference::{Engine, EngineOptions, FULL_FRAMES, MelFrontEnd, Transcript, frames_for};
+
+const RATE: usize = 16_000;
+/// Silence between sentences in the concatenated speech.
+const GAP_MS: usize = 300;
+const LENGTHS_S: [usize; 4] = [2, 5, 10, 30];
+const BATCHES: [usize; 3] = [1, 4, 8];
+/// Segments per call in the accuracy pass.
+const ACCURACY_BATCH: usize = 8;
+/// Whisper's repetition guard (`compression_ratio` above this empties the text).
+const COMPRESSION_THRESHOLD: f32 = 2.4;
+/// The issue's targets.
+const TARGET_RTF: f64 = 0.03;
+const TARGET_BATCH_GAIN: f64 = 1.5;
+
+#[derive(Parser, Debug)]
+#[command(about = "Benchmark of Kiki's inference core: RTF and WER of tiny.en")]
+struct Args {
+    /// Timed runs per cell; the table shows the median.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    /// Smoke run: one run, 2 and 5 s segments, batches 1 and 8, accuracy on 8 sentences.
+    #[arg(long)]
+    quick: bool,
+    /// Also time batch 8 of 30 s segments at full context (skipped by default to keep the run short).
+    #[arg(long)]
+    with_30s_full_b8: bool,
+    /// Folder with the set-up outputs (models, libonnxruntime.so); default: the repository's .cache.
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Precision {
+    Fp32,
+    Int8,
+}
+
+impl Precision {
+    fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Context {
+    Full,
+    Short,
+}
+
+impl Context {
+    fn name(self) -> &'static str {
+        match self {
+            Context::Full => "full",
+            Context::Short => "short",
+        }
+    }
+}
+
+const VARIANTS: [(Precision, Context); 4] = [
+    (Precision::Fp32, Context::Full),
+    (Precision::Fp32, Context::Short),
+    (Precision::Int8, Context::Full),
+    (Precision::Int8, Context::Short),
+];
+
+struct Variant {
+    precision: Precision,
+    context: Context,
+    engine: Engine,
+}
+
+/// The test sentences as speech, alone and joined into one stream.
+struct Speech {
+    sentences: Vec<String>,
+    clips: Vec<Vec<f32>>,
+    stream: Vec<f32>,
+    /// Where each sentence starts in `stream`.
+    starts: Vec<usize>,
+}
+
+impl Speech {
+    /// Segment `index` of `len` samples: from the start of a sentence spread over the set, wrapping
+    /// around the end of the stream, so that the eight segments of one length all differ.
+    fn segment(&self, index: usize, len: usize, spread: usize) -> Vec<f32> {
+        let start = self.starts[(index * self.starts.len() / spread) % self.starts.len()];
+        self.stream.iter().copied().cycle().skip(start).take(len).collect()
+    }
+}
+
+/// One timed cell of the RTF table.
+struct Cell {
+    len_s: usize,
+    precision: Precision,
+    context: Context,
+    batch: usize,
+    /// Median wall time per `batch` segments.
+    wall: Duration,
+    rtf: f64,
+    /// Decoder steps of the slowest row of the batch (for batch 1: mean over its calls).
+    steps: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let started = Instant::now();
+    let runs = if args.quick { 1 } else { args.runs.max(1) };
+    let lengths: &[usize] = if args.quick { &[2, 5] } else { &LENGTHS_S };
+    let batches: &[usize] = if args.quick { &[1, 8] } else { &BATCHES };
+    let max_batch = batches.iter().copied().max().unwrap_or(1);
+
+    let mut cfg = Config::default();
+    cfg.data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache"));
+    cfg.model.threads = args.threads;
+    print_machine(&cfg, &args, runs);
+
+    let speech = synthesize()?;
+    println!(
+        "speech: {} espeak-ng en-us sentences, {:.1} s joined with {GAP_MS} ms pauses",
+        speech.clips.len(),
+        speech.stream.len() as f64 / RATE as f64
+    );
+
+    let mut variants = Vec::new();
+    for (precision, context) in VARIANTS {
+        let mut opts = EngineOptions::from_config(&cfg);
+        opts.precision = precision.name().into();
+        opts.short_context = context == Context::Short;
+        let t = Instant::now();
+        let engine = Engine::load(opts).with_context(|| format!("loading tiny.en {}", precision.name()))?;
+        // One untimed call so that ONNX Runtime's first-run set-up is not in the table.
+        let warm = speech.segment(0, 5 * RATE, max_batch);
+        engine.transcribe(&[&warm])?;
+        println!(
+            "loaded {} {} context in {:.2} s (with one warm-up call)",
+            precision.name(),
+            context.name(),
+            t.elapsed().as_secs_f64()
+        );
+        variants.push(Variant { precision, context, engine });
+    }
+    print_mel_cost(lengths);
+
+    let cells = rtf_table(&args, &speech, &variants, lengths, batches, runs)?;
+    let accuracy_n = if args.quick { ACCURACY_BATCH } else { speech.clips.len() };
+    accuracy(&speech, &variants, accuracy_n)?;
+    summary(&cells, lengths, batches);
+    println!("\ntotal wall time: {:.1} s", started.elapsed().as_secs_f64());
+    println!("load average at end: {}", load_average());
+    Ok(())
+}
+
+fn print_machine(cfg: &Config, args: &Args, runs: usize) {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown".into());
+    let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+    let lib = std::fs::canonicalize(cfg.ort_library()).unwrap_or_else(|_| cfg.ort_library());
+    let threads = if args.threads == 0 { "ONNX Runtime default".to_string() } else { args.threads.to_string() };
+    println!("== Kiki inference benchmark: tiny.en on CPU ==");
+    println!("machine: {cpu}, nproc {nproc}; load average at start: {}", load_average());
+    println!("onnx runtime: {}; intra-op threads: {threads}", lib.display());
+    println!("model: {}; timed runs per cell: {runs} (median shown)", cfg.model_dir().display());
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// Speech for every sentence of tests/data/sentences.txt.
+fn synthesize() -> anyhow::Result<Speech> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/sentences.txt");
+    let sentences: Vec<String> = std::fs::read_to_string(&path)
+        .with_context(|| format!("reading {}", path.display()))?
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect();
+    let dir = tempfile::tempdir()?;
+    let mut clips = Vec::with_capacity(sentences.len());
+    let (mut stream, mut starts) = (Vec::new(), Vec::new());
+    for (i, text) in sentences.iter().enumerate() {
+        let clip = speak(dir.path(), i, text)?;
+        starts.push(stream.len());
+        stream.extend_from_slice(&clip);
+        stream.extend(std::iter::repeat_n(0.0, RATE / 1000 * GAP_MS));
+        clips.push(clip);
+    }
+    Ok(Speech { sentences, clips, stream, starts })
+}
+
+fn speak(dir: &Path, index: usize, text: &str) -> anyhow::Result<Vec<f32>> {
+    let path = dir.join(format!("s{index}.wav"));
+    let status = std::process::Command::new("espeak-ng")
+        .args(["-v", "en-us", "-w"])
+        .arg(&path)
+        .arg(text)
+        .status()
+        .context("running espeak-ng")?;
+    if !status.success() {
+        bail!("espeak-ng failed on {text:?}");
+    }
+    Ok(kiki::audio::read_wav(&path)?)
+}
+
+/// The log-mel front end runs inside `transcribe`; its share, timed on its own.
+fn print_mel_cost(lengths: &[usize]) {
+    let mel = MelFrontEnd::new();
+    let audio = vec![0.01f32; 30 * RATE];
+    let time = |frames: usize| {
+        let t = Instant::now();
+        std::hint::black_box(mel.compute(&audio, frames));
+        t.elapsed().as_secs_f64() * 1000.0
+    };
+    let short: Vec<String> = lengths.iter().map(|&l| format!("{l} s: {:.1} ms", time(frames_for(l * RATE)))).collect();
+    println!(
+        "log-mel front end per segment (one thread): full 30 s window {:.1} ms; short context {}",
+        time(FULL_FRAMES),
+        short.join(", ")
+    );
+}
+
+/// Decoder steps a batch took: its slowest row. A row emptied by the repetition guard ran until
+/// the token limit (the usual way a loop ends); other rows ran their tokens plus end-of-text.
+fn steps(out: &[Transcript], max_tokens: usize) -> usize {
+    out.iter()
+        .map(|t| {
+            if t.text.is_empty() && t.compression_ratio > COMPRESSION_THRESHOLD {
+                max_tokens
+            } else {
+                t.tokens.len() + 1
+            }
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        0.0
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn rtf_table(
+    args: &Args,
+    speech: &Speech,
+    variants: &[Variant],
+    lengths: &[usize],
+    batches: &[usize],
+    runs: usize,
+) -> anyhow::Result<Vec<Cell>> {
+    let max_batch = batches.iter().copied().max().unwrap_or(1);
+    let max_tokens = Config::default().model.max_tokens;
+    let skip = |len: usize, ctx: Context, batch: usize| {
+        !args.with_30s_full_b8 && len == 30 && ctx == Context::Full && batch == 8
+    };
+    // Runs are interleaved (run 1 of every cell, then run 2, ...) so that a burst of load from
+    // elsewhere on the machine spreads over cells instead of spoiling one.
+    struct Slot {
+        len_s: usize,
+        variant: usize,
+        batch: usize,
+        walls: Vec<f64>,
+        steps: f64,
+    }
+    let mut slots = Vec::new();
+    for &len_s in lengths {
+        for (vi, v) in variants.iter().enumerate() {
+            for &batch in batches {
+                if !skip(len_s, v.context, batch) {
+                    slots.push(Slot { len_s, variant: vi, batch, walls: Vec::new(), steps: 0.0 });
+                }
+            }
+        }
+    }
+    let segments: Vec<Vec<Vec<f32>>> =
+        lengths.iter().map(|&l| (0..max_batch).map(|i| speech.segment(i, l * RATE, max_batch)).collect()).collect();
+    println!("\ntiming {} cells x {runs} run(s) ...", slots.len());
+    for run in 0..runs {
+        let t = Instant::now();
+        for slot in &mut slots {
+            let li = lengths.iter().position(|&l| l == slot.len_s).unwrap_or(0);
+            let engine = &variants[slot.variant].engine;
+            let segs: Vec<&[f32]> = segments[li].iter().map(Vec::as_slice).collect();
+            // Batch k: segments 0..k in one call. Batch 1: the same segments as the largest
+            // batch, one call each, wall time per segment.
+            let calls: Vec<&[&[f32]]> =
+                if slot.batch == 1 { segs.chunks(1).collect() } else { vec![&segs[..slot.batch]] };
+            let mut wall = 0.0;
+            let mut total_steps = 0;
+            for call in &calls {
+                let t = Instant::now();
+                let out = engine.transcribe(call)?;
+                wall += t.elapsed().as_secs_f64();
+                total_steps += steps(&out, max_tokens);
+            }
+            slot.walls.push(wall / calls.len() as f64);
+            slot.steps = total_steps as f64 / calls.len() as f64;
+        }
+        println!("  run {}/{runs}: {:.1} s", run + 1, t.elapsed().as_secs_f64());
+    }
+    let cells: Vec<Cell> = slots
+        .into_iter()
+        .map(|s| {
+            let v = &variants[s.variant];
+            let wall = median(s.walls);
+            Cell {
+                len_s: s.len_s,
+                precision: v.precision,
+                context: v.context,
+                batch: s.batch,
+                wall: Duration::from_secs_f64(wall),
+                rtf: wall / (s.batch * s.len_s) as f64,
+                steps: s.steps,
+            }
+        })
+        .collect();
+    print_rtf_table(&cells, lengths, batches, runs);
+    if cells.len() < lengths.len() * variants.len() * batches.len() {
+        println!(
+            "  (skipped: batch 8 of 30 s segments at full context, to keep the run short; --with-30s-full-b8 adds it)"
+        );
+    }
+    Ok(cells)
+}
+
+fn find(cells: &[Cell], len_s: usize, p: Precision, c: Context, batch: usize) -> Option<&Cell> {
+    cells.iter().find(|x| x.len_s == len_s && x.precision == p && x.context == c && x.batch == batch)
+}
+
+/// Least-squares line wall = encoder + step * steps over the full-context cells of one precision
+/// and batch: every length encodes the same 30 s window, so only the decoder steps differ.
+fn decoder_fit(cells: &[Cell], p: Precision, batch: usize) -> Option<(f64, f64)> {
+    let pts: Vec<(f64, f64)> = cells
+        .iter()
+        .filter(|c| c.precision == p && c.context == Context::Full && c.batch == batch)
+        .map(|c| (c.steps, c.wall.as_secs_f64()))
+        .collect();
+    let n = pts.len() as f64;
+    let mx = pts.iter().map(|p| p.0).sum::<f64>() / n;
+    let my = pts.iter().map(|p| p.1).sum::<f64>() / n;
+    let sxx: f64 = pts.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    if pts.len() < 2 || sxx < 1.0 {
+        return None;
+    }
+    let slope = pts.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum::<f64>() / sxx;
+    Some((my - slope * mx, slope))
+}
+
+fn print_rtf_table(cells: &[Cell], lengths: &[usize], batches: &[usize], runs: usize) {
+    println!("\n1. Real-time factor (median of {runs} run(s); lower is faster)");
+    println!("   RTF = wall / (batch x segment seconds); x b1 = RTF_b1 / RTF_bk (throughput gain of batching);");
+    println!("   x full = RTF_full / RTF_short at the same batch; steps = decoder steps of the slowest row;");
+    println!("   enc% = estimated encoder share of the wall time (see the fit below the table)");
+    println!(
+        "\n   {:>4}  {:4}  {:5}  {:>5}  {:>8}  {:>7}  {:>6}  {:>6}  {:>6}  {:>5}",
+        "len", "prec", "ctx", "batch", "wall s", "RTF", "x b1", "x full", "steps", "enc%"
+    );
+    for &len in lengths {
+        for (p, c) in VARIANTS {
+            for &b in batches {
+                let Some(cell) = find(cells, len, p, c, b) else { continue };
+                let x_b1 = find(cells, len, p, c, 1).map(|b1| format!("{:.2}", b1.rtf / cell.rtf));
+                let x_full = match c {
+                    Context::Short => find(cells, len, p, Context::Full, b).map(|f| format!("{:.2}", f.rtf / cell.rtf)),
+                    Context::Full => None,
+                };
+                let enc = decoder_fit(cells, p, b).map(|(_, step)| {
+                    let wall = cell.wall.as_secs_f64();
+                    format!("{:.0}", (100.0 * (wall - step * cell.steps) / wall).clamp(0.0, 100.0))
+                });
+                println!(
+                    "   {:>3}s  {:4}  {:5}  {:>5}  {:>8.3}  {:>7.4}  {:>6}  {:>6}  {:>6.1}  {:>5}",
+                    len,
+                    p.name(),
+                    c.name(),
+                    b,
+                    cell.wall.as_secs_f64(),
+                    cell.rtf,
+                    x_b1.unwrap_or_else(|| "-".into()),
+                    x_full.unwrap_or_else(|| "-".into()),
+                    cell.steps,
+                    enc.unwrap_or_else(|| "?".into()),
+                );
+            }
+        }
+        println!();
+    }
+    println!("   encoder / decoder split (fit of wall = encoder + step x steps over the full-context lengths):");
+    for p in [Precision::Fp32, Precision::Int8] {
+        for &b in batches {
+            if let Some((enc, step)) = decoder_fit(cells, p, b) {
+                println!(
+                    "     {} batch {b}: encoder ~ {:.3} s per call ({:.3} s per 30 s window), decoder ~ {:.1} ms per step",
+                    p.name(),
+                    enc,
+                    enc / b as f64,
+                    step * 1000.0
+                );
+            }
+        }
+    }
+}
+
+/// Edit distance over words, after lower-casing and stripping punctuation, per reference word.
+fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
+    let norm = |s: &str| -> Vec<String> {
+        s.to_lowercase()
+            .split_whitespace()
+            .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>())
+            .filter(|w| !w.is_empty())
+            .collect()
+    };
+    let (r, h) = (norm(reference), norm(hypothesis));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for i in 1..=r.len() {
+        let mut cur = vec![i; h.len() + 1];
+        for j in 1..=h.len() {
+            let sub = prev[j - 1] + usize::from(r[i - 1] != h[j - 1]);
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+        }
+        prev = cur;
+    }
+    (prev[h.len()], r.len())
+}
+
+fn accuracy(speech: &Speech, variants: &[Variant], n: usize) -> anyhow::Result<()> {
+    let audio_s: f64 = speech.clips[..n].iter().map(|c| c.len() as f64 / RATE as f64).sum();
+    println!(
+        "2. Accuracy: {n} sentences ({audio_s:.1} s of speech), one sentence per segment, {ACCURACY_BATCH} segments per call"
+    );
+    println!("   WER = word edit distance / reference words (lower-cased, punctuation stripped)");
+    println!(
+        "\n   {:4}  {:5}  {:>6}  {:>7}  {:>7}  empty outputs (sentence numbers)",
+        "prec", "ctx", "WER", "empty", "RTF"
+    );
+    for v in variants {
+        let (mut errors, mut words, mut empty) = (0, 0, Vec::new());
+        let t = Instant::now();
+        for (ci, chunk) in speech.clips[..n].chunks(ACCURACY_BATCH).enumerate() {
+            let segs: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
+            let out = v.engine.transcribe(&segs)?;
+            for (i, t) in out.iter().enumerate() {
+                let index = ci * ACCURACY_BATCH + i;
+                let (e, w) = word_errors(&speech.sentences[index], &t.text);
+                errors += e;
+                words += w;
+                if t.text.trim().is_empty() {
+                    empty.push(index + 1);
+                }
+            }
+        }
+        let rtf = t.elapsed().as_secs_f64() / audio_s;
+        println!(
+            "   {:4}  {:5}  {:>6.3}  {:>3}/{:<3}  {:>7.4}  {:?}",
+            v.precision.name(),
+            v.context.name(),
+            errors as f64 / words.max(1) as f64,
+            empty.len(),
+            n,
+            rtf,
+            empty
+        );
+    }
+    Ok(())
+}
+
+fn summary(cells: &[Cell], lengths: &[usize], batches: &[usize]) {
+    println!("\n3. Targets");
+    let verdict = |ok: bool| if ok { "MET" } else { "NOT MET" };
+    match find(cells, 5, Precision::Int8, Context::Short, 1) {
+        Some(c) => println!(
+            "   tiny.en int8 short context RTF on 5 s segments: {:.4} (target <= {TARGET_RTF}): {}",
+            c.rtf,
+            verdict(c.rtf <= TARGET_RTF)
+        ),
+        None => println!("   tiny.en int8 short context RTF on 5 s segments: not measured in this run"),
+    }
+    let top = batches.iter().copied().max().unwrap_or(1);
+    let gains: Vec<(&Cell, f64)> = cells
+        .iter()
+        .filter(|c| c.batch == top && top > 1)
+        .filter_map(|c| find(cells, c.len_s, c.precision, c.context, 1).map(|b1| (c, b1.rtf / c.rtf)))
+        .collect();
+    let default_len = if lengths.contains(&5) { 5 } else { lengths[0] };
+    match gains
+        .iter()
+        .find(|(c, _)| c.len_s == default_len && c.precision == Precision::Fp32 && c.context == Context::Full)
+    {
+        Some((_, g)) => {
+            let lo = gains.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+            let hi = gains.iter().map(|x| x.1).fold(0.0, f64::max);
+            let met = gains.iter().filter(|x| x.1 >= TARGET_BATCH_GAIN).count();
+            println!(
+                "   batch {top} throughput vs batch 1 on CPU: {g:.2}x (target >= {TARGET_BATCH_GAIN}x): {} \
+                 [fp32 full context, {default_len} s; over all {} measured cells {lo:.2}x..{hi:.2}x, target met in {met}]",
+                verdict(*g >= TARGET_BATCH_GAIN),
+                gains.len(),
+            );
+        }
+        None => println!("   batch {top} throughput vs batch 1 on CPU: not measured in this run"),
+    }
+}
