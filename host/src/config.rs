@@ -190,13 +190,13 @@ impl Default for ChannelsConfig {
 impl Config {
     /// Loads defaults < `file` (or `./kiki.toml` if present) < `KIKI_*` env vars.
     /// Nested keys use a double underscore: `KIKI_MODEL__PRECISION=int8`.
-    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => fig = fig.merge(Toml::file_exact(path)),
             None => fig = fig.merge(Toml::file("kiki.toml")),
         }
-        fig.merge(Env::prefixed("KIKI_").split("__")).extract()
+        fig.merge(Env::prefixed("KIKI_").split("__")).extract().map_err(Box::new)
     }
 
     pub fn model_dir(&self) -> PathBuf {
@@ -217,12 +217,13 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail fixes the closure's error type
     fn env_overrides_file_and_defaults() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("k.toml", "listen = \"127.0.0.1:9000\"\n[model]\nprecision = \"int8\"\n")?;
             jail.set_env("KIKI_REDIS_URL", "redis://127.0.0.1:1/");
             jail.set_env("KIKI_MODEL__THREADS", "3");
-            let c = Config::load(Some(Path::new("k.toml")))?;
+            let c = Config::load(Some(Path::new("k.toml"))).map_err(|e| *e)?;
             assert_eq!(c.listen.port(), 9000);
             assert_eq!(c.model.precision, "int8");
             assert_eq!(c.model.threads, 3);

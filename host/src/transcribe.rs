@@ -1,6 +1,6 @@
 //! `kiki transcribe FILE...`: files through the same inference core, no Redis involved.
 
-use std::path::PathBuf;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -28,7 +28,7 @@ pub struct SegmentOut {
 const WINDOW: usize = 30 * SAMPLE_RATE as usize;
 
 /// Transcribes one file: decoded, resampled to 16 kHz mono, cut into 30 s windows.
-pub fn transcribe_file(engine: &Engine, path: &PathBuf) -> anyhow::Result<FileResult> {
+pub fn transcribe_file(engine: &Engine, path: &Path) -> anyhow::Result<FileResult> {
     let samples = audio::read_wav(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let windows: Vec<&[f32]> = samples.chunks(WINDOW).collect();
     let results = engine.transcribe(&windows)?;

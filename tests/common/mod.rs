@@ -27,9 +27,8 @@ pub fn repo_root() -> PathBuf {
 
 /// Config pointing at the set-up outputs in the repository's `.cache`.
 pub fn test_config() -> Config {
-    let mut cfg = Config::default();
-    cfg.data_dir = repo_root().join(".cache");
-    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let mut cfg =
+        Config { data_dir: repo_root().join(".cache"), listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() };
     cfg.gateway.final_timeout_s = 60;
     cfg.gateway.web_dir = repo_root().join("web");
     cfg

@@ -27,7 +27,7 @@ impl PcmFormat {
 /// a broken client cannot poison the model input.
 pub fn decode_frame(bytes: &[u8], format: PcmFormat, out: &mut Vec<f32>) -> Result<(), AudioError> {
     let width = format.sample_width();
-    if bytes.len() % width != 0 {
+    if !bytes.len().is_multiple_of(width) {
         return Err(AudioError::Misaligned { len: bytes.len(), width });
     }
     out.reserve(bytes.len() / width);

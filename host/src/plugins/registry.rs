@@ -34,7 +34,7 @@ pub fn scan(dir: &Path) -> std::io::Result<Vec<PluginFile>> {
 
 /// The newest version of `name` in `dir`.
 pub fn newest(dir: &Path, name: &str) -> std::io::Result<Option<PluginFile>> {
-    Ok(scan(dir)?.into_iter().filter(|p| p.name == name).next_back())
+    Ok(scan(dir)?.into_iter().rfind(|p| p.name == name))
 }
 
 /// Orders dotted versions numerically where they are numbers ("0.10.0" after "0.9.1").
