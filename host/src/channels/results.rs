@@ -134,6 +134,53 @@ pub async fn open_session<C: ConnectionLike + Send + Sync>(
     Ok(())
 }
 
+/// What a resuming client needs to know about its session, if it is still there.
+#[derive(Debug, Clone)]
+pub struct SessionState {
+    pub epoch: String,
+    pub seq: u64,
+    /// Segment ids already used by earlier connections of the session.
+    pub next_segment: u64,
+}
+
+/// Moves a session to this gateway (its results follow) and reads its state; None when the
+/// session's state expired or never existed.
+pub async fn attach_session<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    session: &str,
+    reply: &str,
+    ttl_s: u64,
+) -> Result<Option<SessionState>, ChannelError> {
+    let key = keys.session_state(session);
+    let (epoch, seq, next): (Option<String>, Option<u64>, Option<u64>) =
+        redis::pipe().hget(&key, "epoch").hget(&key, "seq").hget(&key, "next_segment").query_async(conn).await?;
+    let Some(epoch) = epoch else { return Ok(None) };
+    let _: () = redis::pipe().hset(&key, "reply", reply).expire(&key, ttl_s as i64).query_async(conn).await?;
+    Ok(Some(SessionState { epoch, seq: seq.unwrap_or(0), next_segment: next.unwrap_or(0) }))
+}
+
+/// Records the next segment id, so that a resumed session does not reuse ids.
+pub async fn set_next_segment<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    session: &str,
+    next: u64,
+) -> Result<(), ChannelError> {
+    let _: () = conn.hset(keys.session_state(session), "next_segment", next).await?;
+    Ok(())
+}
+
+/// Seq of the oldest result still in the replay stream (None when it is empty or gone).
+pub async fn oldest_replayable<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    session: &str,
+) -> Result<Option<u64>, ChannelError> {
+    let reply: redis::streams::StreamRangeReply = conn.xrange_count(keys.session_replay(session), "-", "+", 1).await?;
+    Ok(reply.ids.first().and_then(|e| e.id.split('-').next()).and_then(|s| s.parse().ok()))
+}
+
 /// The result channel of the gateway holding `session` (None when the session is unknown).
 pub async fn session_channel<C: ConnectionLike + Send + Sync>(
     conn: &mut C,

@@ -31,6 +31,17 @@ pub struct Start {
     /// A room to join: finals of every session in the room reach every member (router plugin).
     #[serde(default)]
     pub room: Option<String>,
+    /// Reconnecting: the session to continue and the last `seq` this client received.
+    #[serde(default)]
+    pub resume: Option<Resume>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Resume {
+    pub session: String,
+    pub epoch: String,
+    #[serde(default)]
+    pub last_seq: u64,
 }
 
 fn default_rate() -> u32 {
@@ -45,6 +56,10 @@ pub enum ServerMessage {
         session: String,
         epoch: String,
         sample_rate: u32,
+        /// Present when the client asked to resume: true when every result it missed follows,
+        /// false when the session or part of its replay window is gone (a fresh session starts).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        recovered: Option<bool>,
     },
     Partial(Segment),
     Final(Segment),

@@ -128,14 +128,20 @@ async fn on_text(
                 return vec![ServerMessage::error(ErrorCode::AlreadyStarted, "this session has already started")];
             }
             match Live::open(state, start).await {
-                Ok(live) => {
+                Ok(mut live) => {
                     let ready = ServerMessage::Ready {
                         session: live.id.clone(),
                         epoch: live.epoch.clone(),
                         sample_rate: live.rate,
+                        recovered: live.recovered,
                     };
+                    let mut out = vec![ready];
+                    // What the client missed while away follows at once, in order.
+                    if live.recovered == Some(true) {
+                        live.replay(state, &mut out).await;
+                    }
                     *session = Some(live);
-                    vec![ready]
+                    out
                 }
                 Err(e) => {
                     state.metrics.protocol_errors.inc();
@@ -196,6 +202,10 @@ struct Live {
     base: u64,
     /// Current utterance's id and the revision of its last partial.
     segment: u64,
+    /// First segment id of this connection; lower ids belong to earlier connections (resume).
+    first_segment: u64,
+    /// Some(..) when the client asked to resume: whether it could.
+    recovered: Option<bool>,
     rev: u32,
     /// Finals enqueued and not yet delivered.
     outstanding: BTreeSet<u64>,
@@ -234,15 +244,39 @@ impl Live {
             state.metrics.plugin_errors.inc();
             ServerMessage::error(ErrorCode::PluginFailed, e.to_string())
         })?;
-        let id = crate::ids::long();
-        let epoch = crate::ids::short();
         let mut conn = state.redis.clone();
         let busy = |e: crate::channels::ChannelError| {
             ServerMessage::error(ErrorCode::Busy, format!("cannot reach Redis: {e}"))
         };
-        results::open_session(&mut conn, &state.keys, &id, &epoch, &state.channel, state.cfg.channels.replay_ttl_s)
-            .await
-            .map_err(busy)?;
+        let ttl = state.cfg.channels.replay_ttl_s;
+        // A resumed session keeps its id, epoch and sequence; results now follow it here.
+        let resumed = match &start.resume {
+            Some(r) => match results::attach_session(&mut conn, &state.keys, &r.session, &state.channel, ttl)
+                .await
+                .map_err(busy)?
+            {
+                Some(st) if st.epoch == r.epoch && r.last_seq <= st.seq => Some((r.clone(), st)),
+                _ => None,
+            },
+            None => None,
+        };
+        // The replay window must still hold everything after the client's last seq.
+        let resumed = match resumed {
+            Some((r, st)) => {
+                let oldest = results::oldest_replayable(&mut conn, &state.keys, &r.session).await.map_err(busy)?;
+                let complete = st.seq == r.last_seq || oldest.is_some_and(|o| o <= r.last_seq + 1);
+                complete.then_some((r, st))
+            }
+            None => None,
+        };
+        let (id, epoch, next_segment) = match &resumed {
+            Some((r, st)) => (r.session.clone(), st.epoch.clone(), st.next_segment),
+            None => {
+                let (id, epoch) = (crate::ids::long(), crate::ids::short());
+                results::open_session(&mut conn, &state.keys, &id, &epoch, &state.channel, ttl).await.map_err(busy)?;
+                (id, epoch, 0)
+            }
+        };
         if let Some(room) = &start.room {
             rooms::join(&mut conn, &state.keys, room, &id).await.map_err(busy)?;
         }
@@ -261,11 +295,13 @@ impl Live {
             segmenter,
             buf: Vec::new(),
             base: 0,
-            segment: 0,
+            segment: next_segment,
+            first_segment: next_segment,
             rev: 0,
             outstanding: BTreeSet::new(),
             finals_delivered: 0,
-            last_seq: 0,
+            last_seq: resumed.as_ref().map(|(r, _)| r.last_seq).unwrap_or(0),
+            recovered: start.resume.as_ref().map(|_| resumed.is_some()),
             inbox,
             scratch: Vec::new(),
         })
@@ -365,6 +401,7 @@ impl Live {
         if cut.kind == CutKind::Final {
             self.outstanding.insert(self.segment);
             self.segment += 1;
+            let _ = results::set_next_segment(&mut conn, &state.keys, &self.id, self.segment).await;
             self.rev = 0;
             // Keep a little audio before the cut for the next utterance's pre-roll.
             let keep_from = end.saturating_sub(KEEP_BEFORE).max(self.base);
@@ -447,7 +484,9 @@ impl Live {
         }
         match p.kind {
             CutKind::Final => {
-                if self.outstanding.remove(&p.segment) {
+                // Finals of earlier connections (resume) are delivered once, as seq ordering
+                // already guarantees; finals of this one must be outstanding.
+                if self.outstanding.remove(&p.segment) || p.segment < self.first_segment {
                     self.finals_delivered += 1;
                     state.metrics.finals_delivered.inc();
                     if p.enqueued_ms > 0 {

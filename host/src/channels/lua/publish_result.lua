@@ -4,7 +4,8 @@
 --
 -- KEYS[1]  session state hash   (epoch, seq, dedupe fields)
 -- KEYS[2]  session replay stream (entry id = "<seq>-1", field m = the published message)
--- ARGV[1]  channel to publish on
+-- ARGV[1]  channel to publish on, unless the session's state names its current gateway
+--          (field "reply"): a session that resumed on another gateway is followed there
 -- ARGV[2]  dedupe field, e.g. "f:12" for the final of segment 12
 -- ARGV[3]  payload (JSON)
 -- ARGV[4]  replay stream max length
@@ -27,5 +28,6 @@ redis.call('HSET', KEYS[1], ARGV[2], seq)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'm', msg)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-redis.call(ARGV[7], ARGV[1], msg)
+local channel = redis.call('HGET', KEYS[1], 'reply') or ARGV[1]
+redis.call(ARGV[7], channel, msg)
 return {1, seq}

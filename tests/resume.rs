@@ -1,0 +1,73 @@
+//! Resume: a client whose socket dropped reconnects with its session, epoch and last seq, gets
+//! every final it missed exactly once, and carries on live.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::*;
+use kiki::gateway::protocol::ServerMessage;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_socket_resumes_with_every_missed_final_exactly_once() {
+    let _g = serial().await;
+    let stack = Stack::start().await;
+    let mut finals: HashMap<u64, Vec<String>> = HashMap::new();
+    let mut record = |m: &ServerMessage, last_seq: &mut u64| {
+        if let ServerMessage::Final(s) | ServerMessage::Partial(s) = m {
+            *last_seq = (*last_seq).max(s.seq);
+        }
+        if let ServerMessage::Final(s) = m {
+            finals.entry(s.segment).or_default().push(s.text.clone());
+        }
+    };
+
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start", "plugins": {"segmenter": {"partial_ms": "0"}}})).await;
+    let Some(ServerMessage::Ready { session, epoch, .. }) = c.recv(Duration::from_secs(5)).await else { panic!() };
+    let mut last_seq = 0;
+    // First utterance: wait for its final.
+    c.stream(&speak_sentences(&["The quick brown fox jumps over the lazy dog."], 800), 4.0).await;
+    while let Some(m) = c.recv(Duration::from_secs(30)).await {
+        record(&m, &mut last_seq);
+        if matches!(m, ServerMessage::Final(_)) {
+            break;
+        }
+    }
+    // Second utterance, then the network drops before its final can arrive.
+    c.stream(&speak_sentences(&["I would like a cup of coffee with milk and sugar."], 800), 8.0).await;
+    drop(c);
+
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start", "plugins": {"segmenter": {"partial_ms": "0"}},
+        "resume": {"session": session, "epoch": epoch, "last_seq": last_seq}}))
+        .await;
+    match c.recv(Duration::from_secs(5)).await {
+        Some(ServerMessage::Ready { session: s, recovered: Some(true), .. }) => assert_eq!(s, session),
+        other => panic!("expected a recovered ready, got {other:?}"),
+    }
+    // Third utterance live on the resumed session.
+    c.stream(&speak_sentences(&["She sells sea shells by the sea shore."], 800), 4.0).await;
+    for m in c.stop_and_collect().await {
+        record(&m, &mut last_seq);
+    }
+    eprintln!("{finals:?}");
+    assert_eq!(finals.len(), 3, "{finals:?}");
+    for seg in 0..3 {
+        assert_eq!(finals.get(&seg).map(Vec::len), Some(1), "segment {seg} delivered once: {finals:?}");
+    }
+    assert!(wer("I would like a cup of coffee with milk and sugar", &finals[&1][0]) < 0.5, "{finals:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unknown_session_is_not_recovered_and_starts_fresh() {
+    let stack = Stack::start().await;
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start", "resume": {"session": "nope", "epoch": "x", "last_seq": 3}})).await;
+    match c.recv(Duration::from_secs(5)).await {
+        Some(ServerMessage::Ready { session, recovered: Some(false), .. }) => assert_ne!(session, "nope"),
+        other => panic!("expected recovered: false, got {other:?}"),
+    }
+}
