@@ -68,6 +68,8 @@ pub struct GatewayConfig {
     pub idle_timeout_s: u64,
     /// Folder of the web pages.
     pub web_dir: PathBuf,
+    /// Bearer token for `/admin/*`; without one the admin API is open (bind to loopback!).
+    pub admin_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -83,6 +85,8 @@ pub struct PluginsConfig {
     pub router: String,
     /// Operator settings per plugin name, served to the plugin by `host.config(key)`.
     pub config: std::collections::HashMap<String, std::collections::HashMap<String, String>>,
+    /// How often the plugin directory is checked for a newer segmenter version (ms; 0 = never).
+    pub watch_ms: u64,
     /// Fuel granted per plugin call (a loop that burns it traps instead of stalling the host).
     pub fuel_per_call: u64,
     /// Linear-memory limit per plugin instance, in bytes.
@@ -154,6 +158,7 @@ impl Default for GatewayConfig {
             final_timeout_s: 60,
             idle_timeout_s: 60,
             web_dir: PathBuf::from("web"),
+            admin_token: None,
         }
     }
 }
@@ -168,6 +173,7 @@ impl Default for PluginsConfig {
             config: Default::default(),
             fuel_per_call: 50_000_000,
             max_memory_bytes: 16 << 20,
+            watch_ms: 2_000,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The gateway role: HTTP and WebSocket front door. Sessions run the segmenter plugin on their
 //! audio, put segment tasks on the stream, and get results through the global subscriber.
 
+mod admin;
 mod health;
 pub mod protocol;
 mod session;
@@ -15,7 +16,7 @@ use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 use tower_http::services::{ServeDir, ServeFile};
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub segmenter: ArcSwap<SegmenterPlugin>,
     /// Tasks not yet delivered to any worker, polled twice a second (backpressure signal).
     pub backlog: AtomicU64,
+    /// Earlier segmenter versions (rollback) and rejected ones.
+    pub history: admin::History,
 }
 
 pub struct Gateway {
@@ -74,6 +77,7 @@ impl Gateway {
             metrics,
             segmenter: ArcSwap::new(segmenter),
             backlog: AtomicU64::new(0),
+            history: admin::History::default(),
         });
         Ok(Self { state, listener, client })
     }
@@ -90,6 +94,10 @@ impl Gateway {
         let state = self.state;
         let web = state.cfg.gateway.web_dir.clone();
         tokio::spawn(poll_backlog(state.clone(), shutdown.clone()));
+        if state.cfg.plugins.watch_ms > 0 {
+            let every = Duration::from_millis(state.cfg.plugins.watch_ms);
+            tokio::spawn(admin::watch(state.clone(), every, shutdown.clone()));
+        }
         tokio::spawn(state.dispatcher.clone().run(
             self.client.clone(),
             state.redis.clone(),
@@ -102,6 +110,10 @@ impl Gateway {
             .route("/readyz", get(health::readyz))
             .route("/metrics", get(health::metrics))
             .route("/api/stats", get(stats::stats))
+            .route("/admin/plugins", get(admin::list))
+            .route("/admin/plugins/segmenter/activate", post(admin::activate))
+            .route("/admin/plugins/segmenter/rollback", post(admin::rollback))
+            .route("/admin/plugins/files/{file}", put(admin::upload))
             .route_service("/dashboard", ServeFile::new(web.join("dashboard.html")))
             .fallback_service(ServeDir::new(&web))
             .with_state(state.clone());

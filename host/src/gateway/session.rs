@@ -197,6 +197,12 @@ struct Live {
     room: Option<String>,
     resampler: StreamResampler,
     segmenter: SegmenterInstance,
+    /// Options the client gave the segmenter, reused when the instance is replaced.
+    seg_options: Vec<(String, String)>,
+    /// Absolute sample at which the current segmenter instance started.
+    seg_offset: u64,
+    /// End of the last final cut: where a replacement instance takes over.
+    last_final_end: u64,
     /// Audio at 16 kHz from absolute sample `base`.
     buf: Vec<f32>,
     base: u64,
@@ -293,6 +299,9 @@ impl Live {
             room: start.room,
             resampler,
             segmenter,
+            seg_options: options,
+            seg_offset: 0,
+            last_final_end: 0,
             buf: Vec::new(),
             base: 0,
             segment: next_segment,
@@ -305,6 +314,35 @@ impl Live {
             inbox,
             scratch: Vec::new(),
         })
+    }
+
+    /// Pushes samples through the segmenter; cut offsets come back absolute.
+    fn segment(&mut self, samples: Vec<f32>) -> Result<Vec<Cut>, crate::plugins::PluginError> {
+        let offset = self.seg_offset;
+        self.segmenter.push(samples, None).map(|cuts| shift(cuts, offset))
+    }
+
+    /// Replaces the segmenter instance with a fresh one of the active version, at the last final
+    /// boundary: the audio after that boundary is fed to the new instance, so no frame is lost
+    /// and every segment comes from one version.
+    async fn switch_segmenter(&mut self, state: &Arc<AppState>, replies: &mut Vec<ServerMessage>) {
+        let plugin = state.segmenter.load_full();
+        let fresh = match plugin.open(SAMPLE_RATE, &self.seg_options) {
+            Ok(f) => f,
+            Err(e) => {
+                state.metrics.plugin_errors.inc();
+                tracing::error!(session = %self.id, "cannot open segmenter {}: {e}", plugin.label());
+                return;
+            }
+        };
+        tracing::debug!(session = %self.id, from = %self.segmenter.label(), to = %fresh.label(), "segmenter switched");
+        self.segmenter = fresh;
+        self.seg_offset = self.last_final_end;
+        let pending = self.buf[(self.last_final_end - self.base) as usize..].to_vec();
+        if !pending.is_empty() {
+            let cuts = self.segment(pending);
+            replies.extend(Box::pin(self.apply_cuts(state, cuts)).await);
+        }
     }
 
     async fn on_audio(&mut self, state: &Arc<AppState>, bytes: &[u8]) -> Vec<ServerMessage> {
@@ -321,12 +359,13 @@ impl Live {
             return Vec::new();
         }
         self.buf.extend_from_slice(&samples);
-        let cuts = self.segmenter.push(samples, None);
+        let cuts = self.segment(samples);
         self.apply_cuts(state, cuts).await
     }
 
     async fn finish(&mut self, state: &Arc<AppState>) -> Vec<ServerMessage> {
-        let cuts = self.segmenter.flush();
+        let offset = self.seg_offset;
+        let cuts = self.segmenter.flush().map(|c| shift(c, offset));
         self.apply_cuts(state, cuts).await
     }
 
@@ -343,17 +382,20 @@ impl Live {
                 state.metrics.plugin_errors.inc();
                 tracing::warn!(session = %self.id, "segmenter failed: {e}");
                 replies.push(ServerMessage::error(ErrorCode::PluginFailed, e.to_string()));
-                match state.segmenter.load_full().open(SAMPLE_RATE, &[]) {
-                    Ok(fresh) => self.segmenter = fresh,
-                    Err(e) => tracing::error!(session = %self.id, "cannot reopen segmenter: {e}"),
-                }
+                self.switch_segmenter(state, &mut replies).await;
                 return replies;
             }
         };
+        let mut boundary = false;
         for cut in cuts {
+            boundary |= cut.kind == CutKind::Final;
             if let Err(e) = self.enqueue(state, cut).await {
                 replies.push(e);
             }
+        }
+        // A new version was activated: live sessions move to it at a segment boundary.
+        if boundary && state.segmenter.load().label() != self.segmenter.label() {
+            self.switch_segmenter(state, &mut replies).await;
         }
         replies
     }
@@ -399,6 +441,7 @@ impl Live {
             .map_err(|e| ServerMessage::error(ErrorCode::Busy, format!("cannot queue the segment: {e}")))?;
         state.metrics.tasks_enqueued.inc();
         if cut.kind == CutKind::Final {
+            self.last_final_end = self.last_final_end.max(end);
             self.outstanding.insert(self.segment);
             self.segment += 1;
             let _ = results::set_next_segment(&mut conn, &state.keys, &self.id, self.segment).await;
@@ -503,6 +546,10 @@ impl Live {
             CutKind::Partial => {}
         }
     }
+}
+
+fn shift(cuts: Vec<Cut>, offset: u64) -> Vec<Cut> {
+    cuts.into_iter().map(|c| Cut { start: c.start + offset, end: c.end + offset, ..c }).collect()
 }
 
 fn json_to_string(v: &serde_json::Value) -> String {

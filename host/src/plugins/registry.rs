@@ -37,6 +37,11 @@ pub fn newest(dir: &Path, name: &str) -> std::io::Result<Option<PluginFile>> {
     Ok(scan(dir)?.into_iter().rfind(|p| p.name == name))
 }
 
+/// Whether version `a` sorts after version `b`.
+pub fn is_newer(a: &str, b: &str) -> bool {
+    version_key(a) > version_key(b)
+}
+
 /// Orders dotted versions numerically where they are numbers ("0.10.0" after "0.9.1").
 fn version_key(v: &str) -> Vec<(u64, String)> {
     v.split(['.', '-']).map(|p| (p.parse().unwrap_or(u64::MAX), p.to_string())).collect()

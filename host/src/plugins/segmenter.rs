@@ -63,6 +63,25 @@ impl SegmenterPlugin {
         &self.label
     }
 
+    pub fn runtime(&self) -> &Arc<PluginRuntime> {
+        &self.runtime
+    }
+
+    /// Runs a fresh instance over built-in test audio (a tone burst between silences, in 20 ms
+    /// frames) within the sandbox limits: a version that fails this is never activated.
+    pub fn self_test(&self) -> Result<usize, PluginError> {
+        let mut inst = self.open(16_000, &[])?;
+        let mut audio = vec![0.0f32; 16_000];
+        audio.extend((0..24_000).map(|i| (i as f32 * 0.07).sin() * 0.4 * (1.0 + (i as f32 * 0.003).sin()) / 2.0));
+        audio.extend(std::iter::repeat_n(0.0, 16_000));
+        let mut cuts = 0;
+        for frame in audio.chunks(320) {
+            cuts += inst.push(frame.to_vec(), None)?.len();
+        }
+        cuts += inst.flush()?.len();
+        Ok(cuts)
+    }
+
     /// A fresh instance with one open session. `config` is what the session asked for.
     pub fn open(&self, sample_rate: u32, config: &[(String, String)]) -> Result<SegmenterInstance, PluginError> {
         let limits = self.runtime.limits();
