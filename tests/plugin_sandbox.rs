@@ -114,3 +114,26 @@ fn bad_config_is_a_clear_error_at_open() {
     let err = default_vad(&rt).open(16_000, &[("partial_ms".into(), "-1".into())]).err().expect("invalid config");
     assert!(err.to_string().contains("partial_ms"), "{err}");
 }
+
+#[test]
+fn kiki_plugin_check_reports_what_a_component_is() {
+    let run = |file: PathBuf| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiki"))
+            .args(["plugin", "check"])
+            .arg(file)
+            .env("KIKI_LOG", "warn")
+            .output()
+            .unwrap();
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let (ok, out) = run(repo_root().join(".cache/plugins/vad@0.1.0.wasm"));
+    assert!(ok && out.contains("segmenter world") && out.contains("self-test"), "{out}");
+    let (ok, out) = run(repo_root().join(".cache/plugins/text@0.1.0.wasm"));
+    assert!(ok && out.contains("postprocessor world") && out.contains("Stella"), "{out}");
+    let (ok, out) = run(repo_root().join(".cache/plugins/default@0.1.0.wasm"));
+    assert!(ok && out.contains("router world") && out.contains("Session(\"listener\")"), "{out}");
+    let (ok, out) = run(test_plugin("loop@0.1.0.wasm"));
+    assert!(!ok && out.contains("FAIL self-test") && out.contains("fuel"), "{out}");
+    let (ok, out) = run(repo_root().join("Cargo.toml"));
+    assert!(!ok && out.contains("FAIL compile"), "{out}");
+}

@@ -219,9 +219,10 @@ ui.clear.addEventListener("click", () => {
 /**
  * One logical recording over one or more WebSocket connections. On an unexpected close it
  * reconnects with exponential backoff and sends `resume: {session, epoch, last_seq}` in `start`.
- * The server does not implement resume yet (it ignores the field and opens a new session), so
- * the client notices the new session id, says so, and places the new session's times after the
- * audio already sent.
+ * When the server answers `ready` with `recovered: true`, the same session goes on: the
+ * transcript and the clock stay as they are, and the results missed meanwhile follow with their
+ * own `seq` and times. Otherwise (`recovered: false`) a new session has started: the client says
+ * so and places the new session's times after the audio already sent.
  */
 class Stream {
   constructor(language, handlers) {
@@ -304,15 +305,16 @@ class Stream {
     switch (msg.type) {
       case "ready": {
         const previous = this.session;
-        if (previous && previous.session !== msg.session) {
+        const fresh = !previous || msg.recovered !== true;
+        if (previous && fresh) {
           // Not resumed: a fresh session whose clock starts at zero.
           this.offsetMs += (this.sentSamples * 1000) / RATE;
           this.lastSeq = 0;
           this.h.onNotice(
-            "Reconnected as a new session: the server does not resume sessions yet, so the segment in progress when the connection dropped may be missing.",
+            "Reconnected as a new session: the server could not resume the old one, so the results still pending when the connection dropped are missing.",
           );
         }
-        if (!previous || previous.session !== msg.session) this.sentSamples = 0;
+        if (fresh) this.sentSamples = 0;
         this.session = { session: msg.session, epoch: msg.epoch };
         this.ready = true;
         this.attempt = 0;

@@ -40,6 +40,11 @@ enum Command {
     Gateway,
     /// The worker role only.
     Worker,
+    /// Plugin tools.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Check a running deployment: Redis, the task stream, workers, Pub/Sub and a probe task
     /// through a worker. Exit code 0 when all is healthy, 1 otherwise.
     Check {
@@ -57,6 +62,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Validate a component against the plugin worlds, instantiate it within the sandbox limits
+    /// and run it on built-in test input.
+    Check { file: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -94,6 +106,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => kiki::roles::run_worker(cfg, shutdown).await,
         Command::Transcribe { files, json } => transcribe(cfg, files, json).await,
         Command::Check { gateway, timeout } => check(cfg, gateway, timeout).await,
+        Command::Plugin { command: PluginCommand::Check { file } } => {
+            let runtime = kiki::roles::plugin_runtime(&cfg)?;
+            let report = tokio::task::spawn_blocking(move || kiki::plugins::check::check(&runtime, &file)).await?;
+            for line in &report.lines {
+                println!("{line}");
+            }
+            anyhow::ensure!(report.ok, "the plugin is not usable");
+            Ok(())
+        }
     }
 }
 

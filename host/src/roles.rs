@@ -23,7 +23,7 @@ pub async fn load_engine(cfg: &Config) -> anyhow::Result<Arc<Engine>> {
     Ok(Arc::new(engine))
 }
 
-fn plugin_runtime(cfg: &Config) -> anyhow::Result<Arc<PluginRuntime>> {
+pub fn plugin_runtime(cfg: &Config) -> anyhow::Result<Arc<PluginRuntime>> {
     let limits = Limits {
         fuel_per_call: cfg.plugins.fuel_per_call,
         max_memory_bytes: cfg.plugins.max_memory_bytes,

@@ -141,6 +141,8 @@ pub struct SessionState {
     pub seq: u64,
     /// Segment ids already used by earlier connections of the session.
     pub next_segment: u64,
+    /// Audio position (16 kHz samples) the session had reached at its last final.
+    pub position: u64,
 }
 
 /// Moves a session to this gateway (its results follow) and reads its state; None when the
@@ -153,21 +155,34 @@ pub async fn attach_session<C: ConnectionLike + Send + Sync>(
     ttl_s: u64,
 ) -> Result<Option<SessionState>, ChannelError> {
     let key = keys.session_state(session);
-    let (epoch, seq, next): (Option<String>, Option<u64>, Option<u64>) =
-        redis::pipe().hget(&key, "epoch").hget(&key, "seq").hget(&key, "next_segment").query_async(conn).await?;
+    let (epoch, seq, next, position): (Option<String>, Option<u64>, Option<u64>, Option<u64>) = redis::pipe()
+        .hget(&key, "epoch")
+        .hget(&key, "seq")
+        .hget(&key, "next_segment")
+        .hget(&key, "position")
+        .query_async(conn)
+        .await?;
     let Some(epoch) = epoch else { return Ok(None) };
     let _: () = redis::pipe().hset(&key, "reply", reply).expire(&key, ttl_s as i64).query_async(conn).await?;
-    Ok(Some(SessionState { epoch, seq: seq.unwrap_or(0), next_segment: next.unwrap_or(0) }))
+    Ok(Some(SessionState {
+        epoch,
+        seq: seq.unwrap_or(0),
+        next_segment: next.unwrap_or(0),
+        position: position.unwrap_or(0),
+    }))
 }
 
-/// Records the next segment id, so that a resumed session does not reuse ids.
-pub async fn set_next_segment<C: ConnectionLike + Send + Sync>(
+/// Records the next segment id and the audio position, so that a resumed session neither
+/// reuses ids nor restarts its clock.
+pub async fn set_progress<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
     keys: &Keys,
     session: &str,
     next: u64,
+    position: u64,
 ) -> Result<(), ChannelError> {
-    let _: () = conn.hset(keys.session_state(session), "next_segment", next).await?;
+    let _: () =
+        conn.hset_multiple(keys.session_state(session), &[("next_segment", next), ("position", position)]).await?;
     Ok(())
 }
 

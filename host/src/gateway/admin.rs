@@ -26,6 +26,14 @@ pub struct History {
     rejected: Mutex<Vec<String>>,
 }
 
+/// Files the watcher has already considered; only files that appear later are activated, so
+/// a rollback is not undone by the newer file still lying in the directory.
+fn listing(dir: &Path) -> std::collections::HashSet<String> {
+    registry::scan(dir)
+        .map(|v| v.into_iter().map(|f| format!("{}@{}", f.name, f.version)).collect())
+        .unwrap_or_default()
+}
+
 #[derive(Serialize)]
 struct Listing {
     active: ActiveInfo,
@@ -187,6 +195,7 @@ pub async fn swap_in(state: &Arc<AppState>, path: &Path, name: &str, version: &s
 /// Activates a newer version of the active segmenter's name when one appears in the directory.
 pub async fn watch(state: Arc<AppState>, every: Duration, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(every);
+    let mut seen = listing(&state.cfg.plugin_dir());
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
@@ -196,9 +205,10 @@ pub async fn watch(state: Arc<AppState>, every: Duration, shutdown: Shutdown) {
         let Ok(Some(newest)) = registry::newest(&state.cfg.plugin_dir(), &active.name) else { continue };
         let label = format!("{}@{}", newest.name, newest.version);
         let rejected = state.history.rejected.lock().map(|r| r.contains(&label)).unwrap_or(true);
-        if rejected || !registry::is_newer(&newest.version, &active.version) {
+        if rejected || seen.contains(&label) || !registry::is_newer(&newest.version, &active.version) {
             continue;
         }
+        seen.insert(label.clone());
         if let Err(e) = swap_in(&state, &newest.path, &newest.name, &newest.version).await {
             tracing::warn!(plugin = %label, "new version rejected: {e}");
         }

@@ -275,12 +275,12 @@ impl Live {
             }
             None => None,
         };
-        let (id, epoch, next_segment) = match &resumed {
-            Some((r, st)) => (r.session.clone(), st.epoch.clone(), st.next_segment),
+        let (id, epoch, next_segment, position) = match &resumed {
+            Some((r, st)) => (r.session.clone(), st.epoch.clone(), st.next_segment, st.position),
             None => {
                 let (id, epoch) = (crate::ids::long(), crate::ids::short());
                 results::open_session(&mut conn, &state.keys, &id, &epoch, &state.channel, ttl).await.map_err(busy)?;
-                (id, epoch, 0)
+                (id, epoch, 0, 0)
             }
         };
         if let Some(room) = &start.room {
@@ -300,10 +300,11 @@ impl Live {
             resampler,
             segmenter,
             seg_options: options,
-            seg_offset: 0,
-            last_final_end: 0,
+            // A resumed session's clock goes on from where its last final left it.
+            seg_offset: position,
+            last_final_end: position,
             buf: Vec::new(),
-            base: 0,
+            base: position,
             segment: next_segment,
             first_segment: next_segment,
             rev: 0,
@@ -444,7 +445,8 @@ impl Live {
             self.last_final_end = self.last_final_end.max(end);
             self.outstanding.insert(self.segment);
             self.segment += 1;
-            let _ = results::set_next_segment(&mut conn, &state.keys, &self.id, self.segment).await;
+            let position = self.base + self.buf.len() as u64;
+            let _ = results::set_progress(&mut conn, &state.keys, &self.id, self.segment, position).await;
             self.rev = 0;
             // Keep a little audio before the cut for the next utterance's pre-roll.
             let keep_from = end.saturating_sub(KEEP_BEFORE).max(self.base);

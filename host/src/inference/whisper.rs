@@ -26,6 +26,23 @@ const LOGPROB_THRESHOLD: f32 = -1.0;
 /// Whisper's repetition check.
 const COMPRESSION_THRESHOLD: f32 = 2.4;
 
+#[cfg(test)]
+mod tests {
+    use super::is_looping;
+
+    #[test]
+    fn loops_are_detected_and_speech_is_not() {
+        assert!(is_looping(&[7; 8]));
+        assert!(!is_looping(&[7; 7]));
+        let phrase = [1, 2, 3, 4, 5, 6];
+        let looped: Vec<u32> = phrase.iter().cycle().take(30).copied().collect();
+        assert!(is_looping(&looped));
+        assert!(!is_looping(&(0..200).collect::<Vec<u32>>()));
+        // "no, no, no, no" said once is fine.
+        assert!(!is_looping(&[5, 9, 5, 9, 5, 9, 5, 9, 1]));
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub model_dir: PathBuf,
@@ -252,6 +269,11 @@ impl Engine {
                     done[b] = true;
                 } else {
                     tokens[b].push(next as u32);
+                    // A row stuck in a loop would hold its whole batch to the length bound;
+                    // its text is discarded by the compression check anyway.
+                    if is_looping(&tokens[b]) {
+                        done[b] = true;
+                    }
                 }
                 step_tokens.push(next as i64);
             }
@@ -329,6 +351,18 @@ fn is_audible(w: &[f32]) -> bool {
         high += y * y;
     }
     high / total >= MIN_SPEECH_BAND
+}
+
+/// True when the sequence ends in the same n-gram (n = 2..=12) repeated at least 5 times, or one
+/// token 8 times: Whisper's repetition failure, not speech.
+fn is_looping(tokens: &[u32]) -> bool {
+    (1..=12).any(|n| {
+        let reps = if n == 1 { 8 } else { 5 };
+        tokens.len() >= n * reps && {
+            let tail = &tokens[tokens.len() - n..];
+            (1..reps).all(|r| &tokens[tokens.len() - n * (r + 1)..tokens.len() - n * r] == tail)
+        }
+    })
 }
 
 fn softmax_at(row: &[f32], idx: usize) -> f32 {

@@ -4,6 +4,7 @@
 //! cheap instance of its own, so a trap or a runaway plugin harms only that one instance.
 
 mod bindings;
+pub mod check;
 mod host;
 mod limits;
 pub mod registry;
