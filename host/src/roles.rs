@@ -98,9 +98,11 @@ async fn up_inner(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let gateway = Gateway::bind(cfg.clone(), client.clone(), seg, metrics.clone()).await?;
     let pipeline = load_pipeline(&cfg, metrics.clone()).await?;
     let worker = Worker::new(&cfg, client, engine, metrics).with_pipeline(pipeline);
-    let w = tokio::spawn(worker.run(shutdown.clone()));
+    // The worker outlives the gateway's drain, so that draining sessions get their finals.
+    let worker_stop = Shutdown::new();
+    let w = tokio::spawn(worker.run(worker_stop.clone()));
     let g = gateway.serve(shutdown.clone()).await;
-    shutdown.trigger();
+    worker_stop.trigger();
     let w = w.await.context("worker task")?;
     g.and(w)
 }

@@ -102,7 +102,10 @@ pub fn wer(reference: &str, hypothesis: &str) -> f64 {
 pub struct Stack {
     pub addr: SocketAddr,
     pub redis: RedisChild,
+    /// Stops the gateway (it drains first).
     pub shutdown: Shutdown,
+    /// Stops the in-process workers.
+    pub worker_shutdown: Shutdown,
     pub cfg: Config,
     pub metrics: Arc<Metrics>,
 }
@@ -124,7 +127,7 @@ impl Stack {
         let client = redis::Client::open(self.redis.url.as_str()).unwrap();
         let pipeline = kiki::roles::load_pipeline(&self.cfg, self.metrics.clone()).await.expect("result plugins load");
         let worker = Worker::new(&self.cfg, client, engine().await, self.metrics.clone()).with_pipeline(pipeline);
-        tokio::spawn(worker.run(self.shutdown.clone()));
+        tokio::spawn(worker.run(self.worker_shutdown.clone()));
     }
 
     /// A `kiki worker` process on this stack's Redis (for tests that SIGKILL it).
@@ -164,7 +167,7 @@ impl Stack {
         let addr = gw.local_addr().unwrap();
         tokio::spawn(gw.serve(shutdown.clone()));
         drop(client);
-        Self { addr, redis, shutdown, cfg, metrics }
+        Self { addr, redis, shutdown, worker_shutdown: Shutdown::new(), cfg, metrics }
     }
 
     pub async fn wait_ready(&self) {
@@ -188,6 +191,7 @@ impl Stack {
 impl Drop for Stack {
     fn drop(&mut self) {
         self.shutdown.trigger();
+        self.worker_shutdown.trigger();
     }
 }
 

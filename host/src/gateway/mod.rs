@@ -44,6 +44,8 @@ pub struct AppState {
     pub backlog: AtomicU64,
     /// Earlier segmenter versions (rollback) and rejected ones.
     pub history: admin::History,
+    /// Triggered on shutdown: sessions finish as if the client had sent `stop`.
+    pub drain: Shutdown,
 }
 
 pub struct Gateway {
@@ -78,6 +80,7 @@ impl Gateway {
             segmenter: ArcSwap::new(segmenter),
             backlog: AtomicU64::new(0),
             history: admin::History::default(),
+            drain: Shutdown::new(),
         });
         Ok(Self { state, listener, client })
     }
@@ -90,20 +93,30 @@ impl Gateway {
         self.state.clone()
     }
 
+    /// Serves until `shutdown`, then drains: no new connections, live sessions finish their
+    /// segments and get their finals (the subscriber keeps running for them), then it returns.
     pub async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {
         let state = self.state;
         let web = state.cfg.gateway.web_dir.clone();
-        tokio::spawn(poll_backlog(state.clone(), shutdown.clone()));
+        // Background tasks stop only after the drain, not at the signal.
+        let stopped = Shutdown::new();
+        tokio::spawn(poll_backlog(state.clone(), stopped.clone()));
         if state.cfg.plugins.watch_ms > 0 {
             let every = Duration::from_millis(state.cfg.plugins.watch_ms);
-            tokio::spawn(admin::watch(state.clone(), every, shutdown.clone()));
+            tokio::spawn(admin::watch(state.clone(), every, stopped.clone()));
         }
         tokio::spawn(state.dispatcher.clone().run(
             self.client.clone(),
             state.redis.clone(),
             state.channel.clone(),
-            shutdown.clone(),
+            stopped.clone(),
         ));
+        let drain = state.drain.clone();
+        let signal = shutdown.clone();
+        tokio::spawn(async move {
+            signal.wait().await;
+            drain.trigger();
+        });
         let app = Router::new()
             .route("/ws", get(ws_upgrade))
             .route("/healthz", get(health::healthz))
@@ -119,6 +132,12 @@ impl Gateway {
             .with_state(state.clone());
         tracing::info!(addr = %self.listener.local_addr()?, gateway = %state.id, "gateway listening");
         axum::serve(self.listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(state.cfg.gateway.final_timeout_s + 5);
+        while state.metrics.sessions_active.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        tracing::info!(left = state.metrics.sessions_active.get(), "gateway drained");
+        stopped.trigger();
         Ok(())
     }
 }

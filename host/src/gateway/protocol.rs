@@ -117,11 +117,15 @@ pub enum ErrorCode {
     Busy,
     /// Something on the server's side broke.
     Internal,
+    /// The gateway is shutting down: finals still come, then `end`; reconnect (to any gateway)
+    /// with `resume` to carry on.
+    GoingAway,
 }
 
 impl ServerMessage {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
-        let retryable = matches!(code, ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Internal);
+        let retryable =
+            matches!(code, ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Internal | ErrorCode::GoingAway);
         ServerMessage::Error { code, message: message.into(), retryable, segment: None }
     }
 

@@ -32,6 +32,7 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
     // Idle until `stop`; after it, a fixed deadline for the outstanding finals that client
     // traffic cannot push back.
     let mut deadline = Instant::now() + idle_timeout;
+    let mut draining = false;
     let close = loop {
         let inbox = async {
             match session.as_mut() {
@@ -57,7 +58,7 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
                 if send_all(&mut socket, replies).await.is_err() { break None; }
                 if stopping && session.as_ref().is_some_and(|s| s.outstanding.is_empty()) {
                     let _ = send_all(&mut socket, vec![end_message(session.as_ref())]).await;
-                    break Some(close_frame(close_code::NORMAL, "end"));
+                    break Some(if draining { close_frame(close_code::AWAY, "going away") } else { close_frame(close_code::NORMAL, "end") });
                 }
             }
             delivery = inbox => {
@@ -67,7 +68,26 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
                 if send_all(&mut socket, replies).await.is_err() { break None; }
                 if stopping && s.outstanding.is_empty() {
                     let _ = send_all(&mut socket, vec![end_message(session.as_ref())]).await;
-                    break Some(close_frame(close_code::NORMAL, "end"));
+                    break Some(if draining { close_frame(close_code::AWAY, "going away") } else { close_frame(close_code::NORMAL, "end") });
+                }
+            }
+            _ = state.drain.wait(), if !draining => {
+                // Shutting down: finish like `stop` (flush, wait for the finals), then tell the
+                // client to go elsewhere; it can resume there with its session, epoch and seq.
+                draining = true;
+                let mut replies = match session.as_mut() {
+                    Some(s) if !stopping => s.finish(&state).await,
+                    _ => Vec::new(),
+                };
+                if !stopping {
+                    stopping = true;
+                    deadline = Instant::now() + final_timeout;
+                }
+                replies.push(ServerMessage::error(ErrorCode::GoingAway, "server shutting down: reconnect and resume"));
+                if send_all(&mut socket, replies).await.is_err() { break None; }
+                if session.as_ref().is_none_or(|s| s.outstanding.is_empty()) {
+                    let _ = send_all(&mut socket, vec![end_message(session.as_ref())]).await;
+                    break Some(close_frame(close_code::AWAY, "going away"));
                 }
             }
             _ = tokio::time::sleep_until(deadline) => {
