@@ -49,9 +49,12 @@ ln -sf "$ortlib" "$cache/libonnxruntime.so"
 
 # --- Model conversion: CTranslate2 -> ONNX ----------------------------------------
 models="$cache/models"
-if [ ! -f "$models/tiny.en/.done" ]; then
+# The stamp names the graph layout; a model converted by an older layout is converted again.
+layout="per-layer-cross-v1"
+if [ "$(cat "$models/tiny.en/.done" 2>/dev/null)" != "$layout" ]; then
   log "converting whisper tiny.en to ONNX (one time)"
-  "$venv/bin/python" "$root/tools/convert_ct2.py" --name tiny.en --out "$models/tiny.en"
+  "$venv/bin/python" "$root/tools/convert_ct2.py" --name tiny.en --out "$models/tiny.en" --per-layer-cross
+  echo "$layout" > "$models/tiny.en/.done"
 fi
 vad="$(ls "$site"/silero_vad/data/silero_vad.onnx 2>/dev/null | head -n1 || true)"
 [ -n "$vad" ] && ln -sf "$vad" "$cache/silero_vad.onnx"

@@ -3,6 +3,7 @@
 
 mod admin;
 mod health;
+mod openai;
 pub mod protocol;
 mod session;
 mod stats;
@@ -14,6 +15,7 @@ use std::time::Duration;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{State, WebSocketUpgrade};
 use axum::response::IntoResponse;
 use axum::routing::{get, post, put};
@@ -123,6 +125,10 @@ impl Gateway {
             .route("/readyz", get(health::readyz))
             .route("/metrics", get(health::metrics))
             .route("/api/stats", get(stats::stats))
+            .route(
+                "/v1/audio/transcriptions",
+                post(openai::transcriptions).layer(DefaultBodyLimit::max(openai::MAX_UPLOAD)),
+            )
             .route("/admin/plugins", get(admin::list))
             .route("/admin/plugins/segmenter/activate", post(admin::activate))
             .route("/admin/plugins/segmenter/rollback", post(admin::rollback))

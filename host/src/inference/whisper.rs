@@ -196,14 +196,15 @@ impl Engine {
             mel.extend(self.mel.compute(w, frames));
         }
         let mel = Tensor::from_array(([batch, N_MELS, frames], mel))?;
-        let (cross_k, cross_v) = {
+        // Every encoder output is a cross-attention key/value tensor that the decoder takes by the
+        // same name (`cross_k`/`cross_v` stacked, or one per layer); their layout is the graph's.
+        let cross: Vec<(String, DynValue)> = {
             let mut enc = self.encoder.lock().map_err(|_| InferenceError::Input("encoder poisoned".into()))?;
+            let names: Vec<String> = enc.outputs().iter().map(|o| o.name().to_string()).collect();
             let mut out = enc.run(ort::inputs!["mel" => mel])?;
-            let k = out.remove("cross_k").ok_or_else(|| InferenceError::Input("encoder gave no cross_k".into()))?;
-            let v = out.remove("cross_v").ok_or_else(|| InferenceError::Input("encoder gave no cross_v".into()))?;
-            (k, v)
+            names.into_iter().filter_map(|n| out.remove(&n).map(|v| (n, v))).collect()
         };
-        self.greedy(batch, &cross_k, &cross_v, windows)
+        self.greedy(batch, &cross, windows)
     }
 
     fn prompt(&self) -> Vec<u32> {
@@ -223,8 +224,7 @@ impl Engine {
     fn greedy(
         &self,
         batch: usize,
-        cross_k: &DynValue,
-        cross_v: &DynValue,
+        cross: &[(String, DynValue)],
         windows: &[&[f32]],
     ) -> Result<Vec<Transcript>, InferenceError> {
         let info = &self.info;
@@ -242,13 +242,13 @@ impl Engine {
         let mut dec = self.decoder.lock().map_err(|_| InferenceError::Input("decoder poisoned".into()))?;
         for step in 0..max_tokens {
             let tok = Tensor::from_array(([batch, step_len], std::mem::take(&mut step_tokens)))?;
-            let mut out = dec.run(ort::inputs![
+            let mut inputs = ort::inputs![
                 "tokens" => tok,
                 "self_k" => self_k,
                 "self_v" => self_v,
-                "cross_k" => cross_k,
-                "cross_v" => cross_v,
-            ])?;
+            ];
+            inputs.extend(cross.iter().map(|(n, v)| (n.as_str().into(), v.into())));
+            let mut out = dec.run(inputs)?;
             let (shape, logits) = out["logits"].try_extract_tensor::<f32>()?;
             let vocab = shape[2] as usize;
             for b in 0..batch {

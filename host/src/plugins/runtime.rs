@@ -62,10 +62,12 @@ impl PluginRuntime {
         // Small reservations: on-demand instances would each reserve ~4 GiB of address space;
         // with pooling and a bounded reservation thousands of live sessions fit.
         let mut pool = PoolingAllocationConfig::default();
+        // A Rust component on wasip2 holds 3 core instances (its own and the WASI adapter's);
+        // 4 per component leaves room.
         pool.total_component_instances(limits.max_instances);
-        pool.total_core_instances(limits.max_instances * 2);
-        pool.total_memories(limits.max_instances * 2);
-        pool.total_tables(limits.max_instances * 2);
+        pool.total_core_instances(limits.max_instances * 4);
+        pool.total_memories(limits.max_instances * 4);
+        pool.total_tables(limits.max_instances * 4);
         pool.max_memory_size(limits.max_memory_bytes);
         cfg.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         cfg.memory_reservation(limits.max_memory_bytes as u64);

@@ -1,0 +1,204 @@
+//! OpenAI-compatible file transcription: `POST /v1/audio/transcriptions` (multipart `file`,
+//! `model`, `language`, `response_format` = json | text | srt | vtt | verbose_json). The file
+//! is cut by the active segmenter and goes through the same task channel as live audio.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::{Multipart, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::AppState;
+use crate::audio::{self, SAMPLE_RATE};
+use crate::channels::results;
+use crate::channels::subscriber::Delivery;
+use crate::channels::tasks::{self, TaskMeta};
+use crate::channels::workers::now_ms;
+use crate::plugins::{Cut, CutKind};
+
+/// Largest upload accepted (bytes): about 25 minutes of 16 kHz s16 mono WAV.
+pub const MAX_UPLOAD: usize = 50 << 20;
+
+fn error(code: StatusCode, message: impl Into<String>) -> Response {
+    (code, Json(json!({"error": {"message": message.into(), "type": "invalid_request_error"}}))).into_response()
+}
+
+struct Request {
+    file: Vec<u8>,
+    language: Option<String>,
+    format: String,
+}
+
+async fn read_form(mut form: Multipart) -> Result<Request, Response> {
+    let mut req = Request { file: Vec::new(), language: None, format: "json".into() };
+    let bad = |e: axum::extract::multipart::MultipartError| error(StatusCode::BAD_REQUEST, e.body_text());
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        match field.name().unwrap_or("") {
+            "file" => req.file = field.bytes().await.map_err(bad)?.to_vec(),
+            "language" => req.language = Some(field.text().await.map_err(bad)?).filter(|l| !l.is_empty()),
+            "response_format" => req.format = field.text().await.map_err(bad)?,
+            // `model`, `prompt`, `temperature`: accepted; the deployment's model is used.
+            _ => {}
+        }
+    }
+    if req.file.is_empty() {
+        return Err(error(StatusCode::BAD_REQUEST, "missing `file` (multipart form field)"));
+    }
+    if !["json", "text", "srt", "vtt", "verbose_json"].contains(&req.format.as_str()) {
+        return Err(error(StatusCode::BAD_REQUEST, format!("unsupported response_format {:?}", req.format)));
+    }
+    Ok(req)
+}
+
+pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart) -> Response {
+    let req = match read_form(form).await {
+        Ok(r) => r,
+        Err(resp) => return resp,
+    };
+    let samples = match audio::decode_wav(&req.file) {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read the file ({e}); send a WAV file")),
+    };
+    let cuts = match segment(&state, &samples).await {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("segmenter failed: {e}")),
+    };
+    let segments = match transcribe(&state, &samples, &cuts, req.language.clone()).await {
+        Ok(s) => s,
+        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let duration = samples.len() as f64 / SAMPLE_RATE as f64;
+    render(&req.format, &segments, duration, req.language.as_deref().unwrap_or("en"))
+}
+
+/// Final cuts of the whole file by a fresh instance of the active segmenter (no partials).
+async fn segment(state: &Arc<AppState>, samples: &[f32]) -> Result<Vec<Cut>, crate::plugins::PluginError> {
+    let plugin = state.segmenter.load_full();
+    let samples = samples.to_vec();
+    tokio::task::spawn_blocking(move || {
+        let mut inst = plugin.open(SAMPLE_RATE, &[("partial_ms".into(), "0".into())])?;
+        let mut cuts = Vec::new();
+        for frame in samples.chunks(320) {
+            cuts.extend(inst.push(frame.to_vec(), None)?);
+        }
+        cuts.extend(inst.flush()?);
+        cuts.retain(|c| c.kind == CutKind::Final);
+        Ok(cuts)
+    })
+    .await
+    .map_err(|e| crate::plugins::PluginError::Engine(e.to_string()))?
+}
+
+/// (start_ms, end_ms, text) per segment, in order.
+type Segments = Vec<(u64, u64, String)>;
+
+async fn transcribe(
+    state: &Arc<AppState>,
+    samples: &[f32],
+    cuts: &[Cut],
+    language: Option<String>,
+) -> Result<Segments, String> {
+    if cuts.is_empty() {
+        return Ok(Vec::new());
+    }
+    let id = format!("file-{}", crate::ids::long());
+    let mut conn = state.redis.clone();
+    let ttl = state.cfg.channels.replay_ttl_s;
+    results::open_session(&mut conn, &state.keys, &id, &crate::ids::short(), &state.channel, ttl)
+        .await
+        .map_err(|e| format!("cannot reach Redis: {e}"))?;
+    let mut inbox = state.dispatcher.register(&id);
+    let outcome = async {
+        for (i, cut) in cuts.iter().enumerate() {
+            let (s, e) = (cut.start as usize, (cut.end as usize).min(samples.len()));
+            let meta = TaskMeta {
+                session: id.clone(),
+                segment: i as u64,
+                kind: CutKind::Final,
+                rev: 0,
+                reply: state.channel.clone(),
+                start_ms: cut.start * 1000 / SAMPLE_RATE as u64,
+                end_ms: e as u64 * 1000 / SAMPLE_RATE as u64,
+                enqueued_ms: now_ms(),
+                language: language.clone(),
+                hotwords: Vec::new(),
+                room: None,
+            };
+            tasks::enqueue(&mut conn, &state.keys, &meta, &audio::to_s16le(&samples[s.min(e)..e]))
+                .await
+                .map_err(|e| format!("cannot queue the file: {e}"))?;
+        }
+        let mut got: BTreeMap<u64, (u64, u64, String)> = BTreeMap::new();
+        let deadline = tokio::time::sleep(Duration::from_secs(state.cfg.gateway.final_timeout_s.max(1) * 5));
+        tokio::pin!(deadline);
+        while got.len() < cuts.len() {
+            tokio::select! {
+                _ = &mut deadline => return Err(format!("{} of {} segments not transcribed in time", cuts.len() - got.len(), cuts.len())),
+                d = inbox.recv() => match d {
+                    Some(Delivery::Result(m)) if m.payload.kind == CutKind::Final => {
+                        if let Some(err) = m.payload.error {
+                            return Err(format!("segment {} failed: {err}", m.payload.segment));
+                        }
+                        got.insert(m.payload.segment, (m.payload.start_ms, m.payload.end_ms, m.payload.text));
+                    }
+                    Some(Delivery::Resync) => {
+                        for m in results::replay(&mut conn, &state.keys, &id, 0).await.map_err(|e| e.to_string())? {
+                            if m.payload.kind == CutKind::Final && m.payload.error.is_none() {
+                                got.insert(m.payload.segment, (m.payload.start_ms, m.payload.end_ms, m.payload.text));
+                            }
+                        }
+                    }
+                    Some(_) => {}
+                    None => return Err("gateway shutting down".into()),
+                },
+            }
+        }
+        Ok(got.into_values().filter(|s| !s.2.is_empty()).collect())
+    }
+    .await;
+    state.dispatcher.unregister(&id);
+    outcome
+}
+
+fn stamp(ms: u64, sep: char) -> String {
+    format!("{:02}:{:02}:{:02}{sep}{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+}
+
+fn render(format: &str, segments: &Segments, duration: f64, language: &str) -> Response {
+    let text = segments.iter().map(|s| s.2.trim()).collect::<Vec<_>>().join(" ");
+    let plain = |body: String, mime: &'static str| ([(header::CONTENT_TYPE, mime)], body).into_response();
+    match format {
+        "text" => plain(text + "\n", "text/plain; charset=utf-8"),
+        "srt" => plain(
+            segments
+                .iter()
+                .enumerate()
+                .map(|(i, (s, e, t))| format!("{}\n{} --> {}\n{}\n\n", i + 1, stamp(*s, ','), stamp(*e, ','), t.trim()))
+                .collect(),
+            "application/x-subrip; charset=utf-8",
+        ),
+        "vtt" => plain(
+            "WEBVTT\n\n".to_string()
+                + &segments
+                    .iter()
+                    .map(|(s, e, t)| format!("{} --> {}\n{}\n\n", stamp(*s, '.'), stamp(*e, '.'), t.trim()))
+                    .collect::<String>(),
+            "text/vtt; charset=utf-8",
+        ),
+        "verbose_json" => Json(json!({
+            "task": "transcribe",
+            "language": language,
+            "duration": duration,
+            "text": text,
+            "segments": segments.iter().enumerate().map(|(i, (s, e, t))| json!({
+                "id": i, "start": *s as f64 / 1e3, "end": *e as f64 / 1e3, "text": t.trim(),
+            })).collect::<Vec<_>>(),
+        }))
+        .into_response(),
+        _ => Json(json!({ "text": text })).into_response(),
+    }
+}
