@@ -72,3 +72,15 @@ fn a_missing_model_names_the_file_and_the_fix() {
     assert!(!out.status.success());
     assert!(stderr.contains("config.json") && stderr.contains("make setup"), "{stderr}");
 }
+
+#[test]
+fn cuda_that_cannot_load_is_an_error_not_a_silent_cpu_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("a.wav");
+    write_wav(&wav, &speak("Hello there."), 16_000, 1);
+    // The CPU-only ONNX Runtime from the set-up has no CUDA provider.
+    let out = kiki().env("KIKI_MODEL__PROVIDER", "cuda").arg("transcribe").arg(&wav).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "it must not run on the CPU instead: {stderr}");
+    assert!(stderr.contains("CUDA could not be loaded"), "{stderr}");
+}

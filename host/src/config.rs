@@ -42,6 +42,9 @@ pub struct ModelConfig {
     pub audio_ctx: String,
     /// Longest decoded text in tokens.
     pub max_tokens: usize,
+    /// Execution provider: `cpu`, or `cuda` (needs onnxruntime-gpu; kiki refuses to start
+    /// rather than fall back to the CPU when CUDA cannot load).
+    pub provider: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +143,7 @@ impl Default for ModelConfig {
             threads: 0,
             audio_ctx: "full".into(),
             max_tokens: 224,
+            provider: "cpu".into(),
         }
     }
 }

@@ -53,6 +53,8 @@ pub struct EngineOptions {
     /// Shorten the encoder context to the segment (whisper.cpp's audio-ctx) instead of 30 s.
     pub short_context: bool,
     pub max_tokens: usize,
+    /// `cpu` or `cuda`.
+    pub provider: String,
 }
 
 impl EngineOptions {
@@ -64,6 +66,7 @@ impl EngineOptions {
             threads: cfg.model.threads,
             short_context: cfg.model.audio_ctx != "full",
             max_tokens: cfg.model.max_tokens,
+            provider: cfg.model.provider.clone(),
         }
     }
 }
@@ -98,6 +101,9 @@ impl Engine {
         let env = environment(&opts.ort_library)?;
         let info = ModelInfo::load(&opts.model_dir)?;
         let tokenizer = Tokenizer::load(&opts.model_dir.join("vocabulary.txt"), info.eot)?;
+        if !matches!(opts.provider.as_str(), "cpu" | "cuda") {
+            return Err(InferenceError::Provider(format!("unknown provider {:?} (cpu or cuda)", opts.provider)));
+        }
         let suffix = match opts.precision.as_str() {
             "fp32" => "",
             "int8" => ".int8",
@@ -111,6 +117,12 @@ impl Engine {
             let mut builder = Session::builder(env)?
                 .with_optimization_level(GraphOptimizationLevel::Level3)
                 .map_err(ort::Error::from)?;
+            if opts.provider == "cuda" {
+                // Registration errors surface here: never a silent fall-back to the CPU.
+                builder = builder
+                    .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
+                    .map_err(|e| InferenceError::Provider(format!("CUDA could not be loaded: {e}")))?;
+            }
             if opts.threads > 0 {
                 builder = builder.with_intra_threads(opts.threads).map_err(ort::Error::from)?;
             }
