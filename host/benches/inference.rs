@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use kiki::config::Config;
+use kiki::eval::word_errors;
 use kiki::inference::{Engine, EngineOptions, FULL_FRAMES, MelFrontEnd, Transcript, frames_for};
 
 const RATE: usize = 16_000;
@@ -468,28 +469,6 @@ fn print_rtf_table(cells: &[Cell], lengths: &[usize], batches: &[usize], runs: u
             }
         }
     }
-}
-
-/// Edit distance over words, after lower-casing and stripping punctuation, per reference word.
-fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
-    let norm = |s: &str| -> Vec<String> {
-        s.to_lowercase()
-            .split_whitespace()
-            .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>())
-            .filter(|w| !w.is_empty())
-            .collect()
-    };
-    let (r, h) = (norm(reference), norm(hypothesis));
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for i in 1..=r.len() {
-        let mut cur = vec![i; h.len() + 1];
-        for j in 1..=h.len() {
-            let sub = prev[j - 1] + usize::from(r[i - 1] != h[j - 1]);
-            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
-        }
-        prev = cur;
-    }
-    (prev[h.len()], r.len())
 }
 
 fn accuracy(speech: &Speech, variants: &[Variant], n: usize) -> anyhow::Result<()> {

@@ -8,6 +8,7 @@ pub mod audio;
 pub mod channels;
 pub mod check;
 pub mod config;
+pub mod eval;
 pub mod gateway;
 pub mod ids;
 pub mod inference;

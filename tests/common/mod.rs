@@ -76,26 +76,9 @@ pub fn to_s16le(samples: &[f32]) -> Vec<u8> {
     kiki::audio::to_s16le(samples)
 }
 
-/// Word error rate after lower-casing and stripping punctuation.
+/// Word error rate (normalised words), as the benches compute it.
 pub fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let norm = |s: &str| -> Vec<String> {
-        s.to_lowercase()
-            .split_whitespace()
-            .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>())
-            .filter(|w| !w.is_empty())
-            .collect()
-    };
-    let (r, h) = (norm(reference), norm(hypothesis));
-    let mut prev: Vec<usize> = (0..=h.len()).collect();
-    for i in 1..=r.len() {
-        let mut cur = vec![i; h.len() + 1];
-        for j in 1..=h.len() {
-            let sub = prev[j - 1] + usize::from(r[i - 1] != h[j - 1]);
-            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
-        }
-        prev = cur;
-    }
-    prev[h.len()] as f64 / r.len().max(1) as f64
+    kiki::eval::wer(reference, hypothesis)
 }
 
 /// A whole deployment in this process: its own redis-server, a gateway and a worker.

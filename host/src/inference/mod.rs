@@ -42,7 +42,9 @@ pub enum InferenceError {
     Library { path: String, reason: String },
     #[error("bad input: {0}")]
     Input(String),
-    #[error("execution provider: {0}. CUDA needs model.ort_library pointing at the GPU build of ONNX Runtime 1.31 (PyPI onnxruntime-gpu) and an NVIDIA driver; or set model.provider = \"cpu\"")]
+    #[error(
+        "execution provider: {0}. CUDA needs model.ort_library pointing at the GPU build of ONNX Runtime 1.31 (PyPI onnxruntime-gpu) and an NVIDIA driver; or set model.provider = \"cpu\""
+    )]
     Provider(String),
 }
 

@@ -1,0 +1,44 @@
+//! Word error rate, shared by the tests and the benchmarks.
+
+/// Words after lower-casing and stripping punctuation (apostrophes kept).
+fn words(s: &str) -> Vec<String> {
+    s.to_lowercase()
+        .split_whitespace()
+        .map(|w| w.chars().filter(|c| c.is_alphanumeric() || *c == '\'').collect::<String>())
+        .filter(|w| !w.is_empty())
+        .collect()
+}
+
+/// (word edits, reference words): Levenshtein distance over normalised words.
+pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
+    let (r, h) = (words(reference), words(hypothesis));
+    let mut prev: Vec<usize> = (0..=h.len()).collect();
+    for i in 1..=r.len() {
+        let mut cur = vec![i; h.len() + 1];
+        for j in 1..=h.len() {
+            let sub = prev[j - 1] + usize::from(r[i - 1] != h[j - 1]);
+            cur[j] = sub.min(prev[j] + 1).min(cur[j - 1] + 1);
+        }
+        prev = cur;
+    }
+    (prev[h.len()], r.len())
+}
+
+/// Word error rate of `hypothesis` against `reference`.
+pub fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let (e, n) = word_errors(reference, hypothesis);
+    e as f64 / n.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_substitutions_insertions_and_deletions() {
+        assert_eq!(word_errors("the cat sat", "The cat, sat."), (0, 3));
+        assert_eq!(word_errors("the cat sat", "a cat sat down"), (2, 3));
+        assert_eq!(word_errors("the cat sat", ""), (3, 3));
+        assert_eq!(wer("", "anything"), 1.0);
+    }
+}
