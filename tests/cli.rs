@@ -43,6 +43,12 @@ fn transcribes_wav_files_at_any_rate_and_layout() {
         assert!(wer(text, hyp) <= 0.35, "{line}");
     }
 
+    let out = kiki().args(["transcribe", "--srt"]).arg(&mono16).output().unwrap();
+    let srt = String::from_utf8_lossy(&out.stdout);
+    assert!(srt.starts_with("1\n00:00:00,000 --> 00:00:0") && srt.contains("call"), "{srt}");
+    let out = kiki().args(["transcribe", "--vtt"]).arg(&mono16).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("WEBVTT\n\n00:00:00.000 --> "));
+
     let out = kiki().args(["transcribe", "--json"]).arg(&mono16).output().unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("--json prints JSON");
     assert!(v["segments"][0]["end_ms"].as_u64().unwrap() > 3000, "{v}");

@@ -17,5 +17,6 @@ pub mod plugins;
 pub mod redis_server;
 pub mod roles;
 pub mod shutdown;
+pub mod subtitles;
 pub mod transcribe;
 pub mod worker;

@@ -59,8 +59,14 @@ enum Command {
     Transcribe {
         files: Vec<PathBuf>,
         /// Print JSON (segments with times) instead of plain lines.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["srt", "vtt"])]
         json: bool,
+        /// Print SubRip subtitles (one block per file).
+        #[arg(long, conflicts_with = "vtt")]
+        srt: bool,
+        /// Print WebVTT subtitles (one block per file).
+        #[arg(long)]
+        vtt: bool,
     },
 }
 
@@ -104,7 +110,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up => kiki::roles::run_up(cfg, shutdown).await,
         Command::Gateway => kiki::roles::run_gateway(cfg, shutdown).await,
         Command::Worker => kiki::roles::run_worker(cfg, shutdown).await,
-        Command::Transcribe { files, json } => transcribe(cfg, files, json).await,
+        Command::Transcribe { files, json, srt, vtt } => {
+            let format = if json {
+                Output::Json
+            } else if srt {
+                Output::Srt
+            } else if vtt {
+                Output::Vtt
+            } else {
+                Output::Lines
+            };
+            transcribe(cfg, files, format).await
+        }
         Command::Check { gateway, timeout } => check(cfg, gateway, timeout).await,
         Command::Plugin { command: PluginCommand::Check { file } } => {
             let runtime = kiki::roles::plugin_runtime(&cfg)?;
@@ -129,7 +146,15 @@ async fn check(cfg: Config, gateway: Option<String>, timeout: u64) -> anyhow::Re
     Ok(())
 }
 
-async fn transcribe(cfg: Config, files: Vec<PathBuf>, json: bool) -> anyhow::Result<()> {
+#[derive(Clone, Copy)]
+enum Output {
+    Lines,
+    Json,
+    Srt,
+    Vtt,
+}
+
+async fn transcribe(cfg: Config, files: Vec<PathBuf>, format: Output) -> anyhow::Result<()> {
     anyhow::ensure!(!files.is_empty(), "no files given");
     let engine = kiki::roles::load_engine(&cfg).await?;
     let mut failed = 0;
@@ -137,8 +162,15 @@ async fn transcribe(cfg: Config, files: Vec<PathBuf>, json: bool) -> anyhow::Res
         let e = engine.clone();
         let path = f.clone();
         match tokio::task::spawn_blocking(move || kiki::transcribe::transcribe_file(&e, &path)).await? {
-            Ok(r) if json => println!("{}", serde_json::to_string(&r)?),
-            Ok(r) => println!("{}: {}", r.file, r.text),
+            Ok(r) => {
+                let cues = || r.segments.iter().map(|s| (s.start_ms, s.end_ms, s.text.as_str()));
+                match format {
+                    Output::Json => println!("{}", serde_json::to_string(&r)?),
+                    Output::Srt => print!("{}", kiki::subtitles::srt(cues())),
+                    Output::Vtt => print!("{}", kiki::subtitles::vtt(cues())),
+                    Output::Lines => println!("{}: {}", r.file, r.text),
+                }
+            }
             Err(e) => {
                 failed += 1;
                 eprintln!("kiki: {e:#}");

@@ -19,6 +19,7 @@ use crate::channels::subscriber::Delivery;
 use crate::channels::tasks::{self, TaskMeta};
 use crate::channels::workers::now_ms;
 use crate::plugins::{Cut, CutKind};
+use crate::subtitles;
 
 /// Largest upload accepted (bytes): about 25 minutes of 16 kHz s16 mono WAV.
 pub const MAX_UPLOAD: usize = 50 << 20;
@@ -164,8 +165,8 @@ async fn transcribe(
     outcome
 }
 
-fn stamp(ms: u64, sep: char) -> String {
-    format!("{:02}:{:02}:{:02}{sep}{:03}", ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000)
+fn cues(segments: &Segments) -> impl Iterator<Item = (u64, u64, &str)> {
+    segments.iter().map(|(s, e, t)| (*s, *e, t.as_str()))
 }
 
 fn render(format: &str, segments: &Segments, duration: f64, language: &str) -> Response {
@@ -173,22 +174,8 @@ fn render(format: &str, segments: &Segments, duration: f64, language: &str) -> R
     let plain = |body: String, mime: &'static str| ([(header::CONTENT_TYPE, mime)], body).into_response();
     match format {
         "text" => plain(text + "\n", "text/plain; charset=utf-8"),
-        "srt" => plain(
-            segments
-                .iter()
-                .enumerate()
-                .map(|(i, (s, e, t))| format!("{}\n{} --> {}\n{}\n\n", i + 1, stamp(*s, ','), stamp(*e, ','), t.trim()))
-                .collect(),
-            "application/x-subrip; charset=utf-8",
-        ),
-        "vtt" => plain(
-            "WEBVTT\n\n".to_string()
-                + &segments
-                    .iter()
-                    .map(|(s, e, t)| format!("{} --> {}\n{}\n\n", stamp(*s, '.'), stamp(*e, '.'), t.trim()))
-                    .collect::<String>(),
-            "text/vtt; charset=utf-8",
-        ),
+        "srt" => plain(subtitles::srt(cues(segments)), "application/x-subrip; charset=utf-8"),
+        "vtt" => plain(subtitles::vtt(cues(segments)), "text/vtt; charset=utf-8"),
         "verbose_json" => Json(json!({
             "task": "transcribe",
             "language": language,
