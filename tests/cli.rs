@@ -90,3 +90,18 @@ fn cuda_that_cannot_load_is_an_error_not_a_silent_cpu_fallback() {
     assert!(!out.status.success(), "it must not run on the CPU instead: {stderr}");
     assert!(stderr.contains("CUDA could not be loaded"), "{stderr}");
 }
+
+#[test]
+fn model_and_language_flags_are_honoured_with_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("a.wav");
+    write_wav(&wav, &speak("Hello there."), 16_000, 1);
+    let out = kiki().args(["transcribe", "--model", "tiny.en", "--language", "en"]).arg(&wav).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = kiki().args(["transcribe", "--language", "de"]).arg(&wav).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("English-only"));
+    let out = kiki().args(["transcribe", "--model", "no-such-model"]).arg(&wav).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-model/config.json"));
+}

@@ -67,6 +67,12 @@ enum Command {
         /// Print WebVTT subtitles (one block per file).
         #[arg(long)]
         vtt: bool,
+        /// Model name (a folder under data_dir/models), e.g. tiny.en.
+        #[arg(long)]
+        model: Option<String>,
+        /// Language of the audio (`en`; other codes need a multilingual model).
+        #[arg(long)]
+        language: Option<String>,
     },
 }
 
@@ -110,7 +116,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up => kiki::roles::run_up(cfg, shutdown).await,
         Command::Gateway => kiki::roles::run_gateway(cfg, shutdown).await,
         Command::Worker => kiki::roles::run_worker(cfg, shutdown).await,
-        Command::Transcribe { files, json, srt, vtt } => {
+        Command::Transcribe { files, json, srt, vtt, model, language } => {
+            if let Some(m) = model {
+                cfg.model.name = m;
+            }
             let format = if json {
                 Output::Json
             } else if srt {
@@ -120,7 +129,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 Output::Lines
             };
-            transcribe(cfg, files, format).await
+            transcribe(cfg, files, format, language).await
         }
         Command::Check { gateway, timeout } => check(cfg, gateway, timeout).await,
         Command::Plugin { command: PluginCommand::Check { file } } => {
@@ -154,9 +163,10 @@ enum Output {
     Vtt,
 }
 
-async fn transcribe(cfg: Config, files: Vec<PathBuf>, format: Output) -> anyhow::Result<()> {
+async fn transcribe(cfg: Config, files: Vec<PathBuf>, format: Output, language: Option<String>) -> anyhow::Result<()> {
     anyhow::ensure!(!files.is_empty(), "no files given");
     let engine = kiki::roles::load_engine(&cfg).await?;
+    engine.check_language(language.as_deref())?;
     let mut failed = 0;
     for f in files {
         let e = engine.clone();
