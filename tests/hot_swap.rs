@@ -144,21 +144,8 @@ async fn a_newer_file_in_the_directory_goes_live_and_rollback_returns() {
     // The admin API wants the token.
     let (code, _) = http(stack.addr, "POST", "/admin/plugins/segmenter/rollback", b"").await.unwrap();
     assert_eq!(code, 401);
-    let (code, body) = admin_post(stack.addr, "/admin/plugins/segmenter/rollback", "s3cret").await;
+    let auth = [("Authorization", "Bearer s3cret")];
+    let (code, body) = http_with(stack.addr, "POST", "/admin/plugins/segmenter/rollback", &auth, b"").await.unwrap();
     assert_eq!(code, 200, "{body}");
     assert_eq!(active().await, "echo@0.1.0");
-}
-
-async fn admin_post(addr: std::net::SocketAddr, path: &str, token: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let code = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (code, text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
 }

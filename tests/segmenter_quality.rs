@@ -97,16 +97,7 @@ impl Lcg {
 }
 
 fn espeak(text: &str, voice: &str, pitch: &str, wpm: &str) -> Vec<f32> {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.wav");
-    let st = std::process::Command::new("espeak-ng")
-        .args(["-v", voice, "-p", pitch, "-s", wpm, "-w"])
-        .arg(&path)
-        .arg(text)
-        .status()
-        .expect("espeak-ng runs");
-    assert!(st.success(), "espeak-ng failed");
-    kiki::audio::read_wav(&path).expect("espeak output decodes")
+    speak_with(text, &["-v", voice, "-p", pitch, "-s", wpm])
 }
 
 /// The span of `s` with speech: from the first to the last 10 ms frame within 40 dB of the loudest.

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub pubsub_messages: Counter,
     pub pubsub_bytes: Counter,
     pub subscriber_reconnects: Counter,
+    /// Round trip of the subscriber's last liveness probe (publish -> own subscriber), µs.
+    pub probe_rtt_us: Gauge,
+    /// Results for sessions this gateway does not hold (ended, or resumed on another gateway).
+    pub results_unroutable: Counter,
     pub inference_batches: Counter,
     pub inference_segments: Counter,
     pub inference_audio_ms: Counter,
@@ -78,6 +82,12 @@ impl Metrics {
             plugin_errors: reg!("plugin_errors", "Plugin traps, fuel exhaustion and errors", Counter::default()),
             pubsub_messages: reg!("pubsub_messages", "Pub/Sub messages received", Counter::default()),
             pubsub_bytes: reg!("pubsub_bytes", "Pub/Sub bytes received", Counter::default()),
+            probe_rtt_us: reg!("subscriber_probe_rtt_us", "Liveness probe round trip, microseconds", Gauge::default()),
+            results_unroutable: reg!(
+                "results_unroutable",
+                "Results for sessions not on this gateway",
+                Counter::default()
+            ),
             subscriber_reconnects: reg!("subscriber_reconnects", "Global subscriber reconnects", Counter::default()),
             inference_batches: reg!("inference_batches", "Model calls", Counter::default()),
             inference_segments: reg!("inference_segments", "Segments transcribed", Counter::default()),

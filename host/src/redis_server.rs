@@ -46,10 +46,6 @@ impl RedisChild {
         bail!("redis-server on port {port} did not answer PING within 5 s")
     }
 
-    pub fn pid(&self) -> Option<u32> {
-        self.child.id()
-    }
-
     pub async fn stop(mut self) {
         let _ = self.child.kill().await;
     }

@@ -47,12 +47,17 @@ pub async fn engine() -> Arc<Engine> {
     ENGINE.get_or_init(|| async { kiki::roles::load_engine(&test_config()).await.expect("model loads") }).await.clone()
 }
 
-/// Speech for `text` from espeak-ng, as 16 kHz mono samples.
+/// Speech for `text` from espeak-ng's en-us voice, as 16 kHz mono samples.
 pub fn speak(text: &str) -> Vec<f32> {
+    speak_with(text, &["-v", "en-us"])
+}
+
+/// Speech for `text` from espeak-ng with extra arguments (voice, pitch, speed), 16 kHz mono.
+pub fn speak_with(text: &str, args: &[&str]) -> Vec<f32> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.wav");
     let st = std::process::Command::new("espeak-ng")
-        .args(["-v", "en-us"])
+        .args(args)
         .arg("-w")
         .arg(&path)
         .arg(text)
@@ -185,10 +190,24 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Str
 
 /// Minimal HTTP/1.1 request: (status, body).
 pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+    http_with(addr, method, path, &[], body).await
+}
+
+/// Minimal HTTP/1.1 request with extra headers (`("Authorization", "Bearer x")`): (status, body).
+pub async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await?;
-    let head =
-        format!("{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n", body.len());
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
+        body.len()
+    );
     s.write_all(head.as_bytes()).await?;
     s.write_all(body).await?;
     let mut buf = Vec::new();

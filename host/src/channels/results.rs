@@ -205,15 +205,6 @@ pub async fn session_channel<C: ConnectionLike + Send + Sync>(
     Ok(conn.hget(keys.session_state(session), "reply").await?)
 }
 
-/// Reads a session's current epoch (None when its state expired).
-pub async fn session_epoch<C: ConnectionLike + Send + Sync>(
-    conn: &mut C,
-    keys: &Keys,
-    session: &str,
-) -> Result<Option<String>, ChannelError> {
-    Ok(conn.hget(keys.session_state(session), "epoch").await?)
-}
-
 /// Results with seq > `after`, in order, from the replay stream.
 pub async fn replay<C: ConnectionLike + Send + Sync>(
     conn: &mut C,

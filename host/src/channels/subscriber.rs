@@ -6,7 +6,7 @@
 //! channel must come back, or the connection is torn down and made again.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -32,10 +32,6 @@ pub struct Dispatcher {
     sessions: RwLock<HashMap<String, mpsc::UnboundedSender<Delivery>>>,
     live: AtomicBool,
     metrics: Arc<Metrics>,
-    /// Results for sessions this gateway does not hold (ended, or moved to another gateway).
-    pub unroutable: AtomicU64,
-    /// Round-trip of the last liveness probe, in microseconds.
-    pub probe_rtt_us: AtomicU64,
 }
 
 const PROBE_EVERY: Duration = Duration::from_secs(2);
@@ -43,13 +39,7 @@ const PROBE_DEADLINE: Duration = Duration::from_secs(5);
 
 impl Dispatcher {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self {
-            sessions: RwLock::default(),
-            live: AtomicBool::new(false),
-            metrics,
-            unroutable: AtomicU64::new(0),
-            probe_rtt_us: AtomicU64::new(0),
-        }
+        Self { sessions: RwLock::default(), live: AtomicBool::new(false), metrics }
     }
 
     pub fn register(&self, session: &str) -> mpsc::UnboundedReceiver<Delivery> {
@@ -64,10 +54,6 @@ impl Dispatcher {
         if let Ok(mut map) = self.sessions.write() {
             map.remove(session);
         }
-    }
-
-    pub fn session_count(&self) -> usize {
-        self.sessions.read().map(|m| m.len()).unwrap_or(0)
     }
 
     pub fn is_live(&self) -> bool {
@@ -85,7 +71,7 @@ impl Dispatcher {
             }
             // The session ended or lives on another gateway now; its replay stream keeps it.
             None => {
-                self.unroutable.fetch_add(1, Ordering::Relaxed);
+                self.metrics.results_unroutable.inc();
             }
         }
     }
@@ -165,7 +151,7 @@ impl Dispatcher {
                         let n = std::str::from_utf8(rest).ok().and_then(|s| s.parse::<u64>().ok());
                         if let (Some(n), Some((want, sent))) = (n, outstanding)
                             && n == want {
-                            self.probe_rtt_us.store(sent.elapsed().as_micros() as u64, Ordering::Relaxed);
+                            self.metrics.probe_rtt_us.set(sent.elapsed().as_micros() as i64);
                             outstanding = None;
                         }
                         continue;

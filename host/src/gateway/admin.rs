@@ -29,9 +29,7 @@ pub struct History {
 /// Files the watcher has already considered; only files that appear later are activated, so
 /// a rollback is not undone by the newer file still lying in the directory.
 fn listing(dir: &Path) -> std::collections::HashSet<String> {
-    registry::scan(dir)
-        .map(|v| v.into_iter().map(|f| format!("{}@{}", f.name, f.version)).collect())
-        .unwrap_or_default()
+    registry::scan(dir).map(|v| v.iter().map(registry::PluginFile::label).collect()).unwrap_or_default()
 }
 
 #[derive(Serialize)]
@@ -78,7 +76,7 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
         return deny();
     }
     let files = registry::scan(&state.cfg.plugin_dir())
-        .map(|v| v.into_iter().map(|f| format!("{}@{}", f.name, f.version)).collect())
+        .map(|v| v.iter().map(registry::PluginFile::label).collect())
         .unwrap_or_default();
     let previous = state.history.previous.lock().map(|p| p.iter().map(|s| s.label().to_string()).collect());
     let rejected = state.history.rejected.lock().map(|r| r.clone());
@@ -203,7 +201,7 @@ pub async fn watch(state: Arc<AppState>, every: Duration, shutdown: Shutdown) {
         }
         let active = state.segmenter.load_full();
         let Ok(Some(newest)) = registry::newest(&state.cfg.plugin_dir(), &active.name) else { continue };
-        let label = format!("{}@{}", newest.name, newest.version);
+        let label = newest.label();
         let rejected = state.history.rejected.lock().map(|r| r.contains(&label)).unwrap_or(true);
         if rejected || seen.contains(&label) || !registry::is_newer(&newest.version, &active.version) {
             continue;

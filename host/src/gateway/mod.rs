@@ -91,10 +91,6 @@ impl Gateway {
         self.listener.local_addr()
     }
 
-    pub fn state(&self) -> Arc<AppState> {
-        self.state.clone()
-    }
-
     /// Serves until `shutdown`, then drains: no new connections, live sessions finish their
     /// segments and get their finals (the subscriber keeps running for them), then it returns.
     pub async fn serve(self, shutdown: Shutdown) -> anyhow::Result<()> {

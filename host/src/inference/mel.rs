@@ -33,10 +33,6 @@ impl MelFrontEnd {
         Self { window, filters: slaney_filters(16_000.0), fft }
     }
 
-    pub fn filters(&self) -> &[f32] {
-        &self.filters
-    }
-
     /// Log-mel of `samples` zero-padded (or cut) to `frames * HOP` samples; returns
     /// `[N_MELS, frames]` row-major. `frames = FULL_FRAMES` reproduces Whisper exactly; fewer
     /// frames give the same values as the first columns of the full window (the max used by the

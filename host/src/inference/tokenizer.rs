@@ -44,10 +44,6 @@ impl Tokenizer {
             .collect();
         String::from_utf8_lossy(&bytes).into_owned()
     }
-
-    pub fn vocab_size(&self) -> usize {
-        self.pieces.len()
-    }
 }
 
 /// GPT-2's reversible byte <-> printable-char map, inverted.

@@ -154,10 +154,6 @@ impl Engine {
         }
     }
 
-    pub fn info(&self) -> &ModelInfo {
-        &self.info
-    }
-
     /// Transcribes a batch of 16 kHz mono segments with one encoder call per 30 s window column.
     /// Segments longer than 30 s are split into windows whose texts are joined.
     pub fn transcribe(&self, segments: &[&[f32]]) -> Result<Vec<Transcript>, InferenceError> {
@@ -336,10 +332,6 @@ impl Engine {
                 }
             }
         }
-    }
-
-    pub fn tokenizer(&self) -> &Tokenizer {
-        &self.tokenizer
     }
 }
 

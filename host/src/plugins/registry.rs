@@ -10,6 +10,13 @@ pub struct PluginFile {
     pub path: PathBuf,
 }
 
+impl PluginFile {
+    /// `NAME@VERSION`, as plugins are named in logs, the admin API and `/readyz`.
+    pub fn label(&self) -> String {
+        format!("{}@{}", self.name, self.version)
+    }
+}
+
 /// Parses `NAME@VERSION.wasm`.
 pub fn parse_file_name(path: &Path) -> Option<PluginFile> {
     let stem = path.file_name()?.to_str()?.strip_suffix(".wasm")?;
