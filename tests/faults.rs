@@ -233,6 +233,8 @@ async fn trimming_never_removes_an_unacked_task() {
         language: None,
         hotwords: vec![],
         room: None,
+        prompt: None,
+        beam_size: None,
     };
     for round in 0..20u64 {
         for i in 0..50 {

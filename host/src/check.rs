@@ -140,6 +140,8 @@ async fn task_probe(
         language: None,
         hotwords: Vec::new(),
         room: None,
+        prompt: None,
+        beam_size: None,
     };
     let res = async {
         let mut sub = client.get_async_pubsub().await?;

@@ -45,6 +45,8 @@ pub struct ModelConfig {
     /// Execution provider: `cpu`, or `cuda` (needs onnxruntime-gpu; kiki refuses to start
     /// rather than fall back to the CPU when CUDA cannot load).
     pub provider: String,
+    /// Search, fallback and word-time settings (`[model.decoding]`).
+    pub decoding: crate::inference::DecodingOptions,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +146,7 @@ impl Default for ModelConfig {
             audio_ctx: "full".into(),
             max_tokens: 224,
             provider: "cpu".into(),
+            decoding: Default::default(),
         }
     }
 }

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kiki::config::Config;
 use kiki::shutdown::Shutdown;
+use kiki::transcribe::FileOptions;
 
 #[derive(Parser)]
 #[command(
@@ -70,9 +71,18 @@ enum Command {
         /// Model name (a folder under data_dir/models), e.g. tiny.en.
         #[arg(long)]
         model: Option<String>,
-        /// Language of the audio (`en`; other codes need a multilingual model).
+        /// Language of the audio (`en`; other codes need a multilingual model; `auto` detects).
         #[arg(long)]
         language: Option<String>,
+        /// Beam width (1 = greedy; default from config, model.decoding.beam_size).
+        #[arg(long)]
+        beam_size: Option<usize>,
+        /// Text that conditions the decoder: names, terms, the previous context.
+        #[arg(long)]
+        prompt: Option<String>,
+        /// No progress bar on stderr.
+        #[arg(long)]
+        quiet: bool,
     },
 }
 
@@ -116,7 +126,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Up => kiki::roles::run_up(cfg, shutdown).await,
         Command::Gateway => kiki::roles::run_gateway(cfg, shutdown).await,
         Command::Worker => kiki::roles::run_worker(cfg, shutdown).await,
-        Command::Transcribe { files, json, srt, vtt, model, language } => {
+        Command::Transcribe { files, json, srt, vtt, model, language, beam_size, prompt, quiet } => {
             if let Some(m) = model {
                 cfg.model.name = m;
             }
@@ -129,7 +139,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             } else {
                 Output::Lines
             };
-            transcribe(cfg, files, format, language).await
+            let progress = !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr());
+            let opts = FileOptions { language, prompt, beam_size, batch: 1, progress };
+            transcribe(cfg, files, format, opts).await
         }
         Command::Check { gateway, timeout } => check(cfg, gateway, timeout).await,
         Command::Plugin { command: PluginCommand::Check { file } } => {
@@ -163,15 +175,17 @@ enum Output {
     Vtt,
 }
 
-async fn transcribe(cfg: Config, files: Vec<PathBuf>, format: Output, language: Option<String>) -> anyhow::Result<()> {
+async fn transcribe(cfg: Config, files: Vec<PathBuf>, format: Output, opts: FileOptions) -> anyhow::Result<()> {
     anyhow::ensure!(!files.is_empty(), "no files given");
     let engine = kiki::roles::load_engine(&cfg).await?;
-    engine.check_language(language.as_deref())?;
+    engine.check_language(opts.language.as_deref())?;
+    let opts = FileOptions { batch: cfg.worker.batch_size, ..opts };
     let mut failed = 0;
     for f in files {
         let e = engine.clone();
         let path = f.clone();
-        match tokio::task::spawn_blocking(move || kiki::transcribe::transcribe_file(&e, &path)).await? {
+        let o = opts.clone();
+        match tokio::task::spawn_blocking(move || kiki::transcribe::transcribe_file(&e, &path, &o)).await? {
             Ok(r) => {
                 let cues = || r.segments.iter().map(|s| (s.start_ms, s.end_ms, s.text.as_str()));
                 match format {

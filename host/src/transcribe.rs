@@ -5,13 +5,14 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::audio::{self, SAMPLE_RATE};
-use crate::inference::Engine;
+use crate::inference::{Engine, Request, WordTime, split_windows};
 
 #[derive(Debug, Serialize)]
 pub struct FileResult {
     pub file: String,
     pub text: String,
     pub duration_ms: u64,
+    pub language: String,
     pub segments: Vec<SegmentOut>,
 }
 
@@ -22,32 +23,136 @@ pub struct SegmentOut {
     pub text: String,
     pub avg_logprob: f32,
     pub no_speech_prob: f32,
+    pub words: Vec<WordTime>,
 }
 
-/// Whisper window in samples: files are cut into windows of at most this length.
-const WINDOW: usize = 30 * SAMPLE_RATE as usize;
+/// Per-file choices.
+#[derive(Debug, Clone, Default)]
+pub struct FileOptions {
+    pub language: Option<String>,
+    pub prompt: Option<String>,
+    pub beam_size: Option<usize>,
+    /// Windows per model call.
+    pub batch: usize,
+    pub progress: bool,
+}
 
-/// Transcribes one file: decoded, resampled to 16 kHz mono, cut into 30 s windows.
-pub fn transcribe_file(engine: &Engine, path: &Path) -> anyhow::Result<FileResult> {
+/// A subtitle cue ends at a sentence end, or before it grows past this...
+const CUE_MAX_CHARS: usize = 84;
+/// ...or this long.
+const CUE_MAX_MS: u64 = 7_000;
+
+/// Transcribes one file: decoded, resampled to 16 kHz mono, cut into windows of at most 30 s
+/// at pauses, decoded a batch of windows at a time. With word times, segments are
+/// subtitle-sized runs of words; without, one per window.
+pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyhow::Result<FileResult> {
     let samples = audio::read_wav(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-    let windows: Vec<&[f32]> = samples.chunks(WINDOW).collect();
-    let results = engine.transcribe(&windows)?;
+    let windows = split_windows(&samples);
+    let total_ms = ms(samples.len());
+    let bar = if opts.progress && windows.len() > 1 {
+        let bar = indicatif::ProgressBar::new(total_ms / 1000);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {pos}/{len} s, {elapsed} elapsed, eta {eta}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+                .progress_chars("=> "),
+        );
+        bar.set_message(path.display().to_string());
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
     let mut segments = Vec::new();
-    for (i, r) in results.into_iter().enumerate() {
-        let start = (i * WINDOW) as u64 * 1000 / SAMPLE_RATE as u64;
-        segments.push(SegmentOut {
-            start_ms: start,
-            end_ms: start + r.duration_ms,
-            text: r.text,
-            avg_logprob: r.avg_logprob,
-            no_speech_prob: r.no_speech_prob,
-        });
+    let mut language = opts.language.clone().unwrap_or_else(|| "en".into());
+    for batch in windows.chunks(opts.batch.max(1)) {
+        let requests: Vec<Request> = batch
+            .iter()
+            .map(|r| Request {
+                audio: &samples[r.clone()],
+                language: opts.language.as_deref(),
+                prompt: opts.prompt.as_deref(),
+                beam_size: opts.beam_size,
+                partial: false,
+            })
+            .collect();
+        for (range, r) in batch.iter().zip(engine.transcribe_requests(&requests)?) {
+            let start = ms(range.start);
+            language = r.language.clone();
+            let words: Vec<WordTime> = r
+                .words
+                .into_iter()
+                .map(|w| WordTime { start_ms: w.start_ms + start, end_ms: w.end_ms + start, ..w })
+                .collect();
+            if words.is_empty() {
+                segments.push(SegmentOut {
+                    start_ms: start,
+                    end_ms: start + r.duration_ms,
+                    text: r.text,
+                    avg_logprob: r.avg_logprob,
+                    no_speech_prob: r.no_speech_prob,
+                    words,
+                });
+                continue;
+            }
+            for cue in cues(words) {
+                segments.push(SegmentOut {
+                    start_ms: cue.first().map_or(start, |w| w.start_ms),
+                    end_ms: cue.last().map_or(start, |w| w.end_ms),
+                    text: cue.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" "),
+                    avg_logprob: r.avg_logprob,
+                    no_speech_prob: r.no_speech_prob,
+                    words: cue,
+                });
+            }
+        }
+        bar.set_position(batch.last().map_or(0, |r| ms(r.end) / 1000));
     }
+    bar.finish_and_clear();
     let text = segments.iter().map(|s| s.text.as_str()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" ");
-    Ok(FileResult {
-        file: path.display().to_string(),
-        text,
-        duration_ms: samples.len() as u64 * 1000 / SAMPLE_RATE as u64,
-        segments,
-    })
+    Ok(FileResult { file: path.display().to_string(), text, duration_ms: total_ms, language, segments })
+}
+
+/// Splits a window's words into cues: at sentence ends, or before a cue gets too long.
+fn cues(words: Vec<WordTime>) -> Vec<Vec<WordTime>> {
+    let mut out: Vec<Vec<WordTime>> = Vec::new();
+    let mut cur: Vec<WordTime> = Vec::new();
+    for w in words {
+        let chars: usize = cur.iter().map(|w| w.text.len() + 1).sum::<usize>() + w.text.len();
+        if cur.first().is_some_and(|f| chars > CUE_MAX_CHARS || w.end_ms.saturating_sub(f.start_ms) > CUE_MAX_MS) {
+            out.push(std::mem::take(&mut cur));
+        }
+        let ends = w.text.ends_with(['.', '?', '!', '。', '？', '！']);
+        cur.push(w);
+        if ends {
+            out.push(std::mem::take(&mut cur));
+        }
+    }
+    if !cur.is_empty() {
+        out.push(cur);
+    }
+    out
+}
+
+fn ms(samples: usize) -> u64 {
+    samples as u64 * 1000 / SAMPLE_RATE as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn word(text: &str, start_ms: u64, end_ms: u64) -> WordTime {
+        WordTime { text: text.into(), start_ms, end_ms, probability: 1.0 }
+    }
+
+    #[test]
+    fn cues_end_at_sentences_and_stay_short() {
+        let words = vec![word("Hello.", 0, 500), word("How", 600, 800), word("are", 800, 900), word("you?", 900, 1200)];
+        let c = cues(words);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[1].len(), 3);
+        let long: Vec<WordTime> = (0..40).map(|i| word("word", i * 400, i * 400 + 300)).collect();
+        let c = cues(long);
+        assert!(c.len() > 2);
+        assert!(c.iter().all(|c| c.last().unwrap().end_ms - c[0].start_ms <= CUE_MAX_MS));
+    }
 }

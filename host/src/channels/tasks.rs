@@ -30,6 +30,12 @@ pub struct TaskMeta {
     pub hotwords: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<String>,
+    /// Text that conditions the decoder (the session's `prompt`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    /// Beam width the session asked for (else the worker's configured one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beam_size: Option<u8>,
 }
 
 /// A task as read from the stream.

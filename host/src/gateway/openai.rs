@@ -31,18 +31,21 @@ fn error(code: StatusCode, message: impl Into<String>) -> Response {
 struct Request {
     file: Vec<u8>,
     language: Option<String>,
+    prompt: Option<String>,
     format: String,
 }
 
 async fn read_form(mut form: Multipart) -> Result<Request, Response> {
-    let mut req = Request { file: Vec::new(), language: None, format: "json".into() };
+    let mut req = Request { file: Vec::new(), language: None, prompt: None, format: "json".into() };
     let bad = |e: axum::extract::multipart::MultipartError| error(StatusCode::BAD_REQUEST, e.body_text());
     while let Some(field) = form.next_field().await.map_err(bad)? {
         match field.name().unwrap_or("") {
             "file" => req.file = field.bytes().await.map_err(bad)?.to_vec(),
             "language" => req.language = Some(field.text().await.map_err(bad)?).filter(|l| !l.is_empty()),
             "response_format" => req.format = field.text().await.map_err(bad)?,
-            // `model`, `prompt`, `temperature`: accepted; the deployment's model is used.
+            "prompt" => req.prompt = Some(field.text().await.map_err(bad)?).filter(|p| !p.trim().is_empty()),
+            // `model`, `temperature`, `timestamp_granularities[]`: accepted; the deployment's
+            // model and decoding settings are used, and word times come whenever the model has them.
             _ => {}
         }
     }
@@ -68,7 +71,7 @@ pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart)
         Ok(c) => c,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("segmenter failed: {e}")),
     };
-    let segments = match transcribe(&state, &samples, &cuts, req.language.clone()).await {
+    let segments = match transcribe(&state, &samples, &cuts, req.language.clone(), req.prompt.clone()).await {
         Ok(s) => s,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
     };
@@ -94,14 +97,23 @@ async fn segment(state: &Arc<AppState>, samples: &[f32]) -> Result<Vec<Cut>, cra
     .map_err(|e| crate::plugins::PluginError::Engine(e.to_string()))?
 }
 
-/// (start_ms, end_ms, text) per segment, in order.
-type Segments = Vec<(u64, u64, String)>;
+/// One transcribed segment.
+struct Segment {
+    start_ms: u64,
+    end_ms: u64,
+    text: String,
+    words: Vec<results::Word>,
+}
+
+/// The file's segments, in order.
+type Segments = Vec<Segment>;
 
 async fn transcribe(
     state: &Arc<AppState>,
     samples: &[f32],
     cuts: &[Cut],
     language: Option<String>,
+    prompt: Option<String>,
 ) -> Result<Segments, String> {
     if cuts.is_empty() {
         return Ok(Vec::new());
@@ -127,13 +139,21 @@ async fn transcribe(
                 enqueued_ms: now_ms(),
                 language: language.clone(),
                 hotwords: Vec::new(),
+                prompt: prompt.clone(),
+                beam_size: None,
                 room: None,
             };
             tasks::enqueue(&mut conn, &state.keys, &meta, &audio::to_s16le(&samples[s.min(e)..e]))
                 .await
                 .map_err(|e| format!("cannot queue the file: {e}"))?;
         }
-        let mut got: BTreeMap<u64, (u64, u64, String)> = BTreeMap::new();
+        let mut got: BTreeMap<u64, Segment> = BTreeMap::new();
+        let seg = |p: results::ResultPayload| Segment {
+            start_ms: p.start_ms,
+            end_ms: p.end_ms,
+            text: p.text,
+            words: p.words,
+        };
         let deadline = tokio::time::sleep(Duration::from_secs(state.cfg.gateway.final_timeout_s.max(1) * 5));
         tokio::pin!(deadline);
         while got.len() < cuts.len() {
@@ -144,12 +164,12 @@ async fn transcribe(
                         if let Some(err) = m.payload.error {
                             return Err(format!("segment {} failed: {err}", m.payload.segment));
                         }
-                        got.insert(m.payload.segment, (m.payload.start_ms, m.payload.end_ms, m.payload.text));
+                        got.insert(m.payload.segment, seg(m.payload));
                     }
                     Some(Delivery::Resync) => {
                         for m in results::replay(&mut conn, &state.keys, &id, 0).await.map_err(|e| e.to_string())? {
                             if m.payload.kind == CutKind::Final && m.payload.error.is_none() {
-                                got.insert(m.payload.segment, (m.payload.start_ms, m.payload.end_ms, m.payload.text));
+                                got.insert(m.payload.segment, seg(m.payload));
                             }
                         }
                     }
@@ -158,7 +178,7 @@ async fn transcribe(
                 },
             }
         }
-        Ok(got.into_values().filter(|s| !s.2.is_empty()).collect())
+        Ok(got.into_values().filter(|s| !s.text.is_empty()).collect())
     }
     .await;
     state.dispatcher.unregister(&id);
@@ -166,11 +186,11 @@ async fn transcribe(
 }
 
 fn cues(segments: &Segments) -> impl Iterator<Item = (u64, u64, &str)> {
-    segments.iter().map(|(s, e, t)| (*s, *e, t.as_str()))
+    segments.iter().map(|s| (s.start_ms, s.end_ms, s.text.as_str()))
 }
 
 fn render(format: &str, segments: &Segments, duration: f64, language: &str) -> Response {
-    let text = segments.iter().map(|s| s.2.trim()).collect::<Vec<_>>().join(" ");
+    let text = segments.iter().map(|s| s.text.trim()).collect::<Vec<_>>().join(" ");
     let plain = |body: String, mime: &'static str| ([(header::CONTENT_TYPE, mime)], body).into_response();
     match format {
         "text" => plain(text + "\n", "text/plain; charset=utf-8"),
@@ -181,8 +201,12 @@ fn render(format: &str, segments: &Segments, duration: f64, language: &str) -> R
             "language": language,
             "duration": duration,
             "text": text,
-            "segments": segments.iter().enumerate().map(|(i, (s, e, t))| json!({
-                "id": i, "start": *s as f64 / 1e3, "end": *e as f64 / 1e3, "text": t.trim(),
+            "segments": segments.iter().enumerate().map(|(i, s)| json!({
+                "id": i, "start": s.start_ms as f64 / 1e3, "end": s.end_ms as f64 / 1e3, "text": s.text.trim(),
+            })).collect::<Vec<_>>(),
+            "words": segments.iter().flat_map(|s| &s.words).map(|w| json!({
+                "word": w.text, "start": w.start_ms as f64 / 1e3, "end": w.end_ms as f64 / 1e3,
+                "probability": w.probability,
             })).collect::<Vec<_>>(),
         }))
         .into_response(),

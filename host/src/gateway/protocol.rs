@@ -31,6 +31,12 @@ pub struct Start {
     /// A room to join: finals of every session in the room reach every member (router plugin).
     #[serde(default)]
     pub room: Option<String>,
+    /// Text that conditions the decoder (Whisper's initial prompt): names, terms, context.
+    #[serde(default)]
+    pub prompt: Option<String>,
+    /// Beam width for this session's finals, 1..=8 (partials are always greedy).
+    #[serde(default)]
+    pub beam_size: Option<u8>,
     /// Reconnecting: the session to continue and the last `seq` this client received.
     #[serde(default)]
     pub resume: Option<Resume>,
@@ -101,6 +107,8 @@ pub enum ErrorCode {
     AlreadyStarted,
     /// A sample rate or format the server does not take.
     UnsupportedFormat,
+    /// A `start` option out of range (`beam_size`, `prompt` length).
+    InvalidOption,
     /// A binary frame that is not whole samples.
     BadFrame,
     /// A binary frame over the size limit.

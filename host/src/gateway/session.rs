@@ -21,6 +21,10 @@ use crate::plugins::{Cut, CutKind, SegmenterInstance};
 
 /// Samples kept before the last final's end, for a segmenter's pre-roll padding.
 const KEEP_BEFORE: u64 = SAMPLE_RATE as u64;
+/// Widest beam a session may ask for: each beam is one more decoder row per step.
+const MAX_BEAM: u8 = 8;
+/// Whisper keeps at most 223 prompt tokens; this is a generous bound on the text.
+const MAX_PROMPT_BYTES: usize = 2_000;
 
 /// Drives one socket until it closes. Never panics on client input.
 pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
@@ -214,6 +218,8 @@ struct Live {
     format: PcmFormat,
     language: Option<String>,
     hotwords: Vec<String>,
+    prompt: Option<String>,
+    beam_size: Option<u8>,
     room: Option<String>,
     resampler: StreamResampler,
     segmenter: SegmenterInstance,
@@ -255,6 +261,15 @@ impl Live {
             return Err(ServerMessage::error(
                 ErrorCode::UnsupportedFormat,
                 format!("sample_rate {} is outside 8000..=48000", start.sample_rate),
+            ));
+        }
+        if start.beam_size.is_some_and(|b| !(1..=MAX_BEAM).contains(&b)) {
+            return Err(ServerMessage::error(ErrorCode::InvalidOption, format!("beam_size must be 1..={MAX_BEAM}")));
+        }
+        if start.prompt.as_ref().is_some_and(|p| p.len() > MAX_PROMPT_BYTES) {
+            return Err(ServerMessage::error(
+                ErrorCode::InvalidOption,
+                format!("prompt is longer than {MAX_PROMPT_BYTES} bytes"),
             ));
         }
         let resampler = StreamResampler::new(start.sample_rate, SAMPLE_RATE)
@@ -317,6 +332,8 @@ impl Live {
             language: start.language,
             hotwords: start.hotwords,
             room: start.room,
+            prompt: start.prompt,
+            beam_size: start.beam_size,
             resampler,
             segmenter,
             seg_options: options,
@@ -455,6 +472,8 @@ impl Live {
             language: self.language.clone(),
             hotwords: self.hotwords.clone(),
             room: self.room.clone(),
+            prompt: self.prompt.clone(),
+            beam_size: self.beam_size,
         };
         let mut conn = state.redis.clone();
         tasks::enqueue(&mut conn, &state.keys, &meta, &audio::to_s16le(slice))

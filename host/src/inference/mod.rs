@@ -4,23 +4,84 @@
 //! installs). The encoder yields the cross-attention keys/values once per segment; the decoder
 //! keeps its self-attention cache between steps, so each step costs one token, not the prefix.
 
+mod align;
 mod mel;
 mod model;
+mod search;
 mod tokenizer;
 mod whisper;
+mod windows;
 
 use std::path::Path;
 
 pub use mel::{FULL_FRAMES, MelFrontEnd, N_MELS, frames_for};
 pub use model::ModelInfo;
 pub use tokenizer::Tokenizer;
-pub use whisper::{Engine, EngineOptions};
+pub use whisper::{Engine, EngineOptions, Request};
+pub use windows::{WINDOW, split as split_windows};
+
+/// How the decoder searches and when it retries; Whisper's defaults.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct DecodingOptions {
+    /// Beam width; 1 is greedy decoding. Requests may ask for their own.
+    pub beam_size: usize,
+    /// A beam item ends after `beam_size * patience` finished hypotheses.
+    pub patience: f32,
+    /// Rank hypotheses by log-prob / ((5 + len) / 6) ^ alpha; unset: log-prob / len.
+    pub length_penalty: Option<f32>,
+    /// Temperatures tried in turn while a segment fails the checks below; the first is used
+    /// for every segment (0 = greedy or beam search), the rest sample `best_of` candidates.
+    pub temperatures: Vec<f32>,
+    pub best_of: usize,
+    /// Retry (and in the end drop) text whose zlib compression ratio is above this: loops.
+    pub compression_ratio_threshold: f32,
+    /// Retry text whose average log-probability is below this.
+    pub logprob_threshold: f32,
+    /// No text when no-speech is above this and the log-prob is below its threshold.
+    pub no_speech_threshold: f32,
+    /// Word times from the alignment heads (one more decoder call per batch).
+    pub word_timestamps: bool,
+}
+
+impl Default for DecodingOptions {
+    fn default() -> Self {
+        Self {
+            beam_size: 1,
+            patience: 1.0,
+            length_penalty: None,
+            temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+            best_of: 5,
+            compression_ratio_threshold: 2.4,
+            logprob_threshold: -1.0,
+            no_speech_threshold: 0.6,
+            word_timestamps: true,
+        }
+    }
+}
+
+/// A word with its place in the segment.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct WordTime {
+    pub text: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// Mean probability of the word's tokens.
+    pub probability: f32,
+}
 
 /// One recognised segment and the signals that say how far to trust it.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Transcript {
     pub text: String,
     pub tokens: Vec<u32>,
+    /// Words with times relative to the segment's start (empty when the model has no
+    /// alignment heads or word times are off).
+    pub words: Vec<WordTime>,
+    /// Language code the text was decoded in.
+    pub language: String,
+    /// Temperature of the accepted decoding (above 0 after a fallback).
+    pub temperature: f32,
     /// Mean log-probability of the sampled tokens.
     pub avg_logprob: f32,
     /// Probability the model gave to "no speech" at the start of the segment.

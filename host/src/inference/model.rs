@@ -27,6 +27,16 @@ pub struct ModelInfo {
     pub suppress_tokens: Vec<u32>,
     #[serde(default)]
     pub suppress_blank: Vec<u32>,
+    /// `<|startofprev|>`: starts the text prompt that conditions decoding.
+    #[serde(default)]
+    pub sot_prev: Option<u32>,
+    /// Language code -> language token (multilingual models only).
+    #[serde(default)]
+    pub languages: std::collections::BTreeMap<String, u32>,
+    /// (layer, head) pairs whose cross-attention follows the audio in time; their weights
+    /// come out of the decoder as `cross_qk` and give word times.
+    #[serde(default)]
+    pub alignment_heads: Vec<[usize; 2]>,
 }
 
 impl ModelInfo {

@@ -1,5 +1,10 @@
-//! Whisper's byte-level BPE vocabulary: token id -> bytes (GPT-2 byte decoding).
+//! Whisper's byte-level BPE vocabulary: token id <-> bytes (GPT-2 byte encoding).
+//!
+//! Whisper's tokenizer is tiktoken's: a token's merge rank is its id, so encoding needs only
+//! the vocabulary (no merges file): split the text into GPT-2 pre-tokens, then merge byte
+//! pairs, lowest-id pair first.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use super::InferenceError;
@@ -7,6 +12,8 @@ use super::InferenceError;
 pub struct Tokenizer {
     /// Bytes of every token; empty for special tokens.
     pieces: Vec<Vec<u8>>,
+    /// Bytes -> id for the ordinary (mergeable) tokens.
+    ids: HashMap<Vec<u8>, u32>,
     eot: u32,
 }
 
@@ -30,24 +37,112 @@ impl Tokenizer {
                 reason: format!("vocabulary has {} tokens, expected more than {eot}", pieces.len()),
             });
         }
-        Ok(Self { pieces, eot })
+        let ids = pieces.iter().take(eot as usize).enumerate().map(|(id, p)| (p.clone(), id as u32)).collect();
+        Ok(Self { pieces, ids, eot })
     }
 
     /// Text of the given tokens; special tokens are skipped, invalid UTF-8 is replaced.
     pub fn decode(&self, tokens: &[u32]) -> String {
-        let bytes: Vec<u8> = tokens
+        String::from_utf8_lossy(&self.bytes(tokens)).into_owned()
+    }
+
+    /// Raw bytes of the ordinary tokens among `tokens`.
+    pub fn bytes(&self, tokens: &[u32]) -> Vec<u8> {
+        tokens
             .iter()
             .filter(|&&t| t < self.eot)
             .filter_map(|&t| self.pieces.get(t as usize))
             .flatten()
             .copied()
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
+            .collect()
+    }
+
+    /// Token ids of `text` (ordinary tokens only; no special tokens are produced).
+    pub fn encode(&self, text: &str) -> Vec<u32> {
+        pretokenize(text).into_iter().flat_map(|piece| self.merge(piece.as_bytes())).collect()
+    }
+
+    /// Byte-pair merging of one pre-token: repeatedly merge the adjacent pair whose joined
+    /// bytes are the lowest-id token.
+    fn merge(&self, bytes: &[u8]) -> Vec<u32> {
+        if let Some(&id) = self.ids.get(bytes) {
+            return vec![id];
+        }
+        let mut parts: Vec<Vec<u8>> = bytes.iter().map(|&b| vec![b]).collect();
+        loop {
+            let best = parts
+                .windows(2)
+                .enumerate()
+                .filter_map(|(i, w)| self.ids.get(&[w[0].as_slice(), w[1].as_slice()].concat()).map(|&id| (id, i)))
+                .min();
+            let Some((_, i)) = best else { break };
+            let right = parts.remove(i + 1);
+            parts[i].extend(right);
+        }
+        // Every single byte is a token in a byte-level vocabulary; a part that is not (a
+        // damaged vocabulary) is dropped rather than mapped to a wrong id.
+        parts.iter().filter_map(|p| self.ids.get(p).copied()).collect()
     }
 }
 
+/// GPT-2's pre-tokenizer, `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`,
+/// written out by hand (the regex crate has no look-ahead).
+fn pretokenize(text: &str) -> Vec<&str> {
+    #[derive(PartialEq, Clone, Copy)]
+    enum Class {
+        Letter,
+        Number,
+        Space,
+        Other,
+    }
+    let class = |c: char| {
+        if c.is_alphabetic() {
+            Class::Letter
+        } else if c.is_numeric() {
+            Class::Number
+        } else if c.is_whitespace() {
+            Class::Space
+        } else {
+            Class::Other
+        }
+    };
+    let chars: Vec<(usize, char)> = text.char_indices().collect();
+    let at = |i: usize| chars.get(i).map_or(text.len(), |&(b, _)| b);
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < chars.len() {
+        let (_, c) = chars[i];
+        if c == '\'' {
+            let rest = &text[at(i + 1)..];
+            if let Some(n) =
+                ["s", "t", "re", "ve", "m", "ll", "d"].iter().find(|s| rest.starts_with(**s)).map(|s| s.len())
+            {
+                out.push(&text[at(i)..at(i + 1) + n]);
+                i += 1 + n; // contractions are ASCII: one char per byte
+                continue;
+            }
+        }
+        let start = i;
+        // An optional single space joins the run that follows it.
+        let lead = c == ' ' && chars.get(i + 1).is_some_and(|&(_, n)| class(n) != Class::Space);
+        let first = if lead { i + 1 } else { i };
+        let kind = class(chars[first].1);
+        let mut j = first + 1;
+        while j < chars.len() && class(chars[j].1) == kind {
+            j += 1;
+        }
+        if kind == Class::Space && j < chars.len() && j - first > 1 {
+            // `\s+(?!\S)`: leave the last space to lead the next word.
+            j -= 1;
+        }
+        out.push(&text[at(start)..at(j)]);
+        i = j;
+    }
+    out
+}
+
 /// GPT-2's reversible byte <-> printable-char map, inverted.
-fn byte_decoder() -> std::collections::HashMap<char, u8> {
+fn byte_decoder() -> HashMap<char, u8> {
     let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
     let mut chars: Vec<u32> = printable.clone();
     let mut n = 0;
@@ -71,5 +166,25 @@ mod tests {
         assert_eq!(d.len(), 256);
         assert_eq!(d[&'Ġ'], b' ');
         assert_eq!(d[&'a'], b'a');
+    }
+
+    #[test]
+    fn pretokens_follow_gpt2() {
+        assert_eq!(pretokenize("Hello world"), ["Hello", " world"]);
+        assert_eq!(pretokenize("it's 42 km!!"), ["it", "'s", " 42", " km", "!!"]);
+        assert_eq!(pretokenize("a  b"), ["a", " ", " b"]);
+        assert_eq!(pretokenize("Kiki,  Redis\n"), ["Kiki", ",", " ", " Redis", "\n"]);
+        assert_eq!(pretokenize("北京 天气"), ["北京", " 天气"]);
+        assert_eq!(pretokenize(""), Vec::<&str>::new());
+    }
+
+    #[test]
+    fn merges_prefer_the_lowest_id() {
+        let vocab: Vec<Vec<u8>> = (0..=255u8).map(|b| vec![b]).chain([b"ab".to_vec(), b"bc".to_vec()]).collect();
+        let ids = vocab.iter().enumerate().map(|(i, p)| (p.clone(), i as u32)).collect();
+        let t = Tokenizer { pieces: vocab, ids, eot: 258 };
+        // "ab" (256) is ranked before "bc" (257).
+        assert_eq!(t.merge(b"abc"), vec![256, b'c' as u32]);
+        assert_eq!(t.decode(&t.encode("abc bc")), "abc bc");
     }
 }

@@ -1,5 +1,8 @@
-//! Whisper encoder + decoder sessions and batched greedy decoding with a KV cache.
+//! The Whisper engine: encoder + decoder sessions, batched decoding with a KV cache (greedy,
+//! beam search, temperature fallback), prompts, language detection and word times.
 
+use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
@@ -7,41 +10,24 @@ use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor};
 
-use super::mel::{FULL_FRAMES, HOP, MelFrontEnd, N_MELS, frames_for};
+use super::align::{self, WordTokens};
+use super::mel::{FULL_FRAMES, MelFrontEnd, N_MELS, frames_for};
 use super::model::ModelInfo;
+use super::search::{Candidate, Mode, Search, log_sum_exp, softmax_at};
 use super::tokenizer::Tokenizer;
-use super::{InferenceError, Transcript, compression_ratio};
+use super::windows;
+use super::{DecodingOptions, InferenceError, Transcript, WordTime, compression_ratio};
 
-/// Whisper's window, in samples; longer segments are split into windows, never cut short.
-const WINDOW: usize = FULL_FRAMES * HOP;
 /// Shorter than this is not speech worth a model call (100 ms).
 const MIN_SAMPLES: usize = 1_600;
 /// Below this RMS (about -60 dBFS) a segment is silence: no model call, no text.
 const SILENCE_RMS: f32 = 1e-3;
 /// Least share of energy above 250 Hz for a segment to be worth a model call.
 const MIN_SPEECH_BAND: f32 = 0.1;
-/// Whisper's rule: a segment is non-speech when no-speech is likely AND the text is unlikely.
-const NO_SPEECH_THRESHOLD: f32 = 0.6;
-const LOGPROB_THRESHOLD: f32 = -1.0;
-/// Whisper's repetition check.
-const COMPRESSION_THRESHOLD: f32 = 2.4;
-
-#[cfg(test)]
-mod tests {
-    use super::is_looping;
-
-    #[test]
-    fn loops_are_detected_and_speech_is_not() {
-        assert!(is_looping(&[7; 8]));
-        assert!(!is_looping(&[7; 7]));
-        let phrase = [1, 2, 3, 4, 5, 6];
-        let looped: Vec<u32> = phrase.iter().cycle().take(30).copied().collect();
-        assert!(is_looping(&looped));
-        assert!(!is_looping(&(0..200).collect::<Vec<u32>>()));
-        // "no, no, no, no" said once is fine.
-        assert!(!is_looping(&[5, 9, 5, 9, 5, 9, 5, 9, 1]));
-    }
-}
+/// Samples per encoder frame (20 ms).
+const SAMPLES_PER_FRAME: usize = 320;
+/// Languages written without spaces: word times are given per character.
+const UNSPACED: [&str; 6] = ["zh", "ja", "th", "lo", "my", "yue"];
 
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
@@ -55,6 +41,7 @@ pub struct EngineOptions {
     pub max_tokens: usize,
     /// `cpu` or `cuda`.
     pub provider: String,
+    pub decoding: DecodingOptions,
 }
 
 impl EngineOptions {
@@ -67,8 +54,24 @@ impl EngineOptions {
             short_context: cfg.model.audio_ctx != "full",
             max_tokens: cfg.model.max_tokens,
             provider: cfg.model.provider.clone(),
+            decoding: cfg.model.decoding.clone(),
         }
     }
+}
+
+/// One piece of audio to transcribe, with its per-request choices.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Request<'a> {
+    /// 16 kHz mono samples; longer than 30 s is cut into windows at pauses.
+    pub audio: &'a [f32],
+    /// Language code; `None` or `auto`: English on an English-only model, detected otherwise.
+    pub language: Option<&'a str>,
+    /// Text that conditions decoding (Whisper's initial prompt): context, names, hotwords.
+    pub prompt: Option<&'a str>,
+    /// Beam width for this request (`None`: the configured one).
+    pub beam_size: Option<usize>,
+    /// A provisional result that must be quick: greedy, no temperature fallback, no word times.
+    pub partial: bool,
 }
 
 pub struct Engine {
@@ -77,6 +80,8 @@ pub struct Engine {
     mel: MelFrontEnd,
     encoder: Mutex<Session>,
     decoder: Mutex<Session>,
+    /// The decoder graph gives the alignment heads' attention (`cross_qk`).
+    aligns: bool,
     opts: EngineOptions,
 }
 
@@ -96,6 +101,64 @@ fn environment(library: &Path) -> Result<&'static ort::environment::Environment,
         .map_err(|e| lib_err(e.clone()))
 }
 
+/// One audio window: which request it belongs to and where it lies in that request's audio.
+struct Window {
+    request: usize,
+    range: Range<usize>,
+}
+
+/// What decoding one window gave.
+#[derive(Debug, Clone)]
+struct Decoded {
+    best: Candidate,
+    no_speech: f32,
+    temperature: f32,
+}
+
+/// The encoder's cross-attention keys/values for a batch of windows, handed to the decoder by
+/// name; each decoder row reads the window it decodes.
+struct CrossKv {
+    tensors: Vec<(String, DynValue)>,
+    batch: usize,
+}
+
+impl CrossKv {
+    /// The tensors for decoder rows reading windows `rows` (in order), or `None` when that is
+    /// the batch itself and the encoder's output can be used as it is.
+    fn for_rows(&self, rows: &[usize]) -> Result<Option<Vec<(String, DynValue)>>, InferenceError> {
+        if rows.len() == self.batch && rows.iter().enumerate().all(|(i, &r)| i == r) {
+            return Ok(None);
+        }
+        self.tensors
+            .iter()
+            .map(|(name, v)| {
+                // Per-layer tensors are [B, ...] (rank 4); stacked ones [layers, B, ...].
+                let rank = v.try_extract_tensor::<f32>()?.0.len();
+                Ok((name.clone(), gather(v, rank.saturating_sub(4), rows)?))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+}
+
+/// Copies the slices `rows` of `value` along `axis` into a new tensor.
+fn gather(value: &DynValue, axis: usize, rows: &[usize]) -> Result<DynValue, InferenceError> {
+    let (shape, data) = value.try_extract_tensor::<f32>()?;
+    let mut dims: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+    let outer: usize = dims[..axis].iter().product();
+    let inner: usize = dims[axis + 1..].iter().product();
+    let n = dims[axis];
+    let mut out = Vec::with_capacity(outer * rows.len() * inner);
+    for o in 0..outer {
+        for &r in rows {
+            let start = (o * n + r) * inner;
+            out.extend_from_slice(&data[start..start + inner]);
+        }
+    }
+    dims[axis] = rows.len();
+    Ok(Tensor::from_array((dims, out))?.into_dyn())
+}
+
 impl Engine {
     pub fn load(opts: EngineOptions) -> Result<Self, InferenceError> {
         let env = environment(&opts.ort_library)?;
@@ -103,6 +166,13 @@ impl Engine {
         let tokenizer = Tokenizer::load(&opts.model_dir.join("vocabulary.txt"), info.eot)?;
         if !matches!(opts.provider.as_str(), "cpu" | "cuda") {
             return Err(InferenceError::Provider(format!("unknown provider {:?} (cpu or cuda)", opts.provider)));
+        }
+        let d = &opts.decoding;
+        if d.temperatures.is_empty() || d.temperatures.iter().any(|t| !(0.0..=2.0).contains(t)) {
+            return Err(InferenceError::Input("decoding.temperatures must hold values in 0..=2".into()));
+        }
+        if d.beam_size == 0 || d.beam_size > 32 || d.best_of == 0 || d.best_of > 32 {
+            return Err(InferenceError::Input("decoding.beam_size and best_of must be in 1..=32".into()));
         }
         let suffix = match opts.precision.as_str() {
             "fp32" => "",
@@ -132,67 +202,151 @@ impl Engine {
         };
         let encoder = open("encoder")?;
         let decoder = open("decoder")?;
+        let aligns = !info.alignment_heads.is_empty() && decoder.outputs().iter().any(|o| o.name() == "cross_qk");
         Ok(Self {
             info,
             tokenizer,
             mel: MelFrontEnd::new(),
             encoder: Mutex::new(encoder),
             decoder: Mutex::new(decoder),
+            aligns,
             opts,
         })
     }
 
-    /// Fails for a language the model cannot transcribe (an English-only model and anything
-    /// but English).
+    pub fn multilingual(&self) -> bool {
+        self.info.multilingual
+    }
+
+    /// Fails for a language the model cannot transcribe: anything but English on an
+    /// English-only model, or a code a multilingual model does not know.
     pub fn check_language(&self, language: Option<&str>) -> Result<(), InferenceError> {
         match language {
-            None | Some("") | Some("en") | Some("auto") => Ok(()),
+            None | Some("") | Some("auto") | Some("en") => Ok(()),
             Some(other) if !self.info.multilingual => {
                 Err(InferenceError::Input(format!("model is English-only; cannot transcribe language {other:?}")))
             }
-            Some(_) => Ok(()),
+            Some(code) if self.info.languages.is_empty() || self.info.languages.contains_key(code) => Ok(()),
+            Some(code) => Err(InferenceError::Input(format!(
+                "unknown language {code:?}; this model knows {}",
+                self.info.languages.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))),
         }
     }
 
-    /// Transcribes a batch of 16 kHz mono segments with one encoder call per 30 s window column.
-    /// Segments longer than 30 s are split into windows whose texts are joined.
+    /// Transcribes a batch of 16 kHz mono segments with the configured options.
     pub fn transcribe(&self, segments: &[&[f32]]) -> Result<Vec<Transcript>, InferenceError> {
-        // Flatten to windows, remembering which segment each came from.
-        let mut windows: Vec<(usize, &[f32])> = Vec::new();
-        for (i, seg) in segments.iter().enumerate() {
-            for w in seg.chunks(WINDOW) {
-                windows.push((i, w));
-            }
+        let requests: Vec<Request> = segments.iter().map(|&audio| Request { audio, ..Default::default() }).collect();
+        self.transcribe_requests(&requests)
+    }
+
+    /// Transcribes a batch of requests with one encoder call. Segments longer than 30 s are cut
+    /// into windows at pauses; windows that share language, prompt and beam width decode together.
+    pub fn transcribe_requests(&self, requests: &[Request]) -> Result<Vec<Transcript>, InferenceError> {
+        for r in requests {
+            self.check_language(r.language)?;
         }
-        let mut results: Vec<Transcript> = segments
+        let windows: Vec<Window> = requests
             .iter()
-            .map(|s| Transcript { duration_ms: s.len() as u64 * 1000 / 16_000, ..Default::default() })
+            .enumerate()
+            .flat_map(|(request, r)| windows::split(r.audio).into_iter().map(move |range| Window { request, range }))
+            .filter(|w| is_audible(&requests[w.request].audio[w.range.clone()]))
             .collect();
-        let live: Vec<(usize, &[f32])> = windows.into_iter().filter(|(_, w)| is_audible(w)).collect();
-        if live.is_empty() {
+        let mut results: Vec<Transcript> = requests
+            .iter()
+            .map(|r| Transcript {
+                duration_ms: ms(r.audio.len()),
+                language: r.language.filter(|l| !l.is_empty() && *l != "auto").unwrap_or("en").to_string(),
+                ..Default::default()
+            })
+            .collect();
+        if windows.is_empty() {
             return Ok(results);
         }
-        let decoded = self.run_windows(&live.iter().map(|(_, w)| *w).collect::<Vec<_>>())?;
-        let mut parts: Vec<Vec<Transcript>> = vec![Vec::new(); segments.len()];
-        for ((seg, _), t) in live.iter().zip(decoded) {
-            parts[*seg].push(t);
+        let audio: Vec<&[f32]> = windows.iter().map(|w| &requests[w.request].audio[w.range.clone()]).collect();
+        let cross = self.encode(&audio)?;
+        let langs = self.languages(&cross, &windows, requests)?;
+        let mut groups: BTreeMap<(Option<u32>, Vec<u32>, usize, bool), Vec<usize>> = BTreeMap::new();
+        for (i, w) in windows.iter().enumerate() {
+            let r = &requests[w.request];
+            let prompt = r.prompt.map(|p| self.tokenizer.encode(p.trim())).unwrap_or_default();
+            let beam = if r.partial { 1 } else { r.beam_size.unwrap_or(self.opts.decoding.beam_size).clamp(1, 32) };
+            groups.entry((langs[i], prompt, beam, r.partial)).or_default().push(i);
         }
-        for (res, parts) in results.iter_mut().zip(parts) {
-            if parts.is_empty() {
+        let mut decoded: Vec<Option<Decoded>> = vec![None; windows.len()];
+        for ((lang, prompt, beam, partial), members) in groups {
+            let all = &self.opts.decoding.temperatures;
+            let temperatures = if partial { &all[..1] } else { &all[..] };
+            let got = self.decode_with_fallback(&cross, &members, lang, &prompt, beam, temperatures)?;
+            for (&i, d) in members.iter().zip(got) {
+                decoded[i] = Some(d);
+            }
+        }
+        let decoded: Vec<Decoded> = decoded.into_iter().flatten().collect();
+        // Whisper's rule: no text when no-speech is likely AND the text is unlikely; loops never.
+        let d = &self.opts.decoding;
+        let kept: Vec<bool> = decoded
+            .iter()
+            .map(|x| {
+                let ratio = compression_ratio(self.tokenizer.decode(&x.best.tokens).trim());
+                let silent = x.no_speech > d.no_speech_threshold && x.best.avg_logprob() < d.logprob_threshold;
+                !x.best.tokens.is_empty() && !silent && ratio <= d.compression_ratio_threshold
+            })
+            .collect();
+        let words = if self.aligns && d.word_timestamps {
+            let items: Vec<usize> =
+                (0..windows.len()).filter(|&i| kept[i] && !requests[windows[i].request].partial).collect();
+            let got = self.align(&cross, &items, &langs, &decoded, &windows)?;
+            let mut all = vec![Vec::new(); windows.len()];
+            for (i, w) in items.into_iter().zip(got) {
+                all[i] = w;
+            }
+            all
+        } else {
+            vec![Vec::new(); windows.len()]
+        };
+        // Join each request's windows in order.
+        let mut counts = vec![0usize; requests.len()];
+        for ((i, w), x) in windows.iter().enumerate().zip(&decoded) {
+            let res = &mut results[w.request];
+            counts[w.request] += 1;
+            res.no_speech_prob = res.no_speech_prob.max(x.no_speech);
+            res.avg_logprob += x.best.avg_logprob();
+            res.temperature = res.temperature.max(x.temperature);
+            if let Some(lang) = langs[i] {
+                res.language = self.language_code(lang);
+            }
+            if !kept[i] {
                 continue;
             }
-            let n = parts.len() as f32;
-            res.text = parts.iter().map(|p| p.text.trim()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" ");
-            res.tokens = parts.iter().flat_map(|p| p.tokens.iter().copied()).collect();
-            res.avg_logprob = parts.iter().map(|p| p.avg_logprob).sum::<f32>() / n;
-            res.no_speech_prob = parts.iter().map(|p| p.no_speech_prob).fold(0.0, f32::max);
+            let text = self.tokenizer.decode(&x.best.tokens);
+            if !res.text.is_empty() {
+                res.text.push(' ');
+            }
+            res.text.push_str(text.trim());
+            res.tokens.extend(&x.best.tokens);
+            let offset = ms(w.range.start);
+            res.words.extend(words[i].iter().map(|wt| WordTime {
+                start_ms: wt.start_ms + offset,
+                end_ms: wt.end_ms + offset,
+                ..wt.clone()
+            }));
+        }
+        for (res, n) in results.iter_mut().zip(counts) {
+            if n > 0 {
+                res.avg_logprob /= n as f32;
+            }
             res.compression_ratio = compression_ratio(&res.text);
         }
         Ok(results)
     }
 
-    /// Encodes and decodes up to one window per row.
-    fn run_windows(&self, windows: &[&[f32]]) -> Result<Vec<Transcript>, InferenceError> {
+    fn language_code(&self, token: u32) -> String {
+        self.info.languages.iter().find(|(_, t)| **t == token).map_or_else(|| "en".to_string(), |(c, _)| c.clone())
+    }
+
+    /// One encoder call for all windows (as a batch padded to the longest, or to 30 s).
+    fn encode(&self, windows: &[&[f32]]) -> Result<CrossKv, InferenceError> {
         let batch = windows.len();
         let frames = if self.opts.short_context {
             windows.iter().map(|w| frames_for(w.len())).max().unwrap_or(FULL_FRAMES)
@@ -206,111 +360,294 @@ impl Engine {
         let mel = Tensor::from_array(([batch, N_MELS, frames], mel))?;
         // Every encoder output is a cross-attention key/value tensor that the decoder takes by the
         // same name (`cross_k`/`cross_v` stacked, or one per layer); their layout is the graph's.
-        let cross: Vec<(String, DynValue)> = {
-            let mut enc = self.encoder.lock().map_err(|_| InferenceError::Input("encoder poisoned".into()))?;
-            let names: Vec<String> = enc.outputs().iter().map(|o| o.name().to_string()).collect();
-            let mut out = enc.run(ort::inputs!["mel" => mel])?;
-            names.into_iter().filter_map(|n| out.remove(&n).map(|v| (n, v))).collect()
-        };
-        self.greedy(batch, &cross, windows)
+        let mut enc = self.encoder.lock().map_err(|_| InferenceError::Input("encoder poisoned".into()))?;
+        let names: Vec<String> = enc.outputs().iter().map(|o| o.name().to_string()).collect();
+        let mut out = enc.run(ort::inputs!["mel" => mel])?;
+        let tensors = names.into_iter().filter_map(|n| out.remove(&n).map(|v| (n, v))).collect();
+        Ok(CrossKv { tensors, batch })
     }
 
-    fn prompt(&self) -> Vec<u32> {
-        let mut p = vec![self.info.sot];
+    /// The language token of every window: the requested one, or (multilingual models, no
+    /// language asked for) the most likely language token after `<|startoftranscript|>`.
+    fn languages(
+        &self,
+        cross: &CrossKv,
+        windows: &[Window],
+        requests: &[Request],
+    ) -> Result<Vec<Option<u32>>, InferenceError> {
+        let mut out = vec![None; windows.len()];
+        if !self.info.multilingual {
+            return Ok(out);
+        }
+        let mut detect = Vec::new();
+        for (i, w) in windows.iter().enumerate() {
+            match requests[w.request].language.filter(|l| !l.is_empty() && *l != "auto") {
+                Some(code) => out[i] = self.info.languages.get(code).copied(),
+                None if !self.info.languages.is_empty() => detect.push(i),
+                None => {}
+            }
+        }
+        if detect.is_empty() {
+            return Ok(out);
+        }
+        let out_logits = self.run_prefix(cross, &detect, &vec![vec![self.info.sot]; detect.len()])?;
+        let (shape, logits) = out_logits.0.try_extract_tensor::<f32>()?;
+        let vocab = shape[2] as usize;
+        for (row, &i) in detect.iter().enumerate() {
+            let l = &logits[row * vocab..(row + 1) * vocab];
+            out[i] = self
+                .info
+                .languages
+                .values()
+                .copied()
+                .filter(|&t| (t as usize) < vocab)
+                .max_by(|&a, &b| l[a as usize].total_cmp(&l[b as usize]));
+        }
+        Ok(out)
+    }
+
+    /// One decoder call over whole token sequences (equal lengths) with an empty cache:
+    /// (logits, cross_qk if the graph gives it).
+    fn run_prefix(
+        &self,
+        cross: &CrossKv,
+        windows: &[usize],
+        seqs: &[Vec<u32>],
+    ) -> Result<(DynValue, Option<DynValue>), InferenceError> {
+        let (layers, state) = (self.info.n_text_layer, self.info.n_state);
+        let rows = seqs.len();
+        let len = seqs.first().map_or(0, Vec::len);
+        let owned = cross.for_rows(windows)?;
+        let cross_in = owned.as_deref().unwrap_or(&cross.tensors);
+        let tokens: Vec<i64> = seqs.iter().flatten().map(|&t| t as i64).collect();
+        let mut inputs = ort::inputs![
+            "tokens" => Tensor::from_array(([rows, len], tokens))?,
+            "self_k" => Tensor::from_array(([layers, rows, 0, state], Vec::<f32>::new()))?,
+            "self_v" => Tensor::from_array(([layers, rows, 0, state], Vec::<f32>::new()))?,
+        ];
+        inputs.extend(cross_in.iter().map(|(n, v)| (n.as_str().into(), v.into())));
+        let mut dec = self.decoder.lock().map_err(|_| InferenceError::Input("decoder poisoned".into()))?;
+        let mut out = dec.run(inputs)?;
+        let logits = out.remove("logits").ok_or_else(|| InferenceError::Input("decoder gave no logits".into()))?;
+        Ok((logits, out.remove("cross_qk")))
+    }
+
+    /// Decodes windows at the first temperature, then again at each next one for the windows
+    /// whose text looks wrong (too repetitive or too unlikely) unless they are silence.
+    fn decode_with_fallback(
+        &self,
+        cross: &CrossKv,
+        members: &[usize],
+        lang: Option<u32>,
+        prompt: &[u32],
+        beam: usize,
+        temperatures: &[f32],
+    ) -> Result<Vec<Decoded>, InferenceError> {
+        let d = &self.opts.decoding;
+        let mut out: Vec<Option<Decoded>> = vec![None; members.len()];
+        let mut pending: Vec<usize> = (0..members.len()).collect();
+        for (n, &temperature) in temperatures.iter().enumerate() {
+            let mode = match (temperature > 0.0, beam > 1) {
+                (false, true) => Mode::Beam { size: beam, patience: d.patience },
+                (false, false) => Mode::Greedy,
+                (true, _) => Mode::Sample { temperature, best_of: d.best_of },
+            };
+            let rows: Vec<usize> = pending.iter().map(|&p| members[p]).collect();
+            let got = self.decode(cross, &rows, lang, prompt, mode, n as u64)?;
+            let mut retry = Vec::new();
+            for (&p, (best, no_speech)) in pending.iter().zip(got) {
+                let text = self.tokenizer.decode(&best.tokens);
+                let fails = compression_ratio(text.trim()) > d.compression_ratio_threshold
+                    || best.avg_logprob() < d.logprob_threshold;
+                if fails && no_speech <= d.no_speech_threshold {
+                    retry.push(p);
+                }
+                out[p] = Some(Decoded { best, no_speech, temperature });
+            }
+            pending = retry;
+            if pending.is_empty() {
+                break;
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Decoder prompt: `[<|startofprev|> context…] <|startoftranscript|> [lang transcribe]
+    /// <|notimestamps|>`, and the place of `<|startoftranscript|>` in it.
+    fn prompt(&self, lang: Option<u32>, context: &[u32]) -> (Vec<u32>, usize) {
+        let mut p = Vec::new();
+        if let Some(prev) = self.info.sot_prev
+            && !context.is_empty()
+        {
+            p.push(prev);
+            let keep = self.info.n_text_ctx / 2 - 1;
+            p.extend(&context[context.len().saturating_sub(keep)..]);
+        }
+        let sot_index = p.len();
+        p.extend(self.sot_sequence(lang));
+        p.push(self.info.no_timestamps);
+        (p, sot_index)
+    }
+
+    fn sot_sequence(&self, lang: Option<u32>) -> Vec<u32> {
+        let mut s = vec![self.info.sot];
         if self.info.multilingual
             && let Some(t) = self.info.transcribe
         {
-            // English until language selection lands; the multilingual token layout puts
-            // the language right after <|startoftranscript|>.
-            p.push(self.info.sot + 1);
-            p.push(t);
+            // English when nothing else is known: the language tokens start right after sot.
+            s.push(lang.unwrap_or(self.info.sot + 1));
+            s.push(t);
         }
-        p.push(self.info.no_timestamps);
-        p
+        s
     }
 
-    fn greedy(
+    /// Runs the decoder step by step over `windows` (each `mode.rows()` rows), keeping the
+    /// self-attention cache between steps and reordering it when beams change places.
+    /// Returns the best candidate and the no-speech probability of each window.
+    fn decode(
         &self,
-        batch: usize,
-        cross: &[(String, DynValue)],
-        windows: &[&[f32]],
-    ) -> Result<Vec<Transcript>, InferenceError> {
+        cross: &CrossKv,
+        windows: &[usize],
+        lang: Option<u32>,
+        context: &[u32],
+        mode: Mode,
+        seed: u64,
+    ) -> Result<Vec<(Candidate, f32)>, InferenceError> {
         let info = &self.info;
         let (layers, state) = (info.n_text_layer, info.n_state);
-        let prompt = self.prompt();
-        let max_tokens = self.opts.max_tokens.min(info.n_text_ctx / 2);
-        let mut step_tokens: Vec<i64> = prompt.iter().map(|&t| t as i64).cycle().take(batch * prompt.len()).collect();
+        let k = mode.rows();
+        let (prompt, sot_index) = self.prompt(lang, context);
+        let max_len = self.opts.max_tokens.min(info.n_text_ctx / 2).min(info.n_text_ctx - prompt.len()).max(1);
+        let row_windows: Vec<usize> = windows.iter().flat_map(|&w| std::iter::repeat_n(w, k)).collect();
+        let rows = row_windows.len();
+        let owned = cross.for_rows(&row_windows)?;
+        let cross_in = owned.as_deref().unwrap_or(&cross.tensors);
+        let mut search = Search::new(mode, windows.len(), info.eot, max_len, self.opts.decoding.length_penalty, seed);
+        let mut step_tokens: Vec<i64> = prompt.iter().map(|&t| t as i64).cycle().take(rows * prompt.len()).collect();
         let mut step_len = prompt.len();
-        let mut self_k: DynValue = Tensor::from_array(([layers, batch, 0, state], Vec::<f32>::new()))?.into_dyn();
-        let mut self_v: DynValue = Tensor::from_array(([layers, batch, 0, state], Vec::<f32>::new()))?.into_dyn();
-        let mut tokens: Vec<Vec<u32>> = vec![Vec::new(); batch];
-        let mut sum_lp = vec![0.0f32; batch];
-        let mut done = vec![false; batch];
-        let mut no_speech = vec![0.0f32; batch];
+        let mut self_k: DynValue = Tensor::from_array(([layers, rows, 0, state], Vec::<f32>::new()))?.into_dyn();
+        let mut self_v: DynValue = Tensor::from_array(([layers, rows, 0, state], Vec::<f32>::new()))?.into_dyn();
+        let mut no_speech = vec![0.0f32; windows.len()];
+        let mut last = Vec::new();
+        let mut first = true;
         let mut dec = self.decoder.lock().map_err(|_| InferenceError::Input("decoder poisoned".into()))?;
-        for step in 0..max_tokens {
-            let tok = Tensor::from_array(([batch, step_len], std::mem::take(&mut step_tokens)))?;
+        while !search.done() {
+            let tok = Tensor::from_array(([rows, step_len], std::mem::take(&mut step_tokens)))?;
             let mut inputs = ort::inputs![
                 "tokens" => tok,
                 "self_k" => self_k,
                 "self_v" => self_v,
             ];
-            inputs.extend(cross.iter().map(|(n, v)| (n.as_str().into(), v.into())));
+            inputs.extend(cross_in.iter().map(|(n, v)| (n.as_str().into(), v.into())));
             let mut out = dec.run(inputs)?;
             let (shape, logits) = out["logits"].try_extract_tensor::<f32>()?;
             let vocab = shape[2] as usize;
-            for b in 0..batch {
-                if step == 0 {
-                    let row = &logits[(b * step_len) * vocab..(b * step_len + 1) * vocab];
-                    no_speech[b] = softmax_at(row, info.no_speech as usize);
-                }
-                let base = (b * step_len + step_len - 1) * vocab;
-                let mut row = logits[base..base + vocab].to_vec();
-                self.suppress(&mut row, step == 0);
-                let (next, lp) = argmax_logprob(&row);
-                if done[b] {
-                    step_tokens.push(info.eot as i64);
-                    continue;
-                }
-                sum_lp[b] += lp;
-                if next as u32 == info.eot {
-                    done[b] = true;
-                } else {
-                    tokens[b].push(next as u32);
-                    // A row stuck in a loop would hold its whole batch to the length bound;
-                    // its text is discarded by the compression check anyway.
-                    if is_looping(&tokens[b]) {
-                        done[b] = true;
-                    }
-                }
-                step_tokens.push(next as i64);
+            last.clear();
+            for r in 0..rows {
+                let base = (r * step_len + step_len - 1) * vocab;
+                last.extend_from_slice(&logits[base..base + vocab]);
             }
+            if first {
+                for (w, p) in no_speech.iter_mut().enumerate() {
+                    let base = (w * k * step_len + sot_index) * vocab;
+                    *p = softmax_at(&logits[base..base + vocab], info.no_speech as usize);
+                }
+            }
+            for row in last.chunks_mut(vocab) {
+                self.suppress(row, first);
+            }
+            let adv = search.advance(&last, vocab);
             self_k =
                 out.remove("new_self_k").ok_or_else(|| InferenceError::Input("decoder gave no new_self_k".into()))?;
             self_v =
                 out.remove("new_self_v").ok_or_else(|| InferenceError::Input("decoder gave no new_self_v".into()))?;
-            step_len = 1;
-            if done.iter().all(|&d| d) {
-                break;
+            if !adv.in_place() {
+                self_k = gather(&self_k, 1, &adv.sources)?;
+                self_v = gather(&self_v, 1, &adv.sources)?;
             }
+            step_tokens = adv.tokens.iter().map(|&t| t as i64).collect();
+            step_len = 1;
+            first = false;
         }
-        Ok((0..batch)
-            .map(|b| {
-                let text = self.tokenizer.decode(&tokens[b]).trim().to_string();
-                let avg_logprob = sum_lp[b] / (tokens[b].len() + 1) as f32;
-                let ratio = compression_ratio(&text);
-                let silent = (no_speech[b] > NO_SPEECH_THRESHOLD && avg_logprob < LOGPROB_THRESHOLD)
-                    || ratio > COMPRESSION_THRESHOLD;
-                Transcript {
-                    text: if silent { String::new() } else { text },
-                    tokens: if silent { Vec::new() } else { tokens[b].clone() },
-                    avg_logprob,
-                    no_speech_prob: no_speech[b],
-                    compression_ratio: ratio,
-                    duration_ms: windows[b].len() as u64 * 1000 / 16_000,
+        Ok(search.finish().into_iter().zip(no_speech).collect())
+    }
+
+    /// Word times of the given windows from one decoder call over
+    /// `sot-sequence <|notimestamps|> text <|endoftext|>` (padded with end-of-text to one length).
+    fn align(
+        &self,
+        cross: &CrossKv,
+        items: &[usize],
+        langs: &[Option<u32>],
+        decoded: &[Decoded],
+        windows: &[Window],
+    ) -> Result<Vec<Vec<WordTime>>, InferenceError> {
+        if items.is_empty() {
+            return Ok(Vec::new());
+        }
+        let eot = self.info.eot;
+        let mut seqs: Vec<Vec<u32>> = Vec::with_capacity(items.len());
+        let mut starts = Vec::with_capacity(items.len());
+        for &i in items {
+            let mut s = self.sot_sequence(langs[i]);
+            s.push(self.info.no_timestamps);
+            starts.push(s.len());
+            s.extend(&decoded[i].best.tokens);
+            s.push(eot);
+            seqs.push(s);
+        }
+        let len = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        for s in &mut seqs {
+            s.resize(len, eot);
+        }
+        let (logits, qk) = self.run_prefix(cross, items, &seqs)?;
+        let Some(qk) = qk else { return Ok(vec![Vec::new(); items.len()]) };
+        let (qshape, qk) = qk.try_extract_tensor::<f32>()?;
+        let (heads, audio) = (qshape[1] as usize, qshape[3] as usize);
+        let (lshape, logits) = logits.try_extract_tensor::<f32>()?;
+        let vocab = lshape[2] as usize;
+        let mut out = Vec::with_capacity(items.len());
+        for (r, &i) in items.iter().enumerate() {
+            let tokens = &decoded[i].best.tokens;
+            let n = tokens.len();
+            let frames = windows[i].range.len().div_ceil(SAMPLES_PER_FRAME).min(audio);
+            // Row j is the attention of the position that predicted token j (the last: end-of-text).
+            let first = starts[r] - 1;
+            let mut weights = Vec::with_capacity(heads * (n + 1) * frames);
+            for h in 0..heads {
+                for j in 0..=n {
+                    let base = ((r * heads + h) * len + first + j) * audio;
+                    weights.extend_from_slice(&qk[base..base + frames]);
                 }
-            })
-            .collect())
+            }
+            let probs: Vec<f32> = (0..n)
+                .map(|j| {
+                    let base = (r * len + first + j) * vocab;
+                    let row = &logits[base..base + vocab];
+                    (row[tokens[j] as usize] - log_sum_exp(row)).exp()
+                })
+                .collect();
+            let unspaced = langs[i].is_some_and(|l| UNSPACED.contains(&self.language_code(l).as_str()));
+            let words: Vec<WordTokens> = align::split_words(tokens, |t| self.tokenizer.bytes(&[t]), unspaced);
+            let times = align::word_times(&weights, heads, n + 1, frames, &words);
+            let mut at = 0;
+            let mut ws = Vec::with_capacity(words.len());
+            for (w, (start, end)) in words.iter().zip(times) {
+                let p = &probs[at..at + w.tokens.len()];
+                at += w.tokens.len();
+                if w.text.trim().is_empty() {
+                    continue;
+                }
+                ws.push(WordTime {
+                    text: w.text.trim().to_string(),
+                    start_ms: (start * 1000.0) as u64,
+                    end_ms: (end * 1000.0) as u64,
+                    probability: p.iter().sum::<f32>() / p.len().max(1) as f32,
+                });
+            }
+            out.push(ws);
+        }
+        Ok(out)
     }
 
     /// Masks tokens that must not be sampled: the non-speech list, every special token other
@@ -335,6 +672,10 @@ impl Engine {
     }
 }
 
+fn ms(samples: usize) -> u64 {
+    samples as u64 * 1000 / 16_000
+}
+
 /// Cheap gates before the model: too short, too quiet, or no energy above 250 Hz (mains hum
 /// and rumble, on which Whisper likes to hallucinate "you").
 fn is_audible(w: &[f32]) -> bool {
@@ -355,35 +696,4 @@ fn is_audible(w: &[f32]) -> bool {
         high += y * y;
     }
     high / total >= MIN_SPEECH_BAND
-}
-
-/// True when the sequence ends in the same n-gram (n = 2..=12) repeated at least 5 times, or one
-/// token 8 times: Whisper's repetition failure, not speech.
-fn is_looping(tokens: &[u32]) -> bool {
-    (1..=12).any(|n| {
-        let reps = if n == 1 { 8 } else { 5 };
-        tokens.len() >= n * reps && {
-            let tail = &tokens[tokens.len() - n..];
-            (1..reps).all(|r| &tokens[tokens.len() - n * (r + 1)..tokens.len() - n * r] == tail)
-        }
-    })
-}
-
-fn softmax_at(row: &[f32], idx: usize) -> f32 {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let sum: f32 = row.iter().map(|v| (v - max).exp()).sum();
-    row.get(idx).map(|v| (v - max).exp() / sum).unwrap_or(0.0)
-}
-
-/// Index of the largest logit and its log-probability.
-fn argmax_logprob(row: &[f32]) -> (usize, f32) {
-    let (mut best, mut max) = (0, f32::NEG_INFINITY);
-    for (i, &v) in row.iter().enumerate() {
-        if v > max {
-            best = i;
-            max = v;
-        }
-    }
-    let lse = max + row.iter().map(|v| (v - max).exp()).sum::<f32>().ln();
-    (best, max - lse)
 }

@@ -49,6 +49,8 @@ mod tests {
                 language: None,
                 hotwords: vec![],
                 room: None,
+                prompt: None,
+                beam_size: None,
             },
             audio: vec![],
         }

@@ -9,16 +9,16 @@ use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::channels::results::{self, ReplayPolicy, ResultPayload};
-use crate::channels::tasks::{self, Task};
+use crate::channels::results::{self, ReplayPolicy, ResultPayload, Word};
+use crate::channels::tasks::{self, Task, TaskMeta};
 use crate::channels::{self, Keys, workers};
 use crate::config::Config;
-use crate::inference::Engine;
+use crate::inference::{Engine, Request};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
 use crate::channels::rooms;
-use crate::plugins::Route;
+use crate::plugins::{CutKind, Route};
 pub use batch::coalesce;
 pub use pipeline::Pipeline;
 
@@ -161,10 +161,24 @@ impl Worker {
         }
         let engine = self.engine.clone();
         let audio: Vec<Vec<f32>> = run.iter().map(Task::samples).collect();
+        let metas: Vec<TaskMeta> = run.iter().map(|t| t.meta.clone()).collect();
         let started = std::time::Instant::now();
         let mut job = tokio::task::spawn_blocking(move || {
-            let refs: Vec<&[f32]> = audio.iter().map(Vec::as_slice).collect();
-            engine.transcribe(&refs)
+            let prompts: Vec<Option<String>> = metas.iter().map(prompt_for).collect();
+            let requests: Vec<Request> = audio
+                .iter()
+                .zip(&metas)
+                .zip(&prompts)
+                .map(|((a, m), p)| Request {
+                    audio: a,
+                    language: m.language.as_deref(),
+                    prompt: p.as_deref(),
+                    // Partials are provisional and must be quick: greedy, no retries, no word times.
+                    beam_size: m.beam_size.map(usize::from),
+                    partial: m.kind == CutKind::Partial,
+                })
+                .collect();
+            engine.transcribe_requests(&requests)
         });
         let ids: Vec<String> = run.iter().map(|t| t.id.clone()).collect();
         let mut extend = tokio::time::interval(self.min_idle / 3);
@@ -198,7 +212,7 @@ impl Worker {
                 ms = task.meta.end_ms - task.meta.start_ms, avg_logprob = tr.avg_logprob,
                 no_speech = tr.no_speech_prob, ratio = tr.compression_ratio, "{}", tr.text
             );
-            match self.deliver(conn, task, tr.text).await {
+            match self.deliver(conn, task, tr).await {
                 Ok(()) => acks.push(task.id.clone()),
                 Err(e) => tracing::warn!(task = %task.id, "delivery failed, left for redelivery: {e}"),
             }
@@ -217,14 +231,25 @@ impl Worker {
         &self,
         conn: &mut redis::aio::ConnectionManager,
         task: &Task,
-        text: String,
+        transcript: crate::inference::Transcript,
     ) -> Result<(), crate::channels::ChannelError> {
         let members = match &task.meta.room {
             Some(room) => rooms::members(conn, &self.keys, room).await?,
             None => Vec::new(),
         };
-        let (text, routes) = self.pipeline.run(task, text, members);
-        let payload = result_for(task, text, None);
+        // Word times go out on the session's clock.
+        let words: Vec<Word> = transcript
+            .words
+            .iter()
+            .map(|w| Word {
+                text: w.text.clone(),
+                start_ms: task.meta.start_ms + w.start_ms,
+                end_ms: task.meta.start_ms + w.end_ms,
+                probability: w.probability,
+            })
+            .collect();
+        let (text, routes) = self.pipeline.run(task, transcript.text, &words, &transcript.language, members);
+        let payload = ResultPayload { words, ..result_for(task, text, None) };
         for route in routes {
             match route {
                 Route::Owner => {
@@ -290,6 +315,18 @@ impl Worker {
             tracing::debug!("trimmed {trimmed} acknowledged task(s)");
         }
         Ok(claimed)
+    }
+}
+
+/// The decoder prompt of a task: the session's prompt, then its hotwords (as faster-whisper
+/// does), so that the model is primed to spell them.
+fn prompt_for(meta: &TaskMeta) -> Option<String> {
+    let hot = meta.hotwords.join(", ");
+    match (meta.prompt.as_deref().map(str::trim).filter(|p| !p.is_empty()), hot.is_empty()) {
+        (None, true) => None,
+        (None, false) => Some(hot),
+        (Some(p), true) => Some(p.to_string()),
+        (Some(p), false) => Some(format!("{hot}. {p}")),
     }
 }
 

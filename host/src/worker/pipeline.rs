@@ -43,7 +43,14 @@ impl Pipeline {
     }
 
     /// Post-processes `text` and routes it. Returns the text to deliver and the destinations.
-    pub fn run(&self, task: &Task, text: String, room_members: Vec<String>) -> (String, Vec<Route>) {
+    pub fn run(
+        &self,
+        task: &Task,
+        text: String,
+        words: &[crate::channels::results::Word],
+        language: &str,
+        room_members: Vec<String>,
+    ) -> (String, Vec<Route>) {
         let options = SessionOptions {
             session_id: task.meta.session.clone(),
             language: task.meta.language.clone(),
@@ -61,8 +68,16 @@ impl Pipeline {
             text,
             start_ms: task.meta.start_ms,
             end_ms: task.meta.end_ms,
-            words: Vec::new(),
-            language: task.meta.language.clone().unwrap_or_else(|| "en".into()),
+            words: words
+                .iter()
+                .map(|w| crate::plugins::Word {
+                    text: w.text.clone(),
+                    start_ms: w.start_ms,
+                    end_ms: w.end_ms,
+                    probability: w.probability,
+                })
+                .collect(),
+            language: language.to_string(),
         };
         if let Some(post) = &self.post
             && !transcript.text.is_empty()
