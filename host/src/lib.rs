@@ -12,6 +12,7 @@ pub mod eval;
 pub mod gateway;
 pub mod ids;
 pub mod inference;
+pub mod load;
 pub mod metrics;
 pub mod plugins;
 pub mod redis_server;

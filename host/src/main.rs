@@ -56,6 +56,11 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Benchmarks against a running deployment.
+    Bench {
+        #[command(subcommand)]
+        command: BenchCommand,
+    },
     /// Transcribe WAV files and print one line per file.
     Transcribe {
         files: Vec<PathBuf>,
@@ -84,6 +89,48 @@ enum Command {
         #[arg(long)]
         quiet: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Stream N sessions of real speech at real time to a gateway and report latency, finals
+    /// delivered, and the CPU/memory of the watched processes and of Redis.
+    Load {
+        /// Gateway WebSocket URL.
+        #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
+        url: String,
+        #[arg(long, default_value_t = 10)]
+        sessions: usize,
+        /// Seconds each session streams.
+        #[arg(long, default_value_t = 60)]
+        duration: u64,
+        /// Share of time spent talking (silence fills the rest).
+        #[arg(long, default_value_t = 0.3)]
+        talk: f64,
+        /// Seconds over which sessions start.
+        #[arg(long, default_value_t = 10)]
+        ramp: u64,
+        /// Folder of WAV clips (with optional NAME.txt transcripts); scripts/make-clips.sh makes one.
+        #[arg(long)]
+        clips: PathBuf,
+        /// Processes to measure, LABEL=PID (repeatable), e.g. gateway=1234.
+        #[arg(long = "watch", value_parser = parse_watch)]
+        watch: Vec<(String, u32)>,
+        /// Redis to sample (INFO) during the run.
+        #[arg(long = "sample-redis")]
+        sample_redis: Option<String>,
+        /// Seconds to wait for the last finals after `stop`.
+        #[arg(long, default_value_t = 60)]
+        drain: u64,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_watch(s: &str) -> Result<(String, u32), String> {
+    let (label, pid) = s.split_once('=').ok_or("expected LABEL=PID")?;
+    Ok((label.to_string(), pid.parse().map_err(|e| format!("pid: {e}"))?))
 }
 
 #[derive(Subcommand)]
@@ -144,6 +191,28 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             transcribe(cfg, files, format, opts).await
         }
         Command::Check { gateway, timeout } => check(cfg, gateway, timeout).await,
+        Command::Bench {
+            command: BenchCommand::Load { url, sessions, duration, talk, ramp, clips, watch, sample_redis, drain, json },
+        } => {
+            let opts = kiki::load::LoadOptions {
+                url,
+                sessions,
+                duration: std::time::Duration::from_secs(duration),
+                talk,
+                ramp: std::time::Duration::from_secs(ramp),
+                clips,
+                watch,
+                redis_url: sample_redis,
+                drain: std::time::Duration::from_secs(drain),
+            };
+            let report = kiki::load::run(opts).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{report}");
+            }
+            Ok(())
+        }
         Command::Plugin { command: PluginCommand::Check { file } } => {
             let runtime = kiki::roles::plugin_runtime(&cfg)?;
             let report = tokio::task::spawn_blocking(move || kiki::plugins::check::check(&runtime, &file)).await?;

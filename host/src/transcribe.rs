@@ -5,7 +5,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::audio::{self, SAMPLE_RATE};
-use crate::inference::{Engine, Request, WordTime, split_windows};
+use crate::inference::{Engine, Request, WordTime, is_unspaced, split_windows};
 
 #[derive(Debug, Serialize)]
 pub struct FileResult {
@@ -93,11 +93,12 @@ pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyh
                 });
                 continue;
             }
+            let sep = if is_unspaced(&r.language) { "" } else { " " };
             for cue in cues(words) {
                 segments.push(SegmentOut {
                     start_ms: cue.first().map_or(start, |w| w.start_ms),
                     end_ms: cue.last().map_or(start, |w| w.end_ms),
-                    text: cue.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(" "),
+                    text: cue.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(sep),
                     avg_logprob: r.avg_logprob,
                     no_speech_prob: r.no_speech_prob,
                     words: cue,
@@ -107,7 +108,8 @@ pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyh
         bar.set_position(batch.last().map_or(0, |r| ms(r.end) / 1000));
     }
     bar.finish_and_clear();
-    let text = segments.iter().map(|s| s.text.as_str()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(" ");
+    let sep = if is_unspaced(&language) { "" } else { " " };
+    let text = segments.iter().map(|s| s.text.as_str()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(sep);
     Ok(FileResult { file: path.display().to_string(), text, duration_ms: total_ms, language, segments })
 }
 

@@ -166,6 +166,33 @@ pub fn word_times(
     times
 }
 
+/// Loudness below the window's loudest 20 ms by more than this is a pause.
+const PAUSE_DB: f32 = 35.0;
+
+/// Pulls word edges out of pauses: attention alignment lets a word swallow the silence next
+/// to it (the first word always starts at 0), so each word is trimmed to the 20 ms frames of
+/// `audio` inside it that carry sound. A word with no loud frame keeps its times.
+pub fn trim_to_sound(times: &mut [(f32, f32)], audio: &[f32]) {
+    const FRAME: usize = 320;
+    let db: Vec<f32> = audio
+        .chunks(FRAME)
+        .map(|f| 10.0 * (f.iter().map(|s| s * s).sum::<f32>() / f.len() as f32 + 1e-10).log10())
+        .collect();
+    let Some(peak) = db.iter().copied().reduce(f32::max) else { return };
+    let loud: Vec<bool> = db.iter().map(|d| *d > peak - PAUSE_DB).collect();
+    for (start, end) in times.iter_mut() {
+        let (a, b) =
+            ((*start * FRAMES_PER_SECOND) as usize, ((*end * FRAMES_PER_SECOND).ceil() as usize).min(loud.len()));
+        if a >= b {
+            continue;
+        }
+        if let (Some(first), Some(last)) = ((a..b).find(|&i| loud[i]), (a..b).rev().find(|&i| loud[i])) {
+            *start = first as f32 / FRAMES_PER_SECOND;
+            *end = (last + 1) as f32 / FRAMES_PER_SECOND;
+        }
+    }
+}
+
 /// Median of the window of `width` around `i`, with reflected edges (scipy's `mode="reflect"`
 /// differs by one sample at the very edge; Whisper pads the same way torch does).
 fn median_at(row: &[f32], i: usize, width: usize) -> f32 {
@@ -255,6 +282,16 @@ mod tests {
         assert!((times[0].0 - 0.0).abs() < 0.05, "{times:?}");
         assert!((times[0].1 - 0.2).abs() < 0.05, "{times:?}");
         assert!((times[1].0 - 0.2).abs() < 0.05 && (times[1].1 - 0.4).abs() < 0.05, "{times:?}");
+    }
+
+    #[test]
+    fn words_are_trimmed_to_their_sound() {
+        // Sound from 0.5 s to 0.9 s only; the aligned word spans 0..1.5 s.
+        let audio: Vec<f32> = (0..24_000).map(|i| if (8_000..14_400).contains(&i) { 0.3 } else { 0.0 }).collect();
+        let mut times = vec![(0.0, 1.5), (1.5, 1.5)];
+        trim_to_sound(&mut times, &audio);
+        assert!((times[0].0 - 0.5).abs() < 0.021 && (times[0].1 - 0.9).abs() < 0.021, "{times:?}");
+        assert_eq!(times[1], (1.5, 1.5));
     }
 
     #[test]

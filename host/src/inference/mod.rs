@@ -17,7 +17,7 @@ use std::path::Path;
 pub use mel::{FULL_FRAMES, MelFrontEnd, N_MELS, frames_for};
 pub use model::ModelInfo;
 pub use tokenizer::Tokenizer;
-pub use whisper::{Engine, EngineOptions, Request};
+pub use whisper::{Engine, EngineOptions, Request, is_unspaced};
 pub use windows::{WINDOW, split as split_windows};
 
 /// How the decoder searches and when it retries; Whisper's defaults.

@@ -29,6 +29,11 @@ const SAMPLES_PER_FRAME: usize = 320;
 /// Languages written without spaces: word times are given per character.
 const UNSPACED: [&str; 6] = ["zh", "ja", "th", "lo", "my", "yue"];
 
+/// True for a language written without spaces between words (its "words" are characters).
+pub fn is_unspaced(language: &str) -> bool {
+    UNSPACED.contains(&language)
+}
+
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub model_dir: PathBuf,
@@ -296,7 +301,7 @@ impl Engine {
         let words = if self.aligns && d.word_timestamps {
             let items: Vec<usize> =
                 (0..windows.len()).filter(|&i| kept[i] && !requests[windows[i].request].partial).collect();
-            let got = self.align(&cross, &items, &langs, &decoded, &windows)?;
+            let got = self.align(&cross, &items, &langs, &decoded, &audio)?;
             let mut all = vec![Vec::new(); windows.len()];
             for (i, w) in items.into_iter().zip(got) {
                 all[i] = w;
@@ -580,7 +585,7 @@ impl Engine {
         items: &[usize],
         langs: &[Option<u32>],
         decoded: &[Decoded],
-        windows: &[Window],
+        audio: &[&[f32]],
     ) -> Result<Vec<Vec<WordTime>>, InferenceError> {
         if items.is_empty() {
             return Ok(Vec::new());
@@ -603,21 +608,24 @@ impl Engine {
         let (logits, qk) = self.run_prefix(cross, items, &seqs)?;
         let Some(qk) = qk else { return Ok(vec![Vec::new(); items.len()]) };
         let (qshape, qk) = qk.try_extract_tensor::<f32>()?;
-        let (heads, audio) = (qshape[1] as usize, qshape[3] as usize);
+        let (heads, frames_out) = (qshape[1] as usize, qshape[3] as usize);
         let (lshape, logits) = logits.try_extract_tensor::<f32>()?;
         let vocab = lshape[2] as usize;
         let mut out = Vec::with_capacity(items.len());
         for (r, &i) in items.iter().enumerate() {
             let tokens = &decoded[i].best.tokens;
             let n = tokens.len();
-            let frames = windows[i].range.len().div_ceil(SAMPLES_PER_FRAME).min(audio);
+            let frames = audio[i].len().div_ceil(SAMPLES_PER_FRAME).min(frames_out);
             // Row j is the attention of the position that predicted token j (the last: end-of-text).
             let first = starts[r] - 1;
             let mut weights = Vec::with_capacity(heads * (n + 1) * frames);
             for h in 0..heads {
                 for j in 0..=n {
-                    let base = ((r * heads + h) * len + first + j) * audio;
-                    weights.extend_from_slice(&qk[base..base + frames]);
+                    // Renormalised over the audio's frames (Whisper's softmax over those only).
+                    let base = ((r * heads + h) * len + first + j) * frames_out;
+                    let row = &qk[base..base + frames];
+                    let sum = row.iter().sum::<f32>().max(1e-12);
+                    weights.extend(row.iter().map(|v| v / sum));
                 }
             }
             let probs: Vec<f32> = (0..n)
@@ -627,9 +635,10 @@ impl Engine {
                     (row[tokens[j] as usize] - log_sum_exp(row)).exp()
                 })
                 .collect();
-            let unspaced = langs[i].is_some_and(|l| UNSPACED.contains(&self.language_code(l).as_str()));
+            let unspaced = langs[i].is_some_and(|l| is_unspaced(&self.language_code(l)));
             let words: Vec<WordTokens> = align::split_words(tokens, |t| self.tokenizer.bytes(&[t]), unspaced);
-            let times = align::word_times(&weights, heads, n + 1, frames, &words);
+            let mut times = align::word_times(&weights, heads, n + 1, frames, &words);
+            align::trim_to_sound(&mut times, audio[i]);
             let mut at = 0;
             let mut ws = Vec::with_capacity(words.len());
             for (w, (start, end)) in words.iter().zip(times) {

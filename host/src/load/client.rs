@@ -1,0 +1,187 @@
+//! One simulated user: connects, streams clips at real time with silence between them (the talk
+//! ratio), stops, and records when each utterance's final arrived.
+
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{Clip, LoadOptions};
+use crate::gateway::protocol::ServerMessage;
+
+/// 20 ms frames at 16 kHz, as a browser's worklet sends them.
+const FRAME: usize = 320;
+/// A final "covers" an utterance when it reaches this close to the utterance's end (the
+/// segmenter may end a cut a little before the last quiet syllable).
+const COVER_SLACK_MS: u64 = 300;
+
+#[derive(Debug, Clone)]
+pub struct Utterance {
+    /// Session-clock span of the speech.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// When its last frame was sent.
+    sent_at: Instant,
+    /// End of speech → arrival of the final that covers it.
+    pub final_ms: Option<f64>,
+}
+
+#[derive(Debug, Default)]
+pub struct SessionReport {
+    pub connected: bool,
+    /// `end` arrived after `stop`.
+    pub ended: bool,
+    pub utterances: Vec<Utterance>,
+    pub finals: usize,
+    pub partial_ms: Vec<f64>,
+    pub seq_gaps: u64,
+    pub errors: Vec<String>,
+    pub audio_seconds: f64,
+}
+
+pub async fn session(index: usize, opts: &LoadOptions, clips: &[Clip]) -> SessionReport {
+    let mut report = SessionReport::default();
+    let (ws, _) = match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(&opts.url)).await
+    {
+        Ok(Ok(ws)) => ws,
+        Ok(Err(e)) => {
+            report.errors.push(format!("connect: {e}"));
+            return report;
+        }
+        Err(_) => {
+            report.errors.push("connect: timed out".into());
+            return report;
+        }
+    };
+    let (mut tx, mut rx) = ws.split();
+    let start = r#"{"type":"start","sample_rate":16000,"format":"pcm_s16le"}"#;
+    if let Err(e) = tx.send(Message::text(start)).await {
+        report.errors.push(format!("send start: {e}"));
+        return report;
+    }
+    // Wait for `ready`.
+    match tokio::time::timeout(Duration::from_secs(10), next_message(&mut rx)).await {
+        Ok(Some(ServerMessage::Ready { .. })) => report.connected = true,
+        Ok(Some(ServerMessage::Error { code, .. })) => {
+            report.errors.push(format!("start refused: {code:?}"));
+            return report;
+        }
+        Ok(_) => {
+            report.errors.push("no ready".into());
+            return report;
+        }
+        Err(_) => {
+            report.errors.push("ready: timed out".into());
+            return report;
+        }
+    }
+    let t0 = Instant::now();
+    let mut sent_samples = 0usize;
+    let mut clip = index % clips.len();
+    let mut last_seq = 0u64;
+    let streaming_until = t0 + opts.duration;
+    let mut pending: Vec<(u64, Vec<u8>, bool)> = Vec::new(); // (frame index, pcm, last frame of an utterance)
+    let mut frame_no = 0u64;
+    let mut stopped = false;
+    let mut stop_deadline = None;
+    loop {
+        if pending.is_empty() && !stopped {
+            if Instant::now() >= streaming_until {
+                let _ = tx.send(Message::text(r#"{"type":"stop"}"#)).await;
+                stopped = true;
+                stop_deadline = Some(Instant::now() + opts.drain);
+            } else {
+                // Next utterance and the silence after it.
+                let speech = &clips[clip].samples;
+                clip = (clip + 1) % clips.len();
+                let start_ms = sent_samples as u64 / 16;
+                let frames: Vec<&[f32]> = speech.chunks(FRAME).collect();
+                for (i, f) in frames.iter().enumerate() {
+                    pending.push((frame_no, crate::audio::to_s16le(f), i + 1 == frames.len()));
+                    frame_no += 1;
+                }
+                let end_ms = start_ms + speech.len() as u64 / 16;
+                report.utterances.push(Utterance { start_ms, end_ms, sent_at: t0, final_ms: None });
+                let silence = (speech.len() as f64 * (1.0 - opts.talk) / opts.talk) as usize / FRAME;
+                for _ in 0..silence {
+                    pending.push((frame_no, vec![0u8; FRAME * 2], false));
+                    frame_no += 1;
+                }
+                pending.reverse();
+            }
+        }
+        let next_send = pending.last().map(|(n, _, _)| t0 + Duration::from_millis(n * 20));
+        tokio::select! {
+            _ = async { tokio::time::sleep_until(next_send.unwrap_or(t0).into()).await }, if next_send.is_some() => {
+                if let Some((_, pcm, last)) = pending.pop() {
+                    sent_samples += pcm.len() / 2;
+                    if let Err(e) = tx.send(Message::binary(pcm)).await {
+                        report.errors.push(format!("send: {e}"));
+                        break;
+                    }
+                    if last && let Some(u) = report.utterances.last_mut() {
+                        u.sent_at = Instant::now();
+                    }
+                }
+            }
+            _ = async { tokio::time::sleep_until(stop_deadline.unwrap_or(t0).into()).await }, if stop_deadline.is_some() => {
+                report.errors.push("no end before the drain timeout".into());
+                break;
+            }
+            msg = next_message(&mut rx) => {
+                let Some(msg) = msg else {
+                    if !report.ended {
+                        report.errors.push("connection closed early".into());
+                    }
+                    break;
+                };
+                match msg {
+                    ServerMessage::Final(s) => {
+                        report.finals += 1;
+                        report.seq_gaps += s.seq.saturating_sub(last_seq + 1);
+                        last_seq = last_seq.max(s.seq);
+                        let now = Instant::now();
+                        for u in report.utterances.iter_mut().filter(|u| u.final_ms.is_none()) {
+                            if s.start_ms <= u.end_ms && s.end_ms + COVER_SLACK_MS >= u.end_ms && u.sent_at > t0 {
+                                u.final_ms = Some(now.duration_since(u.sent_at).as_secs_f64() * 1e3);
+                            }
+                        }
+                    }
+                    ServerMessage::Partial(s) => {
+                        report.seq_gaps += s.seq.saturating_sub(last_seq + 1);
+                        last_seq = last_seq.max(s.seq);
+                        let audio_end = t0 + Duration::from_millis(s.end_ms);
+                        report.partial_ms.push(Instant::now().saturating_duration_since(audio_end).as_secs_f64() * 1e3);
+                    }
+                    ServerMessage::Error { code, .. } => report.errors.push(format!("{code:?}")),
+                    ServerMessage::End { .. } => {
+                        report.ended = true;
+                        break;
+                    }
+                    ServerMessage::Ready { .. } => {}
+                }
+            }
+        }
+    }
+    report.audio_seconds = sent_samples as f64 / 16_000.0;
+    let _ = tx.send(Message::Close(None)).await;
+    report
+}
+
+/// The next server message; `None` when the socket closed. Unknown frames are skipped.
+async fn next_message<S>(rx: &mut S) -> Option<ServerMessage>
+where
+    S: futures_util::Stream<Item = Result<Message, tokio_tungstenite::tungstenite::Error>> + Unpin,
+{
+    loop {
+        match rx.next().await? {
+            Ok(Message::Text(t)) => {
+                if let Ok(m) = serde_json::from_str::<ServerMessage>(&t) {
+                    return Some(m);
+                }
+            }
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => {}
+        }
+    }
+}

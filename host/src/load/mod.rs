@@ -1,0 +1,265 @@
+//! `kiki bench load`: drives N WebSocket sessions of real speech at real time against a running
+//! gateway and reports what a user would feel (end-of-speech → final latency, finals delivered)
+//! and what it cost (CPU and memory of the watched processes, Redis CPU, memory, connections).
+//!
+//! It is a client: it runs on the same machine as the server in the figures we publish, and
+//! its own CPU use is printed beside the server's so that the reader can discount it.
+
+mod client;
+mod procs;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde::Serialize;
+
+pub use client::{SessionReport, Utterance};
+use procs::{ProcSample, RedisSample};
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// `ws://host:port/ws`.
+    pub url: String,
+    pub sessions: usize,
+    /// Seconds of streaming per session (after the ramp).
+    pub duration: Duration,
+    /// Share of time spent talking, in (0, 1].
+    pub talk: f64,
+    /// Sessions start spread over this long, so their utterances do not line up.
+    pub ramp: Duration,
+    /// Folder of 16 kHz mono WAV clips to speak (any rate is resampled).
+    pub clips: PathBuf,
+    /// Processes to measure, as (label, pid).
+    pub watch: Vec<(String, u32)>,
+    /// Redis to sample with INFO (CPU, memory, clients).
+    pub redis_url: Option<String>,
+    /// Seconds to wait for the last finals after `stop`.
+    pub drain: Duration,
+}
+
+/// The whole run's figures.
+#[derive(Debug, Serialize)]
+pub struct LoadReport {
+    pub sessions: usize,
+    pub connected: usize,
+    /// Sessions that streamed to the end and got `end` without an error.
+    pub held: usize,
+    pub utterances: usize,
+    /// Utterances whose end a final covered.
+    pub finalized: usize,
+    pub finals: usize,
+    pub partials: usize,
+    /// Messages missing from a session's `seq` sequence.
+    pub seq_gaps: u64,
+    pub errors: Vec<(String, usize)>,
+    /// End of speech → final arrival, ms.
+    pub final_ms: Percentiles,
+    /// End of a partial's audio → its arrival, ms.
+    pub partial_ms: Percentiles,
+    pub audio_seconds: f64,
+    pub wall_seconds: f64,
+    pub processes: Vec<ProcUsage>,
+    pub redis: Option<RedisUsage>,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct Percentiles {
+    pub n: usize,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    pub fn of(mut v: Vec<f64>) -> Self {
+        if v.is_empty() {
+            return Self::default();
+        }
+        v.sort_by(f64::total_cmp);
+        let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        Self { n: v.len(), p50: at(0.5), p95: at(0.95), p99: at(0.99), max: v[v.len() - 1] }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProcUsage {
+    pub label: String,
+    pub pid: u32,
+    /// Mean CPU over the run, in cores (1.0 = one core busy).
+    pub cpu_cores: f64,
+    pub rss_start_mib: f64,
+    pub rss_end_mib: f64,
+    pub rss_peak_mib: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RedisUsage {
+    pub cpu_cores: f64,
+    pub used_memory_mib: f64,
+    pub connected_clients_peak: u64,
+}
+
+/// One clip: samples at 16 kHz and the text it says (from `NAME.txt` beside it, if any).
+#[derive(Debug, Clone)]
+pub struct Clip {
+    pub samples: Vec<f32>,
+    pub text: Option<String>,
+}
+
+pub fn load_clips(dir: &Path) -> anyhow::Result<Vec<Clip>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading clips folder {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "wav"))
+        .collect();
+    paths.sort();
+    anyhow::ensure!(!paths.is_empty(), "no .wav clips in {}", dir.display());
+    paths
+        .iter()
+        .map(|p| {
+            let samples = crate::audio::read_wav(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
+            let text = std::fs::read_to_string(p.with_extension("txt")).ok().map(|t| t.trim().to_string());
+            Ok(Clip { samples, text })
+        })
+        .collect()
+}
+
+pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
+    anyhow::ensure!(opts.talk > 0.0 && opts.talk <= 1.0, "talk must be in (0, 1]");
+    anyhow::ensure!(opts.sessions > 0, "at least one session");
+    let clips = Arc::new(load_clips(&opts.clips)?);
+    let started = Instant::now();
+    let proc_start: Vec<Option<ProcSample>> = opts.watch.iter().map(|(_, pid)| ProcSample::read(*pid)).collect();
+    let redis_start = match &opts.redis_url {
+        Some(u) => Some(RedisSample::read(u).await?),
+        None => None,
+    };
+    // Sample memory and Redis clients once a second while the sessions run.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let sampler = tokio::spawn(procs::sample_peaks(opts.watch.clone(), opts.redis_url.clone(), stop_rx));
+    let mut handles = Vec::with_capacity(opts.sessions);
+    for i in 0..opts.sessions {
+        let delay = opts.ramp.mul_f64(i as f64 / opts.sessions as f64);
+        let (clips, o) = (clips.clone(), opts.clone());
+        handles.push(tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            client::session(i, &o, &clips).await
+        }));
+    }
+    let mut reports = Vec::with_capacity(handles.len());
+    for h in handles {
+        reports.push(h.await.context("session task panicked")?);
+    }
+    let wall = started.elapsed().as_secs_f64();
+    let _ = stop_tx.send(true);
+    let peaks = sampler.await.context("sampler panicked")?;
+    let processes = opts
+        .watch
+        .iter()
+        .zip(proc_start)
+        .enumerate()
+        .filter_map(|(i, ((label, pid), start))| {
+            let (start, end) = (start?, ProcSample::read(*pid)?);
+            Some(ProcUsage {
+                label: label.clone(),
+                pid: *pid,
+                cpu_cores: (end.cpu_seconds - start.cpu_seconds) / wall,
+                rss_start_mib: start.rss_mib,
+                rss_end_mib: end.rss_mib,
+                rss_peak_mib: peaks.rss_peak_mib.get(i).copied().unwrap_or(end.rss_mib),
+            })
+        })
+        .collect();
+    let redis = match (&opts.redis_url, redis_start) {
+        (Some(u), Some(start)) => {
+            let end = RedisSample::read(u).await?;
+            Some(RedisUsage {
+                cpu_cores: (end.cpu_seconds - start.cpu_seconds) / wall,
+                used_memory_mib: end.used_memory_mib,
+                connected_clients_peak: peaks.redis_clients_peak.max(end.clients),
+            })
+        }
+        _ => None,
+    };
+    Ok(summarise(&opts, reports, wall, processes, redis))
+}
+
+fn summarise(
+    opts: &LoadOptions,
+    reports: Vec<SessionReport>,
+    wall: f64,
+    processes: Vec<ProcUsage>,
+    redis: Option<RedisUsage>,
+) -> LoadReport {
+    let mut errors: std::collections::BTreeMap<String, usize> = Default::default();
+    for e in reports.iter().flat_map(|r| r.errors.iter()) {
+        *errors.entry(e.clone()).or_default() += 1;
+    }
+    let utterances: Vec<&Utterance> = reports.iter().flat_map(|r| r.utterances.iter()).collect();
+    LoadReport {
+        sessions: opts.sessions,
+        connected: reports.iter().filter(|r| r.connected).count(),
+        held: reports.iter().filter(|r| r.connected && r.ended && r.errors.is_empty()).count(),
+        utterances: utterances.len(),
+        finalized: utterances.iter().filter(|u| u.final_ms.is_some()).count(),
+        finals: reports.iter().map(|r| r.finals).sum(),
+        partials: reports.iter().map(|r| r.partial_ms.len()).sum(),
+        seq_gaps: reports.iter().map(|r| r.seq_gaps).sum(),
+        errors: errors.into_iter().collect(),
+        final_ms: Percentiles::of(utterances.iter().filter_map(|u| u.final_ms).collect()),
+        partial_ms: Percentiles::of(reports.iter().flat_map(|r| r.partial_ms.iter().copied()).collect()),
+        audio_seconds: reports.iter().map(|r| r.audio_seconds).sum(),
+        wall_seconds: wall,
+        processes,
+        redis,
+    }
+}
+
+impl std::fmt::Display for LoadReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let pct = |a: usize, b: usize| if b == 0 { 0.0 } else { 100.0 * a as f64 / b as f64 };
+        writeln!(
+            f,
+            "sessions      {} asked, {} connected, {} held to the end without error",
+            self.sessions, self.connected, self.held
+        )?;
+        writeln!(
+            f,
+            "utterances    {} spoken, {} finalized ({:.1}%), {} finals, {} partials, {} seq gaps",
+            self.utterances,
+            self.finalized,
+            pct(self.finalized, self.utterances),
+            self.finals,
+            self.partials,
+            self.seq_gaps
+        )?;
+        for (e, n) in &self.errors {
+            writeln!(f, "errors        {n} × {e}")?;
+        }
+        let p = |x: &Percentiles| {
+            format!("p50 {:>6.0}  p95 {:>6.0}  p99 {:>6.0}  max {:>6.0} ms  (n={})", x.p50, x.p95, x.p99, x.max, x.n)
+        };
+        writeln!(f, "speech→final  {}", p(&self.final_ms))?;
+        writeln!(f, "partial lag   {}", p(&self.partial_ms))?;
+        writeln!(f, "audio         {:.0} s streamed in {:.0} s", self.audio_seconds, self.wall_seconds)?;
+        for u in &self.processes {
+            writeln!(
+                f,
+                "process       {:<10} pid {:<7} CPU {:>5.2} cores  RSS {:.0} → {:.0} MiB (peak {:.0})",
+                u.label, u.pid, u.cpu_cores, u.rss_start_mib, u.rss_end_mib, u.rss_peak_mib
+            )?;
+        }
+        if let Some(r) = &self.redis {
+            writeln!(
+                f,
+                "redis         CPU {:.2} cores  memory {:.1} MiB  clients (peak) {}",
+                r.cpu_cores, r.used_memory_mib, r.connected_clients_peak
+            )?;
+        }
+        Ok(())
+    }
+}
