@@ -34,7 +34,8 @@ pub struct SessionReport {
     pub utterances: Vec<Utterance>,
     pub finals: usize,
     pub partial_ms: Vec<f64>,
-    pub seq_gaps: u64,
+    /// Finals the server said it sent (`end.segments`).
+    pub finals_reported: usize,
     pub errors: Vec<String>,
     pub audio_seconds: f64,
 }
@@ -78,7 +79,6 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Clip]) -> Sessio
     let t0 = Instant::now();
     let mut sent_samples = 0usize;
     let mut clip = index % clips.len();
-    let mut last_seq = 0u64;
     let streaming_until = t0 + opts.duration;
     let mut pending: Vec<(u64, Vec<u8>, bool)> = Vec::new(); // (frame index, pcm, last frame of an utterance)
     let mut frame_no = 0u64;
@@ -138,8 +138,6 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Clip]) -> Sessio
                 match msg {
                     ServerMessage::Final(s) => {
                         report.finals += 1;
-                        report.seq_gaps += s.seq.saturating_sub(last_seq + 1);
-                        last_seq = last_seq.max(s.seq);
                         let now = Instant::now();
                         for u in report.utterances.iter_mut().filter(|u| u.final_ms.is_none()) {
                             if s.start_ms <= u.end_ms && s.end_ms + COVER_SLACK_MS >= u.end_ms && u.sent_at > t0 {
@@ -148,13 +146,12 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Clip]) -> Sessio
                         }
                     }
                     ServerMessage::Partial(s) => {
-                        report.seq_gaps += s.seq.saturating_sub(last_seq + 1);
-                        last_seq = last_seq.max(s.seq);
                         let audio_end = t0 + Duration::from_millis(s.end_ms);
                         report.partial_ms.push(Instant::now().saturating_duration_since(audio_end).as_secs_f64() * 1e3);
                     }
                     ServerMessage::Error { code, .. } => report.errors.push(format!("{code:?}")),
-                    ServerMessage::End { .. } => {
+                    ServerMessage::End { segments } => {
+                        report.finals_reported = segments as usize;
                         report.ended = true;
                         break;
                     }

@@ -52,8 +52,8 @@ pub struct LoadReport {
     pub finalized: usize,
     pub finals: usize,
     pub partials: usize,
-    /// Messages missing from a session's `seq` sequence.
-    pub seq_gaps: u64,
+    /// Finals the server reported sending (`end.segments`), to compare with `finals`.
+    pub finals_reported: usize,
     pub errors: Vec<(String, usize)>,
     /// End of speech → final arrival, ms.
     pub final_ms: Percentiles,
@@ -208,7 +208,7 @@ fn summarise(
         finalized: utterances.iter().filter(|u| u.final_ms.is_some()).count(),
         finals: reports.iter().map(|r| r.finals).sum(),
         partials: reports.iter().map(|r| r.partial_ms.len()).sum(),
-        seq_gaps: reports.iter().map(|r| r.seq_gaps).sum(),
+        finals_reported: reports.iter().map(|r| r.finals_reported).sum(),
         errors: errors.into_iter().collect(),
         final_ms: Percentiles::of(utterances.iter().filter_map(|u| u.final_ms).collect()),
         partial_ms: Percentiles::of(reports.iter().flat_map(|r| r.partial_ms.iter().copied()).collect()),
@@ -229,13 +229,13 @@ impl std::fmt::Display for LoadReport {
         )?;
         writeln!(
             f,
-            "utterances    {} spoken, {} finalized ({:.1}%), {} finals, {} partials, {} seq gaps",
+            "utterances    {} spoken, {} finalized ({:.1}%); finals {} received of {} sent; {} partials",
             self.utterances,
             self.finalized,
             pct(self.finalized, self.utterances),
             self.finals,
+            self.finals_reported,
             self.partials,
-            self.seq_gaps
         )?;
         for (e, n) in &self.errors {
             writeln!(f, "errors        {n} × {e}")?;
