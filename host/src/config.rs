@@ -40,6 +40,9 @@ pub struct ModelConfig {
     /// Encoder context: `full` (always 30 s) or `auto` (shortened to the segment, as
     /// whisper.cpp's audio-ctx does).
     pub audio_ctx: String,
+    /// Encoder context for partial results: `auto` (default; partials are provisional and
+    /// must be quick) or `full`.
+    pub partial_audio_ctx: String,
     /// Longest decoded text in tokens.
     pub max_tokens: usize,
     /// Execution provider: `cpu`, or `cuda` (needs onnxruntime-gpu; kiki refuses to start
@@ -144,6 +147,7 @@ impl Default for ModelConfig {
             ort_library: None,
             threads: 0,
             audio_ctx: "full".into(),
+            partial_audio_ctx: "auto".into(),
             max_tokens: 224,
             provider: "cpu".into(),
             decoding: Default::default(),

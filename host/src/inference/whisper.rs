@@ -43,6 +43,8 @@ pub struct EngineOptions {
     pub threads: usize,
     /// Shorten the encoder context to the segment (whisper.cpp's audio-ctx) instead of 30 s.
     pub short_context: bool,
+    /// The same for partial requests.
+    pub partial_short_context: bool,
     pub max_tokens: usize,
     /// `cpu` or `cuda`.
     pub provider: String,
@@ -57,6 +59,7 @@ impl EngineOptions {
             ort_library: cfg.ort_library(),
             threads: cfg.model.threads,
             short_context: cfg.model.audio_ctx != "full",
+            partial_short_context: cfg.model.partial_audio_ctx != "full",
             max_tokens: cfg.model.max_tokens,
             provider: cfg.model.provider.clone(),
             decoding: cfg.model.decoding.clone(),
@@ -247,10 +250,24 @@ impl Engine {
 
     /// Transcribes a batch of requests with one encoder call. Segments longer than 30 s are cut
     /// into windows at pauses; windows that share language, prompt and beam width decode together.
+    /// Partials and finals are encoded apart, each with its own context length.
     pub fn transcribe_requests(&self, requests: &[Request]) -> Result<Vec<Transcript>, InferenceError> {
         for r in requests {
             self.check_language(r.language)?;
         }
+        let partial: Vec<bool> = requests.iter().map(|r| r.partial).collect();
+        if partial.iter().all(|&p| p) || partial.iter().all(|&p| !p) {
+            let short =
+                if partial.first() == Some(&true) { self.opts.partial_short_context } else { self.opts.short_context };
+            return self.transcribe_set(requests, short);
+        }
+        let (parts, finals): (Vec<Request>, Vec<Request>) = requests.iter().partition(|r| r.partial);
+        let mut parts = self.transcribe_set(&parts, self.opts.partial_short_context)?.into_iter();
+        let mut finals = self.transcribe_set(&finals, self.opts.short_context)?.into_iter();
+        Ok(partial.iter().filter_map(|&p| if p { parts.next() } else { finals.next() }).collect())
+    }
+
+    fn transcribe_set(&self, requests: &[Request], short_context: bool) -> Result<Vec<Transcript>, InferenceError> {
         let windows: Vec<Window> = requests
             .iter()
             .enumerate()
@@ -269,7 +286,7 @@ impl Engine {
             return Ok(results);
         }
         let audio: Vec<&[f32]> = windows.iter().map(|w| &requests[w.request].audio[w.range.clone()]).collect();
-        let cross = self.encode(&audio)?;
+        let cross = self.encode(&audio, short_context)?;
         let langs = self.languages(&cross, &windows, requests)?;
         let mut groups: BTreeMap<(Option<u32>, Vec<u32>, usize, bool), Vec<usize>> = BTreeMap::new();
         for (i, w) in windows.iter().enumerate() {
@@ -351,9 +368,9 @@ impl Engine {
     }
 
     /// One encoder call for all windows (as a batch padded to the longest, or to 30 s).
-    fn encode(&self, windows: &[&[f32]]) -> Result<CrossKv, InferenceError> {
+    fn encode(&self, windows: &[&[f32]], short_context: bool) -> Result<CrossKv, InferenceError> {
         let batch = windows.len();
-        let frames = if self.opts.short_context {
+        let frames = if short_context {
             windows.iter().map(|w| frames_for(w.len())).max().unwrap_or(FULL_FRAMES)
         } else {
             FULL_FRAMES

@@ -96,11 +96,14 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Clip]) -> Sessio
                 clip = (clip + 1) % clips.len();
                 let start_ms = sent_samples as u64 / 16;
                 let frames: Vec<&[f32]> = speech.chunks(FRAME).collect();
+                // Speech ends at the last frame with sound in it, not at the clip's trailing silence.
+                let peak = speech.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+                let last = frames.iter().rposition(|f| f.iter().any(|s| s.abs() > peak * 0.05)).unwrap_or(0);
                 for (i, f) in frames.iter().enumerate() {
-                    pending.push((frame_no, crate::audio::to_s16le(f), i + 1 == frames.len()));
+                    pending.push((frame_no, crate::audio::to_s16le(f), i == last));
                     frame_no += 1;
                 }
-                let end_ms = start_ms + speech.len() as u64 / 16;
+                let end_ms = start_ms + ((last + 1) * FRAME) as u64 / 16;
                 report.utterances.push(Utterance { start_ms, end_ms, sent_at: t0, final_ms: None });
                 let silence = (speech.len() as f64 * (1.0 - opts.talk) / opts.talk) as usize / FRAME;
                 for _ in 0..silence {

@@ -69,6 +69,7 @@ pub struct LoadReport {
 pub struct Percentiles {
     pub n: usize,
     pub p50: f64,
+    pub p90: f64,
     pub p95: f64,
     pub p99: f64,
     pub max: f64,
@@ -81,7 +82,7 @@ impl Percentiles {
         }
         v.sort_by(f64::total_cmp);
         let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-        Self { n: v.len(), p50: at(0.5), p95: at(0.95), p99: at(0.99), max: v[v.len() - 1] }
+        Self { n: v.len(), p50: at(0.5), p90: at(0.9), p95: at(0.95), p99: at(0.99), max: v[v.len() - 1] }
     }
 }
 
@@ -241,7 +242,10 @@ impl std::fmt::Display for LoadReport {
             writeln!(f, "errors        {n} × {e}")?;
         }
         let p = |x: &Percentiles| {
-            format!("p50 {:>6.0}  p95 {:>6.0}  p99 {:>6.0}  max {:>6.0} ms  (n={})", x.p50, x.p95, x.p99, x.max, x.n)
+            format!(
+                "p50 {:>5.0}  p90 {:>5.0}  p95 {:>5.0}  p99 {:>5.0}  max {:>5.0} ms  (n={})",
+                x.p50, x.p90, x.p95, x.p99, x.max, x.n
+            )
         };
         writeln!(f, "speech→final  {}", p(&self.final_ms))?;
         writeln!(f, "partial lag   {}", p(&self.partial_ms))?;
