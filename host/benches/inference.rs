@@ -168,7 +168,7 @@ fn main() -> anyhow::Result<()> {
     for (precision, context) in VARIANTS {
         let mut opts = EngineOptions::from_config(&cfg);
         opts.precision = precision.name().into();
-        opts.short_context = context == Context::Short;
+        opts.short_context = (context == Context::Short).then_some(0);
         let t = Instant::now();
         let engine = Engine::load(opts).with_context(|| format!("loading tiny.en {}", precision.name()))?;
         // One untimed call so that ONNX Runtime's first-run set-up is not in the table.

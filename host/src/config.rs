@@ -37,11 +37,12 @@ pub struct ModelConfig {
     pub ort_library: Option<PathBuf>,
     /// Intra-op threads for ONNX Runtime (0 = ONNX Runtime's choice).
     pub threads: usize,
-    /// Encoder context: `full` (always 30 s) or `auto` (shortened to the segment, as
-    /// whisper.cpp's audio-ctx does).
+    /// Encoder context for finals: `full` (always 30 s), `auto` (shortened to the segment, as
+    /// whisper.cpp's audio-ctx does), or seconds, e.g. `"10"` (shortened, but never below).
+    #[serde(deserialize_with = "string_or_number")]
     pub audio_ctx: String,
-    /// Encoder context for partial results: `auto` (default; partials are provisional and
-    /// must be quick) or `full`.
+    /// Encoder context for partial results, as `audio_ctx`.
+    #[serde(deserialize_with = "string_or_number")]
     pub partial_audio_ctx: String,
     /// Longest decoded text in tokens.
     pub max_tokens: usize,
@@ -138,6 +139,21 @@ impl Default for Config {
     }
 }
 
+/// A setting that may be written as a string or a bare number (`audio_ctx = 10`,
+/// `KIKI_MODEL__AUDIO_CTX=10`).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        S(String),
+        N(f64),
+    }
+    Ok(match Value::deserialize(d)? {
+        Value::S(s) => s,
+        Value::N(n) => n.to_string(),
+    })
+}
+
 impl Default for ModelConfig {
     fn default() -> Self {
         Self {
@@ -146,8 +162,8 @@ impl Default for ModelConfig {
             dir: None,
             ort_library: None,
             threads: 0,
-            audio_ctx: "full".into(),
-            partial_audio_ctx: "auto".into(),
+            audio_ctx: "10".into(),
+            partial_audio_ctx: "10".into(),
             max_tokens: 224,
             provider: "cpu".into(),
             decoding: Default::default(),

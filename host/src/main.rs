@@ -125,7 +125,15 @@ enum BenchCommand {
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
+        /// Segmenter option for every session, KEY=VALUE (repeatable), e.g. hangover_ms=300.
+        #[arg(long = "segmenter", value_parser = parse_option)]
+        segmenter: Vec<(String, String)>,
     },
+}
+
+fn parse_option(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or("expected KEY=VALUE")?;
+    Ok((k.to_string(), v.to_string()))
 }
 
 fn parse_watch(s: &str) -> Result<(String, u32), String> {
@@ -192,7 +200,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Check { gateway, timeout } => check(cfg, gateway, timeout).await,
         Command::Bench {
-            command: BenchCommand::Load { url, sessions, duration, talk, ramp, clips, watch, sample_redis, drain, json },
+            command:
+                BenchCommand::Load {
+                    url,
+                    sessions,
+                    duration,
+                    talk,
+                    ramp,
+                    clips,
+                    watch,
+                    sample_redis,
+                    drain,
+                    json,
+                    segmenter,
+                },
         } => {
             let opts = kiki::load::LoadOptions {
                 url,
@@ -204,6 +225,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 watch,
                 redis_url: sample_redis,
                 drain: std::time::Duration::from_secs(drain),
+                segmenter,
             };
             let report = kiki::load::run(opts).await?;
             if json {

@@ -41,10 +41,11 @@ pub struct EngineOptions {
     pub precision: String,
     pub ort_library: PathBuf,
     pub threads: usize,
-    /// Shorten the encoder context to the segment (whisper.cpp's audio-ctx) instead of 30 s.
-    pub short_context: bool,
+    /// Encoder context: `None` for Whisper's full 30 s window; `Some(floor)` to shorten it to
+    /// the segment (whisper.cpp's audio-ctx) but not below `floor` mel frames (100 per second).
+    pub short_context: Option<usize>,
     /// The same for partial requests.
-    pub partial_short_context: bool,
+    pub partial_short_context: Option<usize>,
     pub max_tokens: usize,
     /// `cpu` or `cuda`.
     pub provider: String,
@@ -58,12 +59,27 @@ impl EngineOptions {
             precision: cfg.model.precision.clone(),
             ort_library: cfg.ort_library(),
             threads: cfg.model.threads,
-            short_context: cfg.model.audio_ctx != "full",
-            partial_short_context: cfg.model.partial_audio_ctx != "full",
+            short_context: context_floor(&cfg.model.audio_ctx),
+            partial_short_context: context_floor(&cfg.model.partial_audio_ctx),
             max_tokens: cfg.model.max_tokens,
             provider: cfg.model.provider.clone(),
             decoding: cfg.model.decoding.clone(),
         }
+    }
+}
+
+/// `full` → `None`; `auto` → `Some(0)`; a number of seconds → shortened, but not below it.
+fn context_floor(setting: &str) -> Option<usize> {
+    match setting {
+        "full" => None,
+        "auto" => Some(0),
+        secs => match secs.parse::<f32>() {
+            Ok(s) => Some((s.clamp(0.0, 30.0) * 100.0) as usize),
+            Err(_) => {
+                tracing::warn!("audio context {setting:?} is not full, auto or seconds; using full");
+                None
+            }
+        },
     }
 }
 
@@ -267,7 +283,11 @@ impl Engine {
         Ok(partial.iter().filter_map(|&p| if p { parts.next() } else { finals.next() }).collect())
     }
 
-    fn transcribe_set(&self, requests: &[Request], short_context: bool) -> Result<Vec<Transcript>, InferenceError> {
+    fn transcribe_set(
+        &self,
+        requests: &[Request],
+        short_context: Option<usize>,
+    ) -> Result<Vec<Transcript>, InferenceError> {
         let windows: Vec<Window> = requests
             .iter()
             .enumerate()
@@ -368,12 +388,13 @@ impl Engine {
     }
 
     /// One encoder call for all windows (as a batch padded to the longest, or to 30 s).
-    fn encode(&self, windows: &[&[f32]], short_context: bool) -> Result<CrossKv, InferenceError> {
+    fn encode(&self, windows: &[&[f32]], short_context: Option<usize>) -> Result<CrossKv, InferenceError> {
         let batch = windows.len();
-        let frames = if short_context {
-            windows.iter().map(|w| frames_for(w.len())).max().unwrap_or(FULL_FRAMES)
-        } else {
-            FULL_FRAMES
+        let frames = match short_context {
+            Some(floor) => {
+                windows.iter().map(|w| frames_for(w.len())).max().unwrap_or(FULL_FRAMES).max(floor).min(FULL_FRAMES)
+            }
+            None => FULL_FRAMES,
         };
         let mut mel = Vec::with_capacity(batch * N_MELS * frames);
         for w in windows {

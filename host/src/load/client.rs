@@ -55,8 +55,12 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Clip]) -> Sessio
         }
     };
     let (mut tx, mut rx) = ws.split();
-    let start = r#"{"type":"start","sample_rate":16000,"format":"pcm_s16le"}"#;
-    if let Err(e) = tx.send(Message::text(start)).await {
+    let options: serde_json::Map<String, serde_json::Value> =
+        opts.segmenter.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let start = serde_json::json!({
+        "type": "start", "sample_rate": 16_000, "format": "pcm_s16le", "plugins": {"segmenter": options},
+    });
+    if let Err(e) = tx.send(Message::text(start.to_string())).await {
         report.errors.push(format!("send start: {e}"));
         return report;
     }

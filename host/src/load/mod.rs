@@ -38,6 +38,8 @@ pub struct LoadOptions {
     pub redis_url: Option<String>,
     /// Seconds to wait for the last finals after `stop`.
     pub drain: Duration,
+    /// Segmenter options sent in `start` (e.g. `hangover_ms`).
+    pub segmenter: Vec<(String, String)>,
 }
 
 /// The whole run's figures.
