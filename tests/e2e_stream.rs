@@ -33,6 +33,17 @@ async fn speech_streamed_in_real_time_frames_comes_back_as_finals() {
     assert!(matches!(msgs.last(), Some(ServerMessage::End { .. })), "{msgs:?}");
     assert!(finals >= 2, "the segmenter should cut at the pauses: {msgs:?}");
     assert!(w <= 0.35, "WER {w:.3} over 0.35: {text}");
+    // Finals carry word times on the session's clock, inside their segment.
+    for m in &msgs {
+        if let ServerMessage::Final(s) = m
+            && !s.text.is_empty()
+        {
+            assert!(!s.words.is_empty(), "final without words: {s:?}");
+            for w in &s.words {
+                assert!(w.start_ms <= w.end_ms && w.start_ms + 50 >= s.start_ms && w.end_ms <= s.end_ms + 50, "{s:?}");
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,9 +74,13 @@ async fn bad_input_gets_clear_errors_and_the_server_keeps_serving() {
     expect(c.recv(Duration::from_secs(5)).await, ErrorCode::BadMessage);
     c.send_text(r#"{"type":"dance"}"#).await;
     expect(c.recv(Duration::from_secs(5)).await, ErrorCode::BadMessage);
-    // A sample rate out of range.
+    // A sample rate out of range, a beam too wide, a prompt too long.
     c.send_json(json!({"type": "start", "sample_rate": 1000})).await;
     expect(c.recv(Duration::from_secs(5)).await, ErrorCode::UnsupportedFormat);
+    c.send_json(json!({"type": "start", "beam_size": 50})).await;
+    expect(c.recv(Duration::from_secs(5)).await, ErrorCode::InvalidOption);
+    c.send_json(json!({"type": "start", "prompt": "x".repeat(5000)})).await;
+    expect(c.recv(Duration::from_secs(5)).await, ErrorCode::InvalidOption);
     // Now a proper session on the same socket.
     c.send_json(json!({"type": "start"})).await;
     assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));

@@ -55,6 +55,9 @@ async fn a_wav_file_comes_back_in_every_response_format() {
     assert!(v["segments"].as_array().unwrap().len() >= 2, "{v}");
     assert!(wer(&sentences.join(" "), v["text"].as_str().unwrap()) < 0.5, "{v}");
     assert!(v["duration"].as_f64().unwrap() > 4.0);
+    let words = v["words"].as_array().unwrap();
+    assert!(words.len() >= 15, "word times: {v}");
+    assert!(words.iter().all(|w| w["start"].as_f64() <= w["end"].as_f64()), "{v}");
 
     for (format, needle) in [("srt", " --> "), ("vtt", "WEBVTT"), ("text", "coffee"), ("json", "\"text\"")] {
         let (ct, body) = multipart(&wav, &[("response_format", format)]);
