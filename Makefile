@@ -2,13 +2,17 @@
 CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: setup plugins build run test lint fmt
+.PHONY: setup setup-gpu plugins build run test lint fmt
 
 ## Install what is missing (redis-server, espeak-ng, wasm target, ONNX Runtime, model) and
 ## convert the model; then build the default plugins. Idempotent, fast the second time.
 setup:
 	bash scripts/setup.sh
 	bash plugins/build.sh .cache/plugins
+
+## On request: the CUDA build of ONNX Runtime and the CUDA 13 wheels (then `source .cache/gpu.env`).
+setup-gpu: setup
+	bash scripts/setup-gpu.sh
 
 build: setup
 	$(CARGO) build --release --bin kiki

@@ -26,7 +26,7 @@ const SILENCE_RMS: f32 = 1e-3;
 const MIN_SPEECH_BAND: f32 = 0.1;
 /// Samples per encoder frame (20 ms).
 const SAMPLES_PER_FRAME: usize = 320;
-/// Languages written without spaces: word times are given per character.
+/// Languages written without spaces: a "word" is the characters of one token.
 const UNSPACED: [&str; 6] = ["zh", "ja", "th", "lo", "my", "yue"];
 
 /// True for a language written without spaces between words (its "words" are characters).

@@ -248,7 +248,7 @@ impl Worker {
                 probability: w.probability,
             })
             .collect();
-        let (text, routes) = self.pipeline.run(task, transcript.text, &words, &transcript.language, members);
+        let (text, words, routes) = self.pipeline.run(task, transcript.text, &words, &transcript.language, members);
         let payload = ResultPayload { words, ..result_for(task, text, None) };
         for route in routes {
             match route {

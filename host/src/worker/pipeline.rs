@@ -42,7 +42,8 @@ impl Pipeline {
         Ok(Self { post, router, metrics })
     }
 
-    /// Post-processes `text` and routes it. Returns the text to deliver and the destinations.
+    /// Post-processes `text` (and its word times) and routes it. Returns the text and words to
+    /// deliver and the destinations.
     pub fn run(
         &self,
         task: &Task,
@@ -50,7 +51,7 @@ impl Pipeline {
         words: &[crate::channels::results::Word],
         language: &str,
         room_members: Vec<String>,
-    ) -> (String, Vec<Route>) {
+    ) -> (String, Vec<crate::channels::results::Word>, Vec<Route>) {
         let options = SessionOptions {
             session_id: task.meta.session.clone(),
             language: task.meta.language.clone(),
@@ -83,7 +84,10 @@ impl Pipeline {
             && !transcript.text.is_empty()
         {
             match post.process(&transcript, &options) {
-                Ok(t) => transcript.text = t.text,
+                Ok(t) => {
+                    transcript.text = t.text;
+                    transcript.words = t.words;
+                }
                 Err(e) => self.failed(&e),
             }
         }
@@ -97,7 +101,17 @@ impl Pipeline {
             },
             None => vec![Route::Owner],
         };
-        (transcript.text, routes)
+        let words = transcript
+            .words
+            .into_iter()
+            .map(|w| crate::channels::results::Word {
+                text: w.text,
+                start_ms: w.start_ms,
+                end_ms: w.end_ms,
+                probability: w.probability,
+            })
+            .collect();
+        (transcript.text, words, routes)
     }
 
     fn failed(&self, e: &crate::plugins::PluginError) {
