@@ -130,9 +130,17 @@ impl Worker {
         if let Err(e) = tasks::ack(conn, &self.keys, &skipped).await {
             tracing::warn!("ack of coalesced partials failed: {e}");
         }
-        if run.is_empty() {
-            return;
+        // Finals first: someone waits on each, while a partial is provisional. Publishing them
+        // before the partials of the same batch run takes a model call off their latency.
+        let (finals, partials): (Vec<Task>, Vec<Task>) = run.into_iter().partition(|t| t.meta.kind == CutKind::Final);
+        for group in [finals, partials] {
+            if !group.is_empty() {
+                self.run_group(conn, group).await;
+            }
         }
+    }
+
+    async fn run_group(&self, conn: &mut redis::aio::ConnectionManager, run: Vec<Task>) {
         match self.infer(conn, &run).await {
             Ok(transcripts) => self.publish_and_ack(conn, &run, transcripts).await,
             // One bad segment must not sink the others: retry them one by one.
