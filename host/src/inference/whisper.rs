@@ -131,6 +131,10 @@ struct Window {
     range: Range<usize>,
 }
 
+/// Windows decode together when they share language token, prompt tokens, beam width and
+/// partial-ness (which sets the temperatures tried).
+type GroupKey = (Option<u32>, Vec<u32>, usize, bool);
+
 /// What decoding one window gave.
 #[derive(Debug, Clone)]
 struct Decoded {
@@ -308,7 +312,7 @@ impl Engine {
         let audio: Vec<&[f32]> = windows.iter().map(|w| &requests[w.request].audio[w.range.clone()]).collect();
         let cross = self.encode(&audio, short_context)?;
         let langs = self.languages(&cross, &windows, requests)?;
-        let mut groups: BTreeMap<(Option<u32>, Vec<u32>, usize, bool), Vec<usize>> = BTreeMap::new();
+        let mut groups: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
         for (i, w) in windows.iter().enumerate() {
             let r = &requests[w.request];
             let prompt = r.prompt.map(|p| self.tokenizer.encode(p.trim())).unwrap_or_default();
