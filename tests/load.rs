@@ -1,0 +1,58 @@
+//! The load tool against a real stack: every utterance it speaks must come back as a final, and
+//! its report must say so (the short CI version of the capacity runs in docs/performance.md).
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn load_tool_streams_sessions_and_accounts_for_every_final() {
+    let _g = serial().await;
+    let stack = Stack::start().await;
+    let clips = tempfile::tempdir().unwrap();
+    for (i, text) in
+        ["The quick brown fox jumps over the lazy dog.", "I would like a cup of coffee."].iter().enumerate()
+    {
+        let path = clips.path().join(format!("c{i}.wav"));
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(&path, spec).unwrap();
+        for s in speak(text) {
+            w.write_sample((s * 32767.0) as i16).unwrap();
+        }
+        w.finalize().unwrap();
+        std::fs::write(path.with_extension("txt"), text).unwrap();
+    }
+    let report = kiki::load::run(kiki::load::LoadOptions {
+        url: format!("ws://{}/ws", stack.addr),
+        sessions: 3,
+        duration: Duration::from_secs(8),
+        talk: 0.5,
+        ramp: Duration::from_secs(1),
+        clips: clips.path().to_path_buf(),
+        watch: vec![("self".into(), std::process::id())],
+        redis_url: Some(stack.redis.url.clone()),
+        drain: Duration::from_secs(60),
+        segmenter: vec![("hangover_ms".into(), "300".into())],
+    })
+    .await
+    .unwrap();
+    eprintln!("{report}");
+    assert_eq!((report.connected, report.held), (3, 3), "{report}");
+    assert!(report.utterances >= 3, "{report}");
+    assert_eq!(report.finalized, report.utterances, "every utterance gets its final: {report}");
+    assert_eq!(report.finals, report.finals_reported, "{report}");
+    assert!(report.errors.is_empty(), "{report}");
+    assert_eq!(report.final_ms.n, report.utterances);
+    assert!(report.final_ms.p50 > 0.0 && report.final_ms.p50 < 30_000.0, "{report}");
+    assert_eq!(report.processes.len(), 1);
+    assert!(report.processes[0].rss_end_mib > 0.0);
+    // The gateway holds one subscriber and a constant set of Redis connections, not one per session.
+    assert!(report.redis.as_ref().is_some_and(|r| r.connected_clients_peak < 10), "{report}");
+}
