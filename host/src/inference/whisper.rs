@@ -748,3 +748,18 @@ fn is_audible(w: &[f32]) -> bool {
     }
     high / total >= MIN_SPEECH_BAND
 }
+
+#[cfg(test)]
+mod tests {
+    use super::context_floor;
+
+    #[test]
+    fn context_settings_parse() {
+        assert_eq!(context_floor("full"), None);
+        assert_eq!(context_floor("auto"), Some(0));
+        assert_eq!(context_floor("10"), Some(1000));
+        assert_eq!(context_floor("2.5"), Some(250));
+        assert_eq!(context_floor("99"), Some(3000));
+        assert_eq!(context_floor("soon"), None);
+    }
+}

@@ -367,3 +367,35 @@ async fn heartbeat(mut conn: redis::aio::ConnectionManager, keys: Keys, id: Stri
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(prompt: Option<&str>, hotwords: &[&str]) -> TaskMeta {
+        TaskMeta {
+            session: "s".into(),
+            segment: 0,
+            kind: CutKind::Final,
+            rev: 0,
+            reply: "r".into(),
+            start_ms: 0,
+            end_ms: 1000,
+            enqueued_ms: 0,
+            language: None,
+            hotwords: hotwords.iter().map(|h| h.to_string()).collect(),
+            room: None,
+            prompt: prompt.map(str::to_string),
+            beam_size: None,
+        }
+    }
+
+    #[test]
+    fn hotwords_lead_the_prompt() {
+        assert_eq!(prompt_for(&meta(None, &[])), None);
+        assert_eq!(prompt_for(&meta(Some("  "), &[])), None);
+        assert_eq!(prompt_for(&meta(None, &["Kiki", "Redis"])).as_deref(), Some("Kiki, Redis"));
+        assert_eq!(prompt_for(&meta(Some("A meeting."), &[])).as_deref(), Some("A meeting."));
+        assert_eq!(prompt_for(&meta(Some("A meeting."), &["Kiki"])).as_deref(), Some("Kiki. A meeting."));
+    }
+}
