@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
@@ -12,6 +13,8 @@ use prometheus_client::registry::Registry;
 pub struct Metrics {
     registry: Registry,
     pub sessions_active: Gauge,
+    /// Tasks delivered to each consumer (worker) and not yet acknowledged.
+    pub pending_per_consumer: Family<Vec<(String, String)>, Gauge>,
     pub sessions_total: Counter,
     pub frames: Counter,
     pub frame_bytes: Counter,
@@ -95,6 +98,11 @@ impl Metrics {
             inference_seconds: reg!("inference_seconds", "Wall time per batched model call", latency()),
             final_latency_seconds: reg!("final_latency_seconds", "Enqueue to final delivered", latency()),
             inference_ms: reg!("inference_ms", "Model wall time, ms", Counter::default()),
+            pending_per_consumer: reg!(
+                "tasks_pending",
+                "Tasks delivered to a consumer and not yet acknowledged, per consumer",
+                Family::default()
+            ),
             recent_latency: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
             registry: r,
         })
@@ -106,6 +114,14 @@ impl Metrics {
         self.inference_audio_ms.inc_by(audio_ms);
         self.inference_seconds.observe(elapsed.as_secs_f64());
         self.inference_ms.inc_by(elapsed.as_millis() as u64);
+    }
+
+    /// Replaces the per-consumer pending gauges (consumers that left drop out).
+    pub fn set_pending(&self, per_consumer: &[(String, u64)]) {
+        self.pending_per_consumer.clear();
+        for (consumer, n) in per_consumer {
+            self.pending_per_consumer.get_or_create(&vec![("consumer".to_string(), consumer.clone())]).set(*n as i64);
+        }
     }
 
     pub fn observe_final_latency(&self, ms: u64) {
@@ -134,5 +150,21 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_gauges_follow_the_consumers() {
+        let m = Metrics::new();
+        m.set_pending(&[("w1".into(), 3), ("w2".into(), 0)]);
+        let text = m.render();
+        assert!(text.contains(r#"tasks_pending{consumer="w1"} 3"#), "{text}");
+        m.set_pending(&[("w2".into(), 1)]);
+        let text = m.render();
+        assert!(!text.contains(r#"consumer="w1""#) && text.contains(r#"tasks_pending{consumer="w2"} 1"#), "{text}");
     }
 }

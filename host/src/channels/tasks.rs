@@ -131,6 +131,21 @@ pub async fn backlog<C: ConnectionLike + Send + Sync>(conn: &mut C, keys: &Keys)
     Ok(groups.groups.iter().find(|g| g.name == GROUP).and_then(|g| g.lag).unwrap_or(0) as u64)
 }
 
+/// Pending (delivered, unacknowledged) tasks per consumer of the group.
+pub async fn pending_per_consumer<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+) -> Result<Vec<(String, u64)>, ChannelError> {
+    let reply: redis::streams::StreamPendingReply = conn.xpending(keys.tasks(), GROUP).await?;
+    Ok(match reply {
+        redis::streams::StreamPendingReply::Data(d) => {
+            d.consumers.into_iter().map(|c| (c.name, c.pending as u64)).collect()
+        }
+        // Empty, or a reply shape a newer client may add.
+        _ => Vec::new(),
+    })
+}
+
 /// A task pending longer than the min-idle time, with how often it was delivered.
 #[derive(Debug, Clone)]
 pub struct Stale {

@@ -164,6 +164,9 @@ async fn poll_backlog(state: Arc<AppState>, shutdown: Shutdown) {
                 if let Ok(lag) = tasks::backlog(&mut conn, &state.keys).await {
                     state.backlog.store(lag, Ordering::Relaxed);
                 }
+                if let Ok(pending) = tasks::pending_per_consumer(&mut conn, &state.keys).await {
+                    state.metrics.set_pending(&pending);
+                }
             }
         }
     }
