@@ -139,6 +139,9 @@ type GroupKey = (Option<u32>, Vec<u32>, usize, bool);
 #[derive(Debug, Clone)]
 struct Decoded {
     best: Candidate,
+    /// The best candidate's text, trimmed, and its zlib compression ratio.
+    text: String,
+    compression_ratio: f32,
     no_speech: f32,
     temperature: f32,
 }
@@ -334,9 +337,8 @@ impl Engine {
         let kept: Vec<bool> = decoded
             .iter()
             .map(|x| {
-                let ratio = compression_ratio(self.tokenizer.decode(&x.best.tokens).trim());
                 let silent = x.no_speech > d.no_speech_threshold && x.best.avg_logprob() < d.logprob_threshold;
-                !x.best.tokens.is_empty() && !silent && ratio <= d.compression_ratio_threshold
+                !x.best.tokens.is_empty() && !silent && x.compression_ratio <= d.compression_ratio_threshold
             })
             .collect();
         let words = if self.aligns && d.word_timestamps {
@@ -365,11 +367,10 @@ impl Engine {
             if !kept[i] {
                 continue;
             }
-            let text = self.tokenizer.decode(&x.best.tokens);
             if !res.text.is_empty() {
                 res.text.push(' ');
             }
-            res.text.push_str(text.trim());
+            res.text.push_str(&x.text);
             res.tokens.extend(&x.best.tokens);
             let offset = ms(w.range.start);
             res.words.extend(words[i].iter().map(|wt| WordTime {
@@ -503,13 +504,13 @@ impl Engine {
             let got = self.decode(cross, &rows, lang, prompt, mode, n as u64)?;
             let mut retry = Vec::new();
             for (&p, (best, no_speech)) in pending.iter().zip(got) {
-                let text = self.tokenizer.decode(&best.tokens);
-                let fails = compression_ratio(text.trim()) > d.compression_ratio_threshold
-                    || best.avg_logprob() < d.logprob_threshold;
+                let text = self.tokenizer.decode(&best.tokens).trim().to_string();
+                let ratio = compression_ratio(&text);
+                let fails = ratio > d.compression_ratio_threshold || best.avg_logprob() < d.logprob_threshold;
                 if fails && no_speech <= d.no_speech_threshold {
                     retry.push(p);
                 }
-                out[p] = Some(Decoded { best, no_speech, temperature });
+                out[p] = Some(Decoded { best, text, compression_ratio: ratio, no_speech, temperature });
             }
             pending = retry;
             if pending.is_empty() {

@@ -164,9 +164,8 @@ impl Worker {
         conn: &mut redis::aio::ConnectionManager,
         run: &[Task],
     ) -> anyhow::Result<Vec<crate::inference::Transcript>> {
-        for t in run {
-            self.engine.check_language(t.meta.language.as_deref())?;
-        }
+        // The engine refuses a language its model cannot do (the whole call fails, and the
+        // batch is retried one by one).
         let engine = self.engine.clone();
         let audio: Vec<Vec<f32>> = run.iter().map(Task::samples).collect();
         let metas: Vec<TaskMeta> = run.iter().map(|t| t.meta.clone()).collect();
