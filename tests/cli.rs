@@ -12,18 +12,6 @@ fn kiki() -> Command {
     c
 }
 
-fn write_wav(path: &std::path::Path, samples: &[f32], rate: u32, channels: u16) {
-    let spec =
-        hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for s in samples {
-        for _ in 0..channels {
-            w.write_sample((s * 32767.0) as i16).unwrap();
-        }
-    }
-    w.finalize().unwrap();
-}
-
 #[test]
 fn transcribes_wav_files_at_any_rate_and_layout() {
     let dir = tempfile::tempdir().unwrap();

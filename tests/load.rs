@@ -16,17 +16,7 @@ async fn load_tool_streams_sessions_and_accounts_for_every_final() {
         ["The quick brown fox jumps over the lazy dog.", "I would like a cup of coffee."].iter().enumerate()
     {
         let path = clips.path().join(format!("c{i}.wav"));
-        let spec = hound::WavSpec {
-            channels: 1,
-            sample_rate: 16_000,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
-        };
-        let mut w = hound::WavWriter::create(&path, spec).unwrap();
-        for s in speak(text) {
-            w.write_sample((s * 32767.0) as i16).unwrap();
-        }
-        w.finalize().unwrap();
+        write_wav(&path, &speak(text), 16_000, 1);
         std::fs::write(path.with_extension("txt"), text).unwrap();
     }
     let report = kiki::load::run(kiki::load::LoadOptions {

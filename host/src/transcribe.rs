@@ -4,7 +4,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::audio::{self, SAMPLE_RATE};
+use crate::audio::{self, samples_to_ms as ms};
 use crate::inference::{Engine, Request, WordTime, is_unspaced, split_windows};
 
 #[derive(Debug, Serialize)]
@@ -132,10 +132,6 @@ fn cues(words: Vec<WordTime>) -> Vec<Vec<WordTime>> {
         out.push(cur);
     }
     out
-}
-
-fn ms(samples: usize) -> u64 {
-    samples as u64 * 1000 / SAMPLE_RATE as u64
 }
 
 #[cfg(test)]

@@ -67,6 +67,19 @@ pub fn speak_with(text: &str, args: &[&str]) -> Vec<f32> {
     kiki::audio::read_wav(&path).expect("espeak output decodes")
 }
 
+/// Writes `samples` as a 16-bit WAV file at `rate` Hz, each sample repeated on every channel.
+pub fn write_wav(path: &std::path::Path, samples: &[f32], rate: u32, channels: u16) {
+    let spec =
+        hound::WavSpec { channels, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for s in samples {
+        for _ in 0..channels {
+            w.write_sample((s * 32767.0) as i16).unwrap();
+        }
+    }
+    w.finalize().unwrap();
+}
+
 /// Sentences joined with `gap_ms` of silence between them.
 pub fn speak_sentences(sentences: &[&str], gap_ms: usize) -> Vec<f32> {
     let mut out = vec![0.0; 16 * 300];

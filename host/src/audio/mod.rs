@@ -11,6 +11,11 @@ pub use wav::{decode_wav, read_wav};
 /// The rate every model and plugin sees.
 pub const SAMPLE_RATE: u32 = 16_000;
 
+/// Milliseconds spanned by `samples` at [`SAMPLE_RATE`].
+pub fn samples_to_ms(samples: usize) -> u64 {
+    samples as u64 * 1000 / SAMPLE_RATE as u64
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum AudioError {
     #[error("not a WAV file: {0}")]

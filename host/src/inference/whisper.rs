@@ -17,6 +17,7 @@ use super::search::{Candidate, Mode, Search, log_sum_exp, softmax_at};
 use super::tokenizer::Tokenizer;
 use super::windows;
 use super::{DecodingOptions, InferenceError, Transcript, WordTime, compression_ratio};
+use crate::audio::samples_to_ms as ms;
 
 /// Shorter than this is not speech worth a model call (100 ms).
 const MIN_SAMPLES: usize = 1_600;
@@ -722,10 +723,6 @@ impl Engine {
             }
         }
     }
-}
-
-fn ms(samples: usize) -> u64 {
-    samples as u64 * 1000 / 16_000
 }
 
 /// Cheap gates before the model: too short, too quiet, or no energy above 250 Hz (mains hum
