@@ -97,16 +97,8 @@ async fn segment(state: &Arc<AppState>, samples: &[f32]) -> Result<Vec<Cut>, cra
     .map_err(|e| crate::plugins::PluginError::Engine(e.to_string()))?
 }
 
-/// One transcribed segment.
-struct Segment {
-    start_ms: u64,
-    end_ms: u64,
-    text: String,
-    words: Vec<results::Word>,
-}
-
-/// The file's segments, in order.
-type Segments = Vec<Segment>;
+/// The file's segments (their finals), in order.
+type Segments = Vec<results::ResultPayload>;
 
 async fn transcribe(
     state: &Arc<AppState>,
@@ -147,13 +139,7 @@ async fn transcribe(
                 .await
                 .map_err(|e| format!("cannot queue the file: {e}"))?;
         }
-        let mut got: BTreeMap<u64, Segment> = BTreeMap::new();
-        let seg = |p: results::ResultPayload| Segment {
-            start_ms: p.start_ms,
-            end_ms: p.end_ms,
-            text: p.text,
-            words: p.words,
-        };
+        let mut got: BTreeMap<u64, results::ResultPayload> = BTreeMap::new();
         let deadline = tokio::time::sleep(Duration::from_secs(state.cfg.gateway.final_timeout_s.max(1) * 5));
         tokio::pin!(deadline);
         while got.len() < cuts.len() {
@@ -164,12 +150,12 @@ async fn transcribe(
                         if let Some(err) = m.payload.error {
                             return Err(format!("segment {} failed: {err}", m.payload.segment));
                         }
-                        got.insert(m.payload.segment, seg(m.payload));
+                        got.insert(m.payload.segment, m.payload);
                     }
                     Some(Delivery::Resync) => {
                         for m in results::replay(&mut conn, &state.keys, &id, 0).await.map_err(|e| e.to_string())? {
                             if m.payload.kind == CutKind::Final && m.payload.error.is_none() {
-                                got.insert(m.payload.segment, seg(m.payload));
+                                got.insert(m.payload.segment, m.payload);
                             }
                         }
                     }
