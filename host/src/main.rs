@@ -110,7 +110,7 @@ enum BenchCommand {
         /// Seconds over which sessions start.
         #[arg(long, default_value_t = 10)]
         ramp: u64,
-        /// Folder of WAV clips (with optional NAME.txt transcripts); scripts/make-clips.sh makes one.
+        /// Folder of WAV clips, spoken in name order; scripts/make-clips.sh makes one.
         #[arg(long)]
         clips: PathBuf,
         /// Processes to measure, LABEL=PID (repeatable), e.g. gateway=1234.

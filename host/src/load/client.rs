@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Clip, LoadOptions};
+use super::LoadOptions;
 use crate::gateway::protocol::ServerMessage;
 
 /// 20 ms frames at 16 kHz, as a browser's worklet sends them.
@@ -40,7 +40,7 @@ pub struct SessionReport {
     pub audio_seconds: f64,
 }
 
-pub async fn session(index: usize, opts: &LoadOptions, clips: &[Clip]) -> SessionReport {
+pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> SessionReport {
     let mut report = SessionReport::default();
     let (ws, _) = match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(&opts.url)).await
     {
@@ -96,7 +96,7 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Clip]) -> Sessio
                 stop_deadline = Some(Instant::now() + opts.drain);
             } else {
                 // Next utterance and the silence after it.
-                let speech = &clips[clip].samples;
+                let speech = &clips[clip];
                 clip = (clip + 1) % clips.len();
                 let start_ms = sent_samples as u64 / 16;
                 let frames: Vec<&[f32]> = speech.chunks(FRAME).collect();

@@ -106,14 +106,8 @@ pub struct RedisUsage {
     pub connected_clients_peak: u64,
 }
 
-/// One clip: samples at 16 kHz and the text it says (from `NAME.txt` beside it, if any).
-#[derive(Debug, Clone)]
-pub struct Clip {
-    pub samples: Vec<f32>,
-    pub text: Option<String>,
-}
-
-pub fn load_clips(dir: &Path) -> anyhow::Result<Vec<Clip>> {
+/// The `.wav` files of `dir`, in name order, as 16 kHz mono samples.
+pub fn load_clips(dir: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
         .with_context(|| format!("reading clips folder {}", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -121,14 +115,7 @@ pub fn load_clips(dir: &Path) -> anyhow::Result<Vec<Clip>> {
         .collect();
     paths.sort();
     anyhow::ensure!(!paths.is_empty(), "no .wav clips in {}", dir.display());
-    paths
-        .iter()
-        .map(|p| {
-            let samples = crate::audio::read_wav(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?;
-            let text = std::fs::read_to_string(p.with_extension("txt")).ok().map(|t| t.trim().to_string());
-            Ok(Clip { samples, text })
-        })
-        .collect()
+    paths.iter().map(|p| crate::audio::read_wav(p).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))).collect()
 }
 
 pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
