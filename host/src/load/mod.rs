@@ -124,13 +124,17 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
     let clips = Arc::new(load_clips(&opts.clips)?);
     let started = Instant::now();
     let proc_start: Vec<Option<ProcSample>> = opts.watch.iter().map(|(_, pid)| ProcSample::read(*pid)).collect();
-    let redis_start = match &opts.redis_url {
-        Some(u) => Some(RedisSample::read(u).await?),
+    let mut redis_conn = match &opts.redis_url {
+        Some(u) => Some(procs::redis_connection(u).await?),
+        None => None,
+    };
+    let redis_start = match redis_conn.as_mut() {
+        Some(c) => Some(RedisSample::read(c).await?),
         None => None,
     };
     // Sample memory and Redis clients once a second while the sessions run.
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let sampler = tokio::spawn(procs::sample_peaks(opts.watch.clone(), opts.redis_url.clone(), stop_rx));
+    let sampler = tokio::spawn(procs::sample_peaks(opts.watch.clone(), redis_conn.clone(), stop_rx));
     let mut handles = Vec::with_capacity(opts.sessions);
     for i in 0..opts.sessions {
         let delay = opts.ramp.mul_f64(i as f64 / opts.sessions as f64);
@@ -164,9 +168,9 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
             })
         })
         .collect();
-    let redis = match (&opts.redis_url, redis_start) {
-        (Some(u), Some(start)) => {
-            let end = RedisSample::read(u).await?;
+    let redis = match (redis_conn.as_mut(), redis_start) {
+        (Some(c), Some(start)) => {
+            let end = RedisSample::read(c).await?;
             Some(RedisUsage {
                 cpu_cores: (end.cpu_seconds - start.cpu_seconds) / wall,
                 used_memory_mib: end.used_memory_mib,

@@ -33,11 +33,15 @@ pub struct RedisSample {
     pub clients: u64,
 }
 
+/// One connection for every sample of a run (clones share it), so that the tool counts as
+/// exactly one Redis client.
+pub async fn redis_connection(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
+    Ok(redis::Client::open(url)?.get_multiplexed_async_connection().await?)
+}
+
 impl RedisSample {
-    pub async fn read(url: &str) -> anyhow::Result<Self> {
-        let client = redis::Client::open(url)?;
-        let mut conn = client.get_multiplexed_async_connection().await?;
-        let info: String = redis::cmd("INFO").query_async(&mut conn).await?;
+    pub async fn read(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<Self> {
+        let info: String = redis::cmd("INFO").query_async(conn).await?;
         let field = |name: &str| -> f64 {
             info.lines()
                 .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
@@ -62,7 +66,7 @@ pub struct Peaks {
 /// Samples once a second until `stop` turns true.
 pub async fn sample_peaks(
     watch: Vec<(String, u32)>,
-    redis_url: Option<String>,
+    mut redis: Option<redis::aio::MultiplexedConnection>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Peaks {
     let mut peaks = Peaks { rss_peak_mib: vec![0.0; watch.len()], redis_clients_peak: 0 };
@@ -76,8 +80,8 @@ pub async fn sample_peaks(
                         *peak = peak.max(s.rss_mib);
                     }
                 }
-                if let Some(url) = &redis_url
-                    && let Ok(s) = RedisSample::read(url).await
+                if let Some(conn) = redis.as_mut()
+                    && let Ok(s) = RedisSample::read(conn).await
                 {
                     peaks.redis_clients_peak = peaks.redis_clients_peak.max(s.clients);
                 }
