@@ -19,7 +19,7 @@ build: setup
 
 ## Set up, build and start everything on 127.0.0.1:8080 (KIKI_LISTEN, KIKI_REDIS_URL override).
 run: build
-	./target/release/kiki up
+	$(CARGO_TARGET_DIR)/release/kiki up
 
 ## Set up and run every test: host unit + integration tests, plugin crates, lints.
 test: setup

@@ -3,8 +3,8 @@
 // the dashboard react. Run with `node --test e2e.mjs` (tests/browser/run.sh installs what is
 // missing first).
 //
-// Environment: KIKI_BIN (default ../../target/release/kiki), CHROMIUM_BIN (default
-// /usr/bin/chromium). Screenshots and the server log go to tests/artifacts/.
+// Environment: KIKI_BIN (default $CARGO_TARGET_DIR/release/kiki, else ../../target/release/kiki),
+// CHROMIUM_BIN (default /usr/bin/chromium). Screenshots and the server log go to tests/artifacts/.
 
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
@@ -18,7 +18,9 @@ import { chromium } from "playwright-core";
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, "../..");
-const KIKI_BIN = path.resolve(process.env.KIKI_BIN || path.join(ROOT, "target/release/kiki"));
+const KIKI_BIN = path.resolve(
+  process.env.KIKI_BIN || path.join(process.env.CARGO_TARGET_DIR || path.join(ROOT, "target"), "release/kiki"),
+);
 const CHROMIUM = process.env.CHROMIUM_BIN || "/usr/bin/chromium";
 const ARTIFACTS = path.join(ROOT, "tests/artifacts");
 

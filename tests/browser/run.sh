@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Browser end-to-end test: installs what is missing (Debian's chromium, espeak-ng, sox, the npm
 # dependency), then runs `node --test e2e.mjs`. Idempotent; quick the second time.
-# KIKI_BIN picks the server binary (default: target/release/kiki); it is not built here.
+# KIKI_BIN picks the server binary (default: $CARGO_TARGET_DIR/release/kiki, else target/release/kiki); it is not built here.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
