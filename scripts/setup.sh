@@ -7,9 +7,11 @@ cache="$root/.cache"
 mkdir -p "$cache"
 log() { printf '[setup] %s\n' "$*" >&2; }
 
-# --- Debian packages: redis-server, espeak-ng (test speech), sox ------------------
+# --- Debian packages: redis-server (+ redis-tools), espeak-ng (test speech), sox,
+# openssl (the TLS test makes its certificates) ---------------------------------------
 need_apt=()
 command -v redis-server >/dev/null || need_apt+=(redis-server)
+command -v openssl >/dev/null || need_apt+=(openssl)
 command -v espeak-ng >/dev/null || need_apt+=(espeak-ng)
 command -v sox >/dev/null || need_apt+=(sox)
 if [ "${KIKI_SETUP_BROWSER:-0}" = 1 ]; then

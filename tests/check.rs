@@ -8,7 +8,7 @@ async fn kiki_check(stack: &Stack) -> (bool, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiki"))
         .args(["check", "--timeout", "5", "--gateway"])
         .arg(format!("http://{}", stack.addr))
-        .env("KIKI_REDIS_URL", &stack.redis.url)
+        .env("KIKI_REDIS_URL", &stack.redis_url)
         .env("KIKI_LOG", "warn")
         .output()
         .await

@@ -157,6 +157,63 @@ async fn killing_the_subscriber_connection_loses_and_duplicates_nothing() {
     assert!(killed > 0);
     assert_complete(&all, 1);
     assert!(stack.metrics.subscriber_reconnects.get() > 0);
+    // The resyncs of many sessions share pipelined reads.
+    let (replays, batches) = (stack.metrics.replays.get(), stack.metrics.replay_batches.get());
+    eprintln!("{replays} session replays in {batches} pipelined read(s)");
+    assert!(batches > 0 && batches < replays, "replays {replays}, batches {batches}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_whose_publish_was_lost_is_found_in_the_replay_stream() {
+    let mut cfg = test_config();
+    cfg.channels.overdue_final_ms = 1_000;
+    let stack = Stack::gateway_only(cfg).await;
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start", "plugins": {"segmenter": {"partial_ms": "0"}}})).await;
+    assert!(matches!(c.recv(Duration::from_secs(10)).await, Some(ServerMessage::Ready { .. })));
+    c.stream(&speak_sentences(&UTTERANCES[1..2], 600), 8.0).await;
+    c.send_json(json!({"type": "stop"})).await;
+    // Play a worker whose publish is lost: the result is written to the replay stream, then
+    // sent where the gateway's plain subscriber does not listen (SPUBLISH).
+    let mut conn = stack.redis().await;
+    let keys = Keys::new(&stack.cfg.channels.prefix);
+    let mut task = None;
+    for _ in 0..100 {
+        let (got, _) = tasks::read(&mut conn, &keys, "lossy", 1, 100).await.unwrap();
+        if let Some(t) = got.into_iter().next() {
+            task = Some(t);
+            break;
+        }
+    }
+    let task = task.expect("the final's task is queued");
+    let payload = kiki::channels::results::ResultPayload {
+        session: task.meta.session.clone(),
+        segment: task.meta.segment,
+        kind: task.meta.kind,
+        rev: 0,
+        text: "please call stella".into(),
+        start_ms: task.meta.start_ms,
+        end_ms: task.meta.end_ms,
+        words: vec![],
+        error: None,
+        enqueued_ms: task.meta.enqueued_ms,
+        origin: None,
+    };
+    let lossy = kiki::channels::results::ReplayPolicy { max_len: 100, ttl_s: 60, sharded: true };
+    kiki::channels::results::publish(&mut conn, &keys, &lossy, &task.meta.reply, &payload, "e1").await.unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    while let Some(m) = c.recv(Duration::from_secs(10)).await {
+        let end = matches!(m, ServerMessage::End { .. });
+        got.push(m);
+        if end {
+            break;
+        }
+    }
+    eprintln!("final found after {:?}: {got:?}", started.elapsed());
+    assert!(got.iter().any(|m| matches!(m, ServerMessage::Final(s) if s.text == "please call stella")), "{got:?}");
+    assert!(matches!(got.last(), Some(ServerMessage::End { segments: 1 })), "{got:?}");
+    assert!(stack.metrics.overdue_finals.get() > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,11 +228,11 @@ async fn a_redis_restart_with_aof_keeps_tasks_and_delivers_every_final() {
     let mut clients = start_sessions(&stack, 3, &audio, 8.0).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut conn = stack.redis().await;
-    let queued: u64 = conn.xlen("kiki:tasks").await.unwrap();
+    let queued: u64 = conn.xlen("kiki:{tasks}").await.unwrap();
     assert!(queued >= 6, "tasks queued before the restart: {queued}");
-    stack.redis.restart(Duration::from_millis(500)).await.unwrap();
+    stack.server_mut().restart(Duration::from_millis(500)).await.unwrap();
     let mut conn = stack.redis().await;
-    let after: u64 = conn.xlen("kiki:tasks").await.unwrap();
+    let after: u64 = conn.xlen("kiki:{tasks}").await.unwrap();
     assert_eq!(after, queued, "tasks survive the restart");
     // Workers start after the restart and gateways have reconnected by themselves.
     stack.spawn_worker().await;
@@ -209,7 +266,7 @@ async fn a_poison_task_is_dead_lettered_and_its_session_told() {
     assert!(matches!(bad_msgs.last(), Some(ServerMessage::End { .. })));
     assert!(wer(UTTERANCES[1], &final_text(&good_msgs)) <= 0.35, "{good_msgs:?}");
     let mut conn = stack.redis().await;
-    let dead: redis::streams::StreamRangeReply = conn.xrange_all("kiki:dead").await.unwrap();
+    let dead: redis::streams::StreamRangeReply = conn.xrange_all("kiki:{tasks}:dead").await.unwrap();
     // The bad session's partials may fail their way there too (when the final did not make
     // them stale first); its one final must be there once.
     let finals: Vec<_> = dead

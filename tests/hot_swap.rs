@@ -26,7 +26,7 @@ fn plugin_dir() -> tempfile::TempDir {
 async fn tasks_by_session(stack: &Stack) -> HashMap<String, Vec<TaskMeta>> {
     let mut conn = stack.redis().await;
     let reply: redis::streams::StreamRangeReply =
-        redis::cmd("XRANGE").arg("kiki:tasks").arg("-").arg("+").query_async(&mut conn).await.unwrap();
+        redis::cmd("XRANGE").arg("kiki:{tasks}").arg("-").arg("+").query_async(&mut conn).await.unwrap();
     let mut out: HashMap<String, Vec<TaskMeta>> = HashMap::new();
     for e in reply.ids {
         let meta: Vec<u8> = redis::from_redis_value_ref(&e.map["meta"]).unwrap();

@@ -27,7 +27,7 @@ async fn load_tool_streams_sessions_and_accounts_for_every_final() {
         ramp: Duration::from_secs(1),
         clips: clips.path().to_path_buf(),
         watch: vec![("self".into(), std::process::id())],
-        redis_url: Some(stack.redis.url.clone()),
+        redis_url: Some(stack.redis_url.clone()),
         drain: Duration::from_secs(60),
         segmenter: vec![("hangover_ms".into(), "300".into())],
     })

@@ -25,15 +25,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use futures_util::StreamExt;
+use kiki::channels::Keys;
 use kiki::channels::results::{self, ReplayPolicy, ResultPayload, Sequenced};
 use kiki::channels::subscriber::{Delivery, Dispatcher};
 use kiki::channels::tasks::{self, TaskMeta};
-use kiki::channels::{self as ch, Keys};
+use kiki::channels::{Conn, RedisTarget};
 use kiki::redis_server::RedisChild;
 use kiki::shutdown::Shutdown;
 use rand::Rng;
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, MultiplexedConnection, PubSub};
+use redis::aio::PubSub;
 use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -241,7 +242,7 @@ fn info_field(info: &str, field: &str) -> Option<f64> {
 }
 
 /// Redis CPU seconds (user + sys of the server process).
-async fn redis_cpu_s(ctl: &mut ConnectionManager) -> anyhow::Result<f64> {
+async fn redis_cpu_s(ctl: &mut Conn) -> anyhow::Result<f64> {
     let info: String = redis::cmd("INFO").arg("cpu").query_async(ctl).await?;
     let user = info_field(&info, "used_cpu_user").context("INFO cpu has no used_cpu_user")?;
     let sys = info_field(&info, "used_cpu_sys").context("INFO cpu has no used_cpu_sys")?;
@@ -255,7 +256,7 @@ struct CpuSample {
 }
 
 impl CpuSample {
-    async fn take(ctl: &mut ConnectionManager) -> anyhow::Result<Self> {
+    async fn take(ctl: &mut Conn) -> anyhow::Result<Self> {
         Ok(Self { cpu_s: redis_cpu_s(ctl).await?, at: Instant::now() })
     }
 
@@ -266,7 +267,7 @@ impl CpuSample {
 }
 
 /// (connected_clients, of which the bench's own named publisher/control connections).
-async fn client_counts(ctl: &mut ConnectionManager) -> anyhow::Result<(usize, usize)> {
+async fn client_counts(ctl: &mut Conn) -> anyhow::Result<(usize, usize)> {
     let info: String = redis::cmd("INFO").arg("clients").query_async(ctl).await?;
     let connected = info_field(&info, "connected_clients").context("INFO clients has no connected_clients")? as usize;
     let list: String = redis::cmd("CLIENT").arg("LIST").query_async(ctl).await?;
@@ -277,7 +278,7 @@ async fn client_counts(ctl: &mut ConnectionManager) -> anyhow::Result<(usize, us
     Ok((connected, own))
 }
 
-async fn flushall(ctl: &mut ConnectionManager) -> anyhow::Result<()> {
+async fn flushall(ctl: &mut Conn) -> anyhow::Result<()> {
     let _: () = redis::cmd("FLUSHALL").query_async(ctl).await?;
     Ok(())
 }
@@ -302,8 +303,7 @@ fn median(values: &mut [f64]) -> f64 {
 async fn publisher_main(args: &Args) -> anyhow::Result<()> {
     let design = *args.designs.first().context("--designs names the publisher's design")?;
     let window = Window { start_us: args.start_us, warm_us: args.warm_us, end_us: args.end_us };
-    let client = redis::Client::open(args.url.as_str())?;
-    let mut conn = ch::manager(&client).await?;
+    let mut conn = RedisTarget::single(&args.url)?.connect().await?;
     name_connection(&mut conn, PUBLISHER_NAME).await?;
     let mut pool = Vec::new();
     for t in 0..PUBLISHER_TASKS.min(args.sessions) {
@@ -321,12 +321,7 @@ async fn publisher_main(args: &Args) -> anyhow::Result<()> {
 }
 
 /// Publishes for its sessions until the window ends. Returns (sent in the measured window, errors).
-async fn publisher_task(
-    mut conn: ConnectionManager,
-    design: Design,
-    sessions: Vec<String>,
-    window: Window,
-) -> (u64, u64) {
+async fn publisher_task(mut conn: Conn, design: Design, sessions: Vec<String>, window: Window) -> (u64, u64) {
     let keys = Keys::new(PREFIX);
     let policy = ReplayPolicy { max_len: 64, ttl_s: 300, sharded: false };
     let channel = keys.gateway_channel(GATEWAY);
@@ -378,7 +373,7 @@ fn session_channel(session: &str) -> String {
 }
 
 /// Design (b)'s write: the result on the session's stream, trimmed like the replay stream.
-async fn xadd_result(conn: &mut ConnectionManager, session: &str, msg: &str) -> redis::RedisResult<String> {
+async fn xadd_result(conn: &mut Conn, session: &str, msg: &str) -> redis::RedisResult<String> {
     redis::cmd("XADD")
         .arg(session_stream(session))
         .arg("MAXLEN")
@@ -403,7 +398,7 @@ enum Gateway {
 
 /// Design (b): one connection blocking on XREAD over a group of session streams.
 struct Reader {
-    conn: MultiplexedConnection,
+    conn: Conn,
     streams: Vec<String>,
     inboxes: Vec<mpsc::UnboundedSender<Delivery>>,
 }
@@ -415,12 +410,7 @@ struct Running {
     shutdown: Option<Shutdown>,
 }
 
-async fn connect_gateway(
-    design: Design,
-    client: &redis::Client,
-    ctl: &ConnectionManager,
-    n: usize,
-) -> anyhow::Result<Gateway> {
+async fn connect_gateway(design: Design, target: &RedisTarget, ctl: &Conn, n: usize) -> anyhow::Result<Gateway> {
     let sessions: Vec<String> = (0..n).map(session_name).collect();
     match design {
         Design::A | Design::A0 => {
@@ -430,7 +420,7 @@ async fn connect_gateway(
             let channel = Keys::new(PREFIX).gateway_channel(GATEWAY);
             // The dispatcher's liveness probe publishes on the (named) control connection, as a
             // gateway's probe shares its ordinary multiplexed connection.
-            let task = tokio::spawn(dispatcher.clone().run(client.clone(), ctl.clone(), channel, shutdown.clone()));
+            let task = tokio::spawn(dispatcher.clone().run(target.clone(), ctl.clone(), channel, shutdown.clone()));
             let deadline = Instant::now() + Duration::from_secs(5);
             while !dispatcher.is_live() {
                 if Instant::now() > deadline {
@@ -444,7 +434,7 @@ async fn connect_gateway(
             let mut readers = Vec::new();
             let mut inboxes = Vec::new();
             for group in sessions.chunks(KEYS_PER_READER) {
-                let conn = ch::blocking_connection(client, Duration::from_millis(XREAD_BLOCK_MS as u64)).await?;
+                let conn = target.blocking(Duration::from_millis(XREAD_BLOCK_MS as u64)).await?;
                 let (txs, rxs): (Vec<_>, Vec<_>) = group.iter().map(|_| mpsc::unbounded_channel()).unzip();
                 inboxes.extend(rxs);
                 readers.push(Reader { conn, streams: group.iter().map(|s| session_stream(s)).collect(), inboxes: txs });
@@ -454,7 +444,7 @@ async fn connect_gateway(
         Design::C => {
             let mut subscriptions = Vec::with_capacity(n);
             for s in &sessions {
-                let mut pubsub = client.get_async_pubsub().await?;
+                let mut pubsub = target.client()?.get_async_pubsub().await?;
                 pubsub.subscribe(session_channel(s)).await?;
                 subscriptions.push(pubsub);
             }
@@ -582,13 +572,13 @@ struct CellResult {
 async fn run_cell(
     args: &Args,
     redis: &RedisChild,
-    ctl: &mut ConnectionManager,
+    ctl: &mut Conn,
     design: Design,
     n: usize,
 ) -> anyhow::Result<CellResult> {
     flushall(ctl).await?;
-    let client = redis::Client::open(redis.url.as_str())?;
-    let gateway = connect_gateway(design, &client, ctl, n).await?;
+    let target = RedisTarget::single(&redis.url)?;
+    let gateway = connect_gateway(design, &target, ctl, n).await?;
     let start_us = now_us() + LEAD.as_micros() as u64;
     let warm_us = start_us + (args.warmup * 1e6) as u64;
     let window = Window { start_us, warm_us, end_us: warm_us + (args.seconds * 1e6) as u64 };
@@ -690,7 +680,7 @@ fn print_cell(c: &CellResult) {
     );
 }
 
-async fn result_delivery(args: &Args, redis: &RedisChild, ctl: &mut ConnectionManager) -> Vec<CellResult> {
+async fn result_delivery(args: &Args, redis: &RedisChild, ctl: &mut Conn) -> Vec<CellResult> {
     print_cell_header(args);
     let mut cells = Vec::new();
     for design in &args.designs {
@@ -714,8 +704,8 @@ async fn result_delivery(args: &Args, redis: &RedisChild, ctl: &mut ConnectionMa
 /// One run: producers XADD `total` tasks while `workers` no-op workers read and ack them.
 /// Returns (tasks/s from the first XADD to the last XACK, Redis CPU % over the run).
 async fn task_run(
-    client: &redis::Client,
-    ctl: &mut ConnectionManager,
+    target: &RedisTarget,
+    ctl: &mut Conn,
     workers: usize,
     payload: usize,
     total: usize,
@@ -727,7 +717,7 @@ async fn task_run(
     let deadline = Instant::now() + TASK_RUN_LIMIT;
     let mut pool = Vec::new();
     for w in 0..workers {
-        let conn = ch::blocking_connection(client, Duration::from_millis(100)).await?;
+        let conn = target.blocking(Duration::from_millis(100)).await?;
         pool.push(tokio::spawn(noop_worker(conn, format!("w{w}"), total, acked.clone(), deadline)));
     }
     let cpu_start = CpuSample::take(ctl).await?;
@@ -750,7 +740,7 @@ async fn task_run(
 
 /// Enqueues `total` tasks from 4 tasks on one multiplexed connection (as concurrent sessions of a
 /// gateway would), so that the producer is not a single round-trip-bound loop.
-async fn produce(ctl: &ConnectionManager, payload: usize, total: usize) -> anyhow::Result<()> {
+async fn produce(ctl: &Conn, payload: usize, total: usize) -> anyhow::Result<()> {
     const PRODUCERS: usize = 4;
     let audio = Arc::new(vec![0x11u8; payload]);
     let mut pool = Vec::new();
@@ -784,7 +774,7 @@ fn task_meta(i: usize) -> TaskMeta {
 /// Reads batches and acks them at once (no model). Returns when the worker that acks the last task
 /// did so, or None for the others.
 async fn noop_worker(
-    mut conn: MultiplexedConnection,
+    mut conn: Conn,
     name: String,
     total: usize,
     acked: Arc<AtomicUsize>,
@@ -802,8 +792,8 @@ async fn noop_worker(
     Ok(None)
 }
 
-async fn task_throughput(args: &Args, redis: &RedisChild, ctl: &mut ConnectionManager) -> anyhow::Result<()> {
-    let client = redis::Client::open(redis.url.as_str())?;
+async fn task_throughput(args: &Args, redis: &RedisChild, ctl: &mut Conn) -> anyhow::Result<()> {
+    let target = RedisTarget::single(&redis.url)?;
     println!(
         "== Task channel: XADD -> XREADGROUP (COUNT {TASK_BATCH}, BLOCK 100) -> XACK, no-op worker (no model), \
          {} tasks per run, median of {} runs",
@@ -819,7 +809,7 @@ async fn task_throughput(args: &Args, redis: &RedisChild, ctl: &mut ConnectionMa
         for workers in [1, 4] {
             let (mut rates, mut cpus) = (Vec::new(), Vec::new());
             for _ in 0..args.runs {
-                let (rate, cpu) = task_run(&client, ctl, workers, payload, args.tasks).await?;
+                let (rate, cpu) = task_run(&target, ctl, workers, payload, args.tasks).await?;
                 rates.push(rate);
                 cpus.push(cpu);
             }
@@ -879,8 +869,8 @@ fn load_average() -> String {
 async fn bench_main(args: &Args) -> anyhow::Result<()> {
     let began = Instant::now();
     let redis = RedisChild::start("redis-server", &[]).await?;
-    let client = redis::Client::open(redis.url.as_str())?;
-    let mut ctl = ch::manager(&client).await?;
+    let target = RedisTarget::single(&redis.url)?;
+    let mut ctl = target.connect().await?;
     name_connection(&mut ctl, CONTROL_NAME).await?;
     let version: String = redis::cmd("INFO").arg("server").query_async(&mut ctl).await?;
     let version = version.lines().find_map(|l| l.strip_prefix("redis_version:")).unwrap_or("?").trim().to_string();

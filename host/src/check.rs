@@ -3,13 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
 use redis::AsyncCommands;
 
 use crate::audio::to_s16le;
 use crate::channels::results::Sequenced;
 use crate::channels::tasks::{self, TaskMeta};
-use crate::channels::{self, Keys, workers};
+use crate::channels::{self, Conn, Keys, RedisTarget, target, workers};
 use crate::config::Config;
 use crate::plugins::CutKind;
 
@@ -25,22 +24,22 @@ pub struct Check {
 pub async fn run(cfg: &Config, redis_url: &str, gateway: Option<&str>, timeout: Duration) -> Vec<Check> {
     let mut out = Vec::new();
     let keys = Keys::new(&cfg.channels.prefix);
-    let client = match redis::Client::open(redis_url) {
-        Ok(c) => c,
-        Err(e) => {
-            out.push(Check { name: "redis", ok: false, detail: format!("bad URL {redis_url}: {e}") });
-            return out;
-        }
-    };
     let started = Instant::now();
-    let mut conn = match tokio::time::timeout(timeout, channels::manager(&client)).await {
+    let connected = tokio::time::timeout(timeout, async {
+        let target = RedisTarget::new(redis_url, &cfg.redis).await?;
+        let conn = target.connect().await?;
+        Ok::<_, channels::ChannelError>((target, conn))
+    })
+    .await;
+    // The URL may carry a password: name the server by its address only.
+    let (target, mut conn) = match connected {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => {
-            out.push(Check { name: "redis", ok: false, detail: format!("{redis_url}: {e}") });
+            out.push(Check { name: "redis", ok: false, detail: e.to_string() });
             return out;
         }
         Err(_) => {
-            out.push(Check { name: "redis", ok: false, detail: format!("{redis_url}: no answer in {timeout:?}") });
+            out.push(Check { name: "redis", ok: false, detail: format!("no answer in {timeout:?}") });
             return out;
         }
     };
@@ -49,7 +48,7 @@ pub async fn run(cfg: &Config, redis_url: &str, gateway: Option<&str>, timeout: 
         name: "redis",
         ok: ping.is_ok(),
         detail: match ping {
-            Ok(_) => format!("{redis_url} answers PING in {:.1} ms", started.elapsed().as_secs_f64() * 1e3),
+            Ok(_) => format!("{target:?} answers PING in {:.1} ms", started.elapsed().as_secs_f64() * 1e3),
             Err(e) => e.to_string(),
         },
     });
@@ -84,29 +83,23 @@ pub async fn run(cfg: &Config, redis_url: &str, gateway: Option<&str>, timeout: 
         detail: if alive.is_empty() { "no worker beat in the last 10 s".into() } else { alive.join(", ") },
     });
 
-    out.push(pubsub_probe(&client, &mut conn, &keys, timeout).await);
-    out.push(task_probe(&client, &mut conn, &keys, timeout).await);
+    out.push(pubsub_probe(&target, &mut conn, &keys, timeout).await);
+    out.push(task_probe(&target, &mut conn, &keys, timeout).await);
     if let Some(url) = gateway {
         out.push(gateway_probe(url, timeout).await);
     }
     out
 }
 
-/// PUBLISH on a throw-away channel must come back on a subscriber.
-async fn pubsub_probe(
-    client: &redis::Client,
-    conn: &mut redis::aio::ConnectionManager,
-    keys: &Keys,
-    timeout: Duration,
-) -> Check {
+/// A message on a throw-away channel must come back on a subscriber (sharded on a cluster).
+async fn pubsub_probe(target: &RedisTarget, conn: &mut Conn, keys: &Keys, timeout: Duration) -> Check {
     let channel = keys.gateway_channel(&format!("check-{}", crate::ids::short()));
     let res = async {
-        let mut sub = client.get_async_pubsub().await?;
-        sub.subscribe(&channel).await?;
+        let mut sub = target.subscribe(&channel).await?;
         let t = Instant::now();
-        let _: i64 = conn.publish(&channel, "probe").await?;
-        let got = tokio::time::timeout(timeout, sub.on_message().next()).await;
-        Ok::<_, redis::RedisError>(got.ok().flatten().map(|_| t.elapsed()))
+        target::publish(conn, target.is_cluster(), &channel, b"probe").await?;
+        let got = tokio::time::timeout(timeout, sub.next()).await;
+        Ok::<_, channels::ChannelError>(got.ok().flatten().map(|_| t.elapsed()))
     }
     .await;
     match res {
@@ -120,12 +113,7 @@ async fn pubsub_probe(
 
 /// A probe task (half a second of silence) through the stream, a worker, the result script and
 /// Pub/Sub: the whole task path, without a model call.
-async fn task_probe(
-    client: &redis::Client,
-    conn: &mut redis::aio::ConnectionManager,
-    keys: &Keys,
-    timeout: Duration,
-) -> Check {
+async fn task_probe(target: &RedisTarget, conn: &mut Conn, keys: &Keys, timeout: Duration) -> Check {
     let nonce = crate::ids::short();
     let channel = keys.gateway_channel(&format!("check-{nonce}"));
     let meta = TaskMeta {
@@ -144,19 +132,17 @@ async fn task_probe(
         beam_size: None,
     };
     let res = async {
-        let mut sub = client.get_async_pubsub().await?;
-        sub.subscribe(&channel).await?;
+        let mut sub = target.subscribe(&channel).await?;
         let t = Instant::now();
         tasks::enqueue(conn, keys, &meta, &to_s16le(&[0.0; 8000])).await?;
-        let mut stream = sub.on_message();
         let deadline = tokio::time::sleep(timeout);
         tokio::pin!(deadline);
         loop {
             tokio::select! {
                 _ = &mut deadline => return Ok::<_, anyhow::Error>(None),
-                m = stream.next() => {
+                m = sub.next() => {
                     let Some(m) = m else { return Ok(None) };
-                    if let Ok(r) = Sequenced::parse(m.get_payload_bytes())
+                    if let Ok(r) = Sequenced::parse(&m)
                         && r.payload.session == meta.session {
                         return Ok(Some((t.elapsed(), r.payload.error)));
                     }

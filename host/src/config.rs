@@ -13,8 +13,11 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     /// Address the gateway (HTTP + WebSocket) listens on.
     pub listen: SocketAddr,
-    /// Redis to use. When unset, `kiki up` starts a private `redis-server` child.
+    /// Redis to use (`redis://[user:password@]host:port/`, `rediss://` for TLS; for a cluster,
+    /// seed nodes separated by commas). When unset, `kiki up` starts a private `redis-server`.
     pub redis_url: Option<String>,
+    /// How to talk to that Redis: cluster mode and TLS material.
+    pub redis: RedisConfig,
     /// Folder with set-up outputs (models, plugins, the ONNX Runtime library).
     pub data_dir: PathBuf,
     pub model: ModelConfig,
@@ -22,6 +25,19 @@ pub struct Config {
     pub gateway: GatewayConfig,
     pub plugins: PluginsConfig,
     pub channels: ChannelsConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RedisConfig {
+    /// Redis Cluster (hash-tagged keys, sharded Pub/Sub). Unset: ask the server (`INFO cluster`).
+    pub cluster: Option<bool>,
+    /// PEM file of the CA that signed the server's certificate (`rediss://`); unset: the
+    /// system's trust store.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for servers that require mutual TLS.
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,6 +138,9 @@ pub struct ChannelsConfig {
     pub shed_partials_backlog: u64,
     /// Backlog above which gateways refuse new sessions with a retryable `busy` error.
     pub max_backlog: u64,
+    /// A final not received this long (ms) after its task was queued is looked for in the
+    /// session's replay stream (and again each time this passes).
+    pub overdue_final_ms: u64,
 }
 
 impl Default for Config {
@@ -129,6 +148,7 @@ impl Default for Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             redis_url: None,
+            redis: RedisConfig::default(),
             data_dir: PathBuf::from(".cache"),
             model: ModelConfig::default(),
             worker: WorkerConfig::default(),
@@ -216,6 +236,7 @@ impl Default for ChannelsConfig {
             reclaim_interval_ms: 2_000,
             shed_partials_backlog: 200,
             max_backlog: 2_000,
+            overdue_final_ms: 5_000,
         }
     }
 }

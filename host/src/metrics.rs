@@ -29,6 +29,10 @@ pub struct Metrics {
     pub partials_delivered: Counter,
     pub duplicates_dropped: Counter,
     pub replays: Counter,
+    /// Pipelined replay reads (each answers many sessions' replays).
+    pub replay_batches: Counter,
+    /// Finals overdue after their enqueue, looked up in the replay stream.
+    pub overdue_finals: Counter,
     pub plugin_errors: Counter,
     pub pubsub_messages: Counter,
     pub pubsub_bytes: Counter,
@@ -81,7 +85,17 @@ impl Metrics {
             finals_delivered: reg!("finals_delivered", "Final results sent to clients", Counter::default()),
             partials_delivered: reg!("partials_delivered", "Partial results sent to clients", Counter::default()),
             duplicates_dropped: reg!("duplicates_dropped", "Results dropped as already delivered", Counter::default()),
-            replays: reg!("replays", "Replay-stream reads after a gap or reconnect", Counter::default()),
+            replays: reg!("replays", "Replay-stream reads after a gap, reconnect or overdue final", Counter::default()),
+            replay_batches: reg!(
+                "replay_batches",
+                "Pipelined replay reads, each for many sessions",
+                Counter::default()
+            ),
+            overdue_finals: reg!(
+                "overdue_finals",
+                "Finals not received in time, looked up in the replay stream",
+                Counter::default()
+            ),
             plugin_errors: reg!("plugin_errors", "Plugin traps, fuel exhaustion and errors", Counter::default()),
             pubsub_messages: reg!("pubsub_messages", "Pub/Sub messages received", Counter::default()),
             pubsub_bytes: reg!("pubsub_bytes", "Pub/Sub bytes received", Counter::default()),

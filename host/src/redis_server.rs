@@ -23,7 +23,7 @@ impl RedisChild {
         Self::start_on(bin, free_port()?, args).await
     }
 
-    async fn start_on(bin: &str, port: u16, args: Vec<String>) -> anyhow::Result<Self> {
+    pub async fn start_on(bin: &str, port: u16, args: Vec<String>) -> anyhow::Result<Self> {
         let mut cmd = Command::new(bin);
         // Later arguments win, so `extra_args` may turn persistence back on.
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
@@ -37,7 +37,8 @@ impl RedisChild {
         for _ in 0..100 {
             if let Ok(mut c) = client.get_multiplexed_async_connection().await {
                 let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut c).await;
-                if pong.is_ok() {
+                // An error reply (NOAUTH when the default user is off) is an answer too.
+                if pong.as_ref().map_or_else(|e| e.code().is_some(), |_| true) {
                     return Ok(Self { child, url, port, bin: bin.to_string(), args });
                 }
             }
@@ -68,4 +69,88 @@ impl RedisChild {
 /// child would fail to bind and `start` reports it.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A Redis Cluster of `masters` private `redis-server` children on loopback (no replicas), for
+/// tests and the loopback topologies: slots split evenly, nodes introduced with CLUSTER MEET.
+pub struct RedisCluster {
+    pub nodes: Vec<RedisChild>,
+    dir: std::path::PathBuf,
+}
+
+impl RedisCluster {
+    pub async fn start(bin: &str, masters: usize) -> anyhow::Result<Self> {
+        anyhow::ensure!(masters >= 1, "a cluster needs a master");
+        let dir = std::env::temp_dir().join(format!("kiki-cluster-{}-{}", std::process::id(), crate::ids::short()));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut nodes = Vec::with_capacity(masters);
+        for _ in 0..masters {
+            let port = free_port()?;
+            let conf = dir.join(format!("nodes-{port}.conf"));
+            let args = vec![
+                "--cluster-enabled".to_string(),
+                "yes".into(),
+                "--cluster-config-file".into(),
+                conf.display().to_string(),
+                "--cluster-node-timeout".into(),
+                "2000".into(),
+                "--dir".into(),
+                dir.display().to_string(),
+            ];
+            nodes.push(RedisChild::start_on(bin, port, args).await?);
+        }
+        let cluster = Self { nodes, dir };
+        cluster.form().await?;
+        Ok(cluster)
+    }
+
+    /// Seed URLs, comma-separated, as `redis_url` takes them.
+    pub fn urls(&self) -> String {
+        self.nodes.iter().map(|n| n.url.clone()).collect::<Vec<_>>().join(",")
+    }
+
+    async fn form(&self) -> anyhow::Result<()> {
+        const SLOTS: usize = 16384;
+        let n = self.nodes.len();
+        let mut conns = Vec::with_capacity(n);
+        for node in &self.nodes {
+            conns.push(redis::Client::open(node.url.as_str())?.get_multiplexed_async_connection().await?);
+        }
+        for (i, conn) in conns.iter_mut().enumerate() {
+            let (first, last) = (i * SLOTS / n, (i + 1) * SLOTS / n - 1);
+            let _: () = redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(first).arg(last).query_async(conn).await?;
+        }
+        for node in &self.nodes[1..] {
+            let _: () =
+                redis::cmd("CLUSTER").arg("MEET").arg("127.0.0.1").arg(node.port).query_async(&mut conns[0]).await?;
+        }
+        for _ in 0..200 {
+            let mut ok = 0;
+            for conn in conns.iter_mut() {
+                let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(conn).await?;
+                let has = |line: &str| info.lines().any(|l| l.trim() == line);
+                if has("cluster_state:ok") && has(&format!("cluster_known_nodes:{n}")) {
+                    ok += 1;
+                }
+            }
+            if ok == n {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        bail!("the {n}-node cluster did not reach cluster_state:ok within 10 s")
+    }
+
+    pub async fn stop(mut self) {
+        for node in std::mem::take(&mut self.nodes) {
+            node.stop().await;
+        }
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        // The children die with their handles (kill_on_drop); their cluster files go too.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::channels::RedisTarget;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::inference::{Engine, EngineOptions};
@@ -54,20 +55,28 @@ pub async fn load_segmenter(cfg: &Config) -> anyhow::Result<Arc<SegmenterPlugin>
     Ok(plugin)
 }
 
+/// The configured Redis (one server or a cluster; TLS and ACL user from the config).
+pub async fn redis_target(cfg: &Config) -> anyhow::Result<RedisTarget> {
+    let url = cfg.redis_url.clone().unwrap_or_else(|| DEFAULT_REDIS.into());
+    let target = RedisTarget::new(&url, &cfg.redis).await.with_context(|| format!("reaching Redis at {url}"))?;
+    tracing::info!(redis = ?target, "redis");
+    Ok(target)
+}
+
 pub async fn run_gateway(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let client = redis::Client::open(cfg.redis_url.clone().unwrap_or_else(|| DEFAULT_REDIS.into()))?;
+    let target = redis_target(&cfg).await?;
     let metrics = Metrics::new();
     let seg = load_segmenter(&cfg).await?;
     warn_if_open(&cfg);
-    Gateway::bind(cfg, client, seg, metrics).await?.serve(shutdown).await
+    Gateway::bind(cfg, target, seg, metrics).await?.serve(shutdown).await
 }
 
 pub async fn run_worker(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let client = redis::Client::open(cfg.redis_url.clone().unwrap_or_else(|| DEFAULT_REDIS.into()))?;
+    let target = redis_target(&cfg).await?;
     let engine = load_engine(&cfg).await?;
     let metrics = Metrics::new();
     let pipeline = load_pipeline(&cfg, metrics.clone()).await?;
-    Worker::new(&cfg, client, engine, metrics).with_pipeline(pipeline).run(shutdown).await
+    Worker::new(&cfg, target, engine, metrics).with_pipeline(pipeline).run(shutdown).await
 }
 
 /// Everything in one process: a private Redis when none is configured, gateway and worker.
@@ -90,14 +99,13 @@ pub async fn run_up(mut cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 }
 
 async fn up_inner(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
-    let url = cfg.redis_url.clone().unwrap_or_else(|| DEFAULT_REDIS.into());
-    let client = redis::Client::open(url)?;
+    let target = redis_target(&cfg).await?;
     let metrics = Metrics::new();
     let (engine, seg) = tokio::try_join!(load_engine(&cfg), load_segmenter(&cfg))?;
     warn_if_open(&cfg);
-    let gateway = Gateway::bind(cfg.clone(), client.clone(), seg, metrics.clone()).await?;
+    let gateway = Gateway::bind(cfg.clone(), target.clone(), seg, metrics.clone()).await?;
     let pipeline = load_pipeline(&cfg, metrics.clone()).await?;
-    let worker = Worker::new(&cfg, client, engine, metrics).with_pipeline(pipeline);
+    let worker = Worker::new(&cfg, target, engine, metrics).with_pipeline(pipeline);
     // The worker outlives the gateway's drain, so that draining sessions get their finals.
     let worker_stop = Shutdown::new();
     let w = tokio::spawn(worker.run(worker_stop.clone()));

@@ -8,12 +8,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
+use kiki::channels::{Conn, RedisTarget};
 use kiki::config::Config;
 use kiki::gateway::Gateway;
 use kiki::gateway::protocol::ServerMessage;
 use kiki::inference::Engine;
 use kiki::metrics::Metrics;
-use kiki::redis_server::RedisChild;
+use kiki::redis_server::{RedisChild, RedisCluster};
 use kiki::shutdown::Shutdown;
 use kiki::worker::Worker;
 use tokio::net::TcpStream;
@@ -99,10 +100,19 @@ pub fn wer(reference: &str, hypothesis: &str) -> f64 {
     kiki::eval::wer(reference, hypothesis)
 }
 
-/// A whole deployment in this process: its own redis-server, a gateway and a worker.
+/// The Redis a stack runs on: one private server, or a private cluster.
+pub enum Backing {
+    Single(RedisChild),
+    Cluster(RedisCluster),
+}
+
+/// A whole deployment in this process: its own redis-server (or cluster), a gateway and a worker.
 pub struct Stack {
     pub addr: SocketAddr,
-    pub redis: RedisChild,
+    pub backing: Backing,
+    /// `redis_url` as the roles are configured with it (seed nodes, comma-separated, on a cluster).
+    pub redis_url: String,
+    pub target: RedisTarget,
     /// Stops the gateway (it drains first).
     pub shutdown: Shutdown,
     /// Stops the in-process workers.
@@ -125,9 +135,9 @@ impl Stack {
 
     /// Starts an in-process worker on this stack's Redis.
     pub async fn spawn_worker(&self) {
-        let client = redis::Client::open(self.redis.url.as_str()).unwrap();
+        let target = self.target.clone();
         let pipeline = kiki::roles::load_pipeline(&self.cfg, self.metrics.clone()).await.expect("result plugins load");
-        let worker = Worker::new(&self.cfg, client, engine().await, self.metrics.clone()).with_pipeline(pipeline);
+        let worker = Worker::new(&self.cfg, target, engine().await, self.metrics.clone()).with_pipeline(pipeline);
         tokio::spawn(worker.run(self.worker_shutdown.clone()));
     }
 
@@ -135,7 +145,7 @@ impl Stack {
     pub fn worker_process(&self) -> std::process::Child {
         std::process::Command::new(env!("CARGO_BIN_EXE_kiki"))
             .arg("worker")
-            .env("KIKI_REDIS_URL", &self.redis.url)
+            .env("KIKI_REDIS_URL", &self.redis_url)
             .env("KIKI_DATA_DIR", repo_root().join(".cache"))
             .env("KIKI_CHANNELS__MIN_IDLE_MS", self.cfg.channels.min_idle_ms.to_string())
             .env("KIKI_CHANNELS__RECLAIM_INTERVAL_MS", self.cfg.channels.reclaim_interval_ms.to_string())
@@ -144,8 +154,17 @@ impl Stack {
             .expect("kiki worker starts")
     }
 
-    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap()
+    /// A connection of the test's own to the stack's Redis (routed by key on a cluster).
+    pub async fn redis(&self) -> Conn {
+        self.target.connect().await.expect("redis connects")
+    }
+
+    /// The single redis-server (for tests that restart it).
+    pub fn server_mut(&mut self) -> &mut RedisChild {
+        match &mut self.backing {
+            Backing::Single(r) => r,
+            Backing::Cluster(_) => panic!("this stack runs on a cluster"),
+        }
     }
 
     /// Gateway only; add workers with `spawn_worker` or `worker_process`.
@@ -154,21 +173,32 @@ impl Stack {
         Self::gateway_on(cfg, redis).await
     }
 
-    pub async fn gateway_on(mut cfg: Config, redis: RedisChild) -> Self {
+    pub async fn gateway_on(cfg: Config, redis: RedisChild) -> Self {
+        let url = redis.url.clone();
+        Self::gateway_at(cfg, Backing::Single(redis), url).await
+    }
+
+    /// Gateway only, on a private Redis Cluster.
+    pub async fn gateway_on_cluster(cfg: Config, cluster: RedisCluster) -> Self {
+        let url = cluster.urls();
+        Self::gateway_at(cfg, Backing::Cluster(cluster), url).await
+    }
+
+    /// Gateway only, on `backing`, reached at `url` (TLS, ACL users: the caller's choice).
+    pub async fn gateway_at(mut cfg: Config, backing: Backing, url: String) -> Self {
         let _ = tracing_subscriber::fmt()
             .with_env_filter(tracing_subscriber::EnvFilter::from_env("KIKI_LOG"))
             .with_test_writer()
             .try_init();
-        cfg.redis_url = Some(redis.url.clone());
-        let client = redis::Client::open(redis.url.as_str()).unwrap();
+        cfg.redis_url = Some(url.clone());
+        let target = RedisTarget::new(&url, &cfg.redis).await.expect("redis target");
         let shutdown = Shutdown::new();
         let metrics = Metrics::new();
         let seg = kiki::roles::load_segmenter(&cfg).await.expect("segmenter loads");
-        let gw = Gateway::bind(cfg.clone(), client.clone(), seg, metrics.clone()).await.expect("gateway binds");
+        let gw = Gateway::bind(cfg.clone(), target.clone(), seg, metrics.clone()).await.expect("gateway binds");
         let addr = gw.local_addr().unwrap();
         tokio::spawn(gw.serve(shutdown.clone()));
-        drop(client);
-        Self { addr, redis, shutdown, worker_shutdown: Shutdown::new(), cfg, metrics }
+        Self { addr, backing, redis_url: url, target, shutdown, worker_shutdown: Shutdown::new(), cfg, metrics }
     }
 
     pub async fn wait_ready(&self) {

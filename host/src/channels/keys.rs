@@ -1,5 +1,7 @@
-//! Every Redis key and channel name in one place. Per-session keys carry a `{session}` hash tag
-//! so that a session's state and replay stream live in one Redis Cluster slot.
+//! Every Redis key and channel name in one place, with the hash tags Redis Cluster needs: the
+//! task stream and its dead letters share the `{tasks}` slot (a dead letter is written and its
+//! task acknowledged in one transaction), and a session's state and replay stream share the
+//! `{session}` slot (one Lua script writes both).
 
 #[derive(Debug, Clone)]
 pub struct Keys {
@@ -15,11 +17,11 @@ impl Keys {
     }
 
     pub fn tasks(&self) -> String {
-        format!("{}:tasks", self.prefix)
+        format!("{}:{{tasks}}", self.prefix)
     }
 
     pub fn dead_letters(&self) -> String {
-        format!("{}:dead", self.prefix)
+        format!("{}:{{tasks}}:dead", self.prefix)
     }
 
     /// The result channel of one gateway.

@@ -83,12 +83,17 @@ impl Sequenced {
 pub struct ReplayPolicy {
     pub max_len: usize,
     pub ttl_s: u64,
-    /// `SPUBLISH` on Redis Cluster, else `PUBLISH`.
+    /// Redis Cluster: publish with `SPUBLISH`, after the script (see `publish`).
     pub sharded: bool,
 }
 
-/// Writes and publishes one result. Returns `(published, seq)`; `published` is false when the
-/// same result had already been published (a redelivered task).
+/// Writes and publishes one result. Returns `(fresh, seq)`; `fresh` is false when the same
+/// result had been written before (a redelivered task).
+///
+/// On one server the script publishes in the same step. On a cluster it cannot (the channel
+/// lives in another slot), so the message is SPUBLISHed here after the write, and again for a
+/// redelivered task: a worker that died between the two is covered, and the gateway drops the
+/// duplicate by its seq.
 pub async fn publish<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
     keys: &Keys,
@@ -99,7 +104,7 @@ pub async fn publish<C: ConnectionLike + Send + Sync>(
 ) -> Result<(bool, u64), ChannelError> {
     let payload =
         serde_json::to_string(result).map_err(|e| ChannelError::Malformed { what: "result", reason: e.to_string() })?;
-    let (published, seq): (i64, u64) = PUBLISH
+    let (fresh, seq, channel, msg): (i64, u64, String, Option<Vec<u8>>) = PUBLISH
         .key(keys.session_state(&result.session))
         .key(keys.session_replay(&result.session))
         .arg(channel)
@@ -108,10 +113,15 @@ pub async fn publish<C: ConnectionLike + Send + Sync>(
         .arg(policy.max_len)
         .arg(policy.ttl_s)
         .arg(fallback_epoch)
-        .arg(if policy.sharded { "SPUBLISH" } else { "PUBLISH" })
+        .arg(if policy.sharded { "" } else { "PUBLISH" })
         .invoke_async(conn)
         .await?;
-    Ok((published == 1, seq))
+    if policy.sharded
+        && let Some(msg) = msg
+    {
+        super::target::publish(conn, true, &channel, &msg).await?;
+    }
+    Ok((fresh == 1, seq))
 }
 
 /// Creates a session's state with a fresh epoch. Returns the epoch.
@@ -213,7 +223,17 @@ pub async fn replay<C: ConnectionLike + Send + Sync>(
     after: u64,
 ) -> Result<Vec<Sequenced>, ChannelError> {
     let reply: redis::streams::StreamRangeReply =
-        conn.xrange(keys.session_replay(session), format!("{}-1", after + 1), "+").await?;
+        conn.xrange(keys.session_replay(session), replay_start(after), "+").await?;
+    parse_replay(reply)
+}
+
+/// First replay-stream id after `seq` (entries are `<seq>-1`).
+pub fn replay_start(seq: u64) -> String {
+    format!("{}-1", seq + 1)
+}
+
+/// The results of an XRANGE over a replay stream, in order.
+pub fn parse_replay(reply: redis::streams::StreamRangeReply) -> Result<Vec<Sequenced>, ChannelError> {
     let mut out = Vec::with_capacity(reply.ids.len());
     for entry in reply.ids {
         if let Some(v) = entry.map.get("m") {

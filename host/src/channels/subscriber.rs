@@ -10,12 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use futures_util::StreamExt;
-use redis::AsyncCommands;
-use redis::aio::ConnectionManager;
 use tokio::sync::mpsc;
 
 use super::results::Sequenced;
+use super::target::{self, Conn, RedisTarget, Subscription};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
 
@@ -86,33 +84,22 @@ impl Dispatcher {
 
     /// Runs until shutdown: connect, subscribe, dispatch, and reconnect whenever the connection
     /// drops or the probe does not come back.
-    pub async fn run(
-        self: Arc<Self>,
-        client: redis::Client,
-        mut publisher: ConnectionManager,
-        channel: String,
-        shutdown: Shutdown,
-    ) {
+    pub async fn run(self: Arc<Self>, target: RedisTarget, mut publisher: Conn, channel: String, shutdown: Shutdown) {
         let mut first = true;
         let mut backoff = Duration::from_millis(100);
         loop {
             if shutdown.is_triggered() {
                 return;
             }
-            let mut pubsub = match client.get_async_pubsub().await {
-                Ok(p) => p,
+            let mut sub = match target.subscribe(&channel).await {
+                Ok(s) => s,
                 Err(e) => {
-                    tracing::warn!("subscriber: connect failed: {e}; retrying in {backoff:?}");
+                    tracing::warn!("subscriber: subscribing to {channel} failed: {e}; retrying in {backoff:?}");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(2));
                     continue;
                 }
             };
-            if let Err(e) = pubsub.subscribe(&channel).await {
-                tracing::warn!("subscriber: subscribe failed: {e}");
-                tokio::time::sleep(backoff).await;
-                continue;
-            }
             backoff = Duration::from_millis(100);
             self.live.store(true, Ordering::Relaxed);
             if !first {
@@ -121,32 +108,26 @@ impl Dispatcher {
                 self.resync_all();
             }
             first = false;
-            self.pump(&mut pubsub, &mut publisher, &channel, &shutdown).await;
+            self.pump(&mut sub, &mut publisher, &channel, &shutdown).await;
             self.live.store(false, Ordering::Relaxed);
         }
     }
 
     /// Reads one connection until it fails; returns to reconnect.
-    async fn pump(
-        &self,
-        pubsub: &mut redis::aio::PubSub,
-        publisher: &mut ConnectionManager,
-        channel: &str,
-        shutdown: &Shutdown,
-    ) {
-        let mut stream = pubsub.on_message();
+    async fn pump(&self, sub: &mut Subscription, publisher: &mut Conn, channel: &str, shutdown: &Shutdown) {
+        let sharded = publisher.is_cluster();
         let mut tick = tokio::time::interval(PROBE_EVERY);
         let mut probe_seq = 0u64;
         let mut outstanding: Option<(u64, Instant)> = None;
         loop {
             tokio::select! {
                 _ = shutdown.wait() => return,
-                msg = stream.next() => {
-                    let Some(msg) = msg else {
-                        tracing::warn!("subscriber: connection closed");
+                msg = sub.next() => {
+                    let Some(bytes) = msg else {
+                        tracing::warn!("subscriber: connection lost");
                         return;
                     };
-                    let bytes = msg.get_payload_bytes();
+                    let bytes = bytes.as_slice();
                     if let Some(rest) = bytes.strip_prefix(b"probe ") {
                         let n = std::str::from_utf8(rest).ok().and_then(|s| s.parse::<u64>().ok());
                         if let (Some(n), Some((want, sent))) = (n, outstanding)
@@ -171,8 +152,8 @@ impl Dispatcher {
                     }
                     if outstanding.is_none() {
                         probe_seq += 1;
-                        let r: redis::RedisResult<i64> = publisher.publish(channel, format!("probe {probe_seq}")).await;
-                        if r.is_ok() {
+                        let probe = format!("probe {probe_seq}");
+                        if target::publish(publisher, sharded, channel, probe.as_bytes()).await.is_ok() {
                             outstanding = Some((probe_seq, Instant::now()));
                         }
                     }

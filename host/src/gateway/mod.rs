@@ -22,8 +22,9 @@ use axum::routing::{get, post, put};
 use tokio::net::TcpListener;
 use tower_http::services::{ServeDir, ServeFile};
 
+use crate::channels::replayer::Replayer;
 use crate::channels::subscriber::Dispatcher;
-use crate::channels::{self, Keys, tasks};
+use crate::channels::{Conn, Keys, RedisTarget, tasks};
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::plugins::SegmenterPlugin;
@@ -37,8 +38,10 @@ pub struct AppState {
     /// The gateway's result channel.
     pub channel: String,
     /// Multiplexed connection for every non-blocking command (constant per process).
-    pub redis: redis::aio::ConnectionManager,
+    pub redis: Conn,
     pub dispatcher: Arc<Dispatcher>,
+    /// Replay reads, batched across this gateway's sessions.
+    pub replayer: Replayer,
     pub metrics: Arc<Metrics>,
     /// The active segmenter version; swapped atomically, read per new session.
     pub segmenter: ArcSwap<SegmenterPlugin>,
@@ -53,24 +56,26 @@ pub struct AppState {
 pub struct Gateway {
     state: Arc<AppState>,
     listener: TcpListener,
-    client: redis::Client,
+    target: RedisTarget,
 }
 
 impl Gateway {
     /// Connects to Redis, binds the listener and prepares the state; `serve` runs it.
     pub async fn bind(
         cfg: Config,
-        client: redis::Client,
+        target: RedisTarget,
         segmenter: Arc<SegmenterPlugin>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let id = cfg.gateway.id.clone().unwrap_or_else(crate::ids::short);
         let keys = Keys::new(&cfg.channels.prefix);
-        let mut redis = channels::manager(&client).await.context("gateway: connecting to Redis")?;
+        let mut redis =
+            target.connect().await.with_context(|| format!("gateway: connecting to Redis at {target:?}"))?;
         tasks::ensure_group(&mut redis, &keys).await.context("gateway: creating the task stream")?;
         let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
         let channel = keys.gateway_channel(&id);
         let dispatcher = Arc::new(Dispatcher::new(metrics.clone()));
+        let replayer = Replayer::start(redis.clone(), keys.clone(), metrics.clone());
         let state = Arc::new(AppState {
             cfg,
             id,
@@ -78,13 +83,14 @@ impl Gateway {
             channel,
             redis,
             dispatcher,
+            replayer,
             metrics,
             segmenter: ArcSwap::new(segmenter),
             backlog: AtomicU64::new(0),
             history: admin::History::default(),
             drain: Shutdown::new(),
         });
-        Ok(Self { state, listener, client })
+        Ok(Self { state, listener, target })
     }
 
     pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
@@ -104,7 +110,7 @@ impl Gateway {
             tokio::spawn(admin::watch(state.clone(), every, stopped.clone()));
         }
         tokio::spawn(state.dispatcher.clone().run(
-            self.client.clone(),
+            self.target.clone(),
             state.redis.clone(),
             state.channel.clone(),
             stopped.clone(),

@@ -1,7 +1,7 @@
 //! One WebSocket session: `start`, audio frames through the segmenter, tasks out, results in,
 //! `stop`, wait for the finals, `end`.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ const KEEP_BEFORE: u64 = SAMPLE_RATE as u64;
 const MAX_BEAM: u8 = 8;
 /// Whisper keeps at most 223 prompt tokens; this is a generous bound on the text.
 const MAX_PROMPT_BYTES: usize = 2_000;
+/// How often a session looks for finals that are overdue (`channels.overdue_final_ms`).
+const OVERDUE_CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// Drives one socket until it closes. Never panics on client input.
 pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
@@ -37,6 +39,8 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
     // traffic cannot push back.
     let mut deadline = Instant::now() + idle_timeout;
     let mut draining = false;
+    let mut overdue_check = tokio::time::interval(OVERDUE_CHECK_EVERY);
+    overdue_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let close = loop {
         let inbox = async {
             match session.as_mut() {
@@ -44,7 +48,7 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let replies = tokio::select! {
             msg = socket.recv() => {
                 let Some(Ok(msg)) = msg else { break None };
                 let was_stopping = stopping;
@@ -59,22 +63,17 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
                 } else if !stopping {
                     deadline = Instant::now() + idle_timeout;
                 }
-                if send_all(&mut socket, replies).await.is_err() { break None; }
-                if stopping && session.as_ref().is_some_and(|s| s.outstanding.is_empty()) {
-                    let _ = send_all(&mut socket, vec![end_message(session.as_ref())]).await;
-                    break Some(if draining { close_frame(close_code::AWAY, "going away") } else { close_frame(close_code::NORMAL, "end") });
-                }
+                replies
             }
             delivery = inbox => {
                 let Some(delivery) = delivery else { break None };
                 let Some(s) = session.as_mut() else { continue };
-                let replies = s.on_delivery(&state, delivery).await;
-                if send_all(&mut socket, replies).await.is_err() { break None; }
-                if stopping && s.outstanding.is_empty() {
-                    let _ = send_all(&mut socket, vec![end_message(session.as_ref())]).await;
-                    break Some(if draining { close_frame(close_code::AWAY, "going away") } else { close_frame(close_code::NORMAL, "end") });
-                }
+                s.on_delivery(&state, delivery).await
             }
+            _ = overdue_check.tick() => match session.as_mut() {
+                Some(s) => s.check_overdue(&state).await,
+                None => continue,
+            },
             _ = state.drain.wait(), if !draining => {
                 // Shutting down: finish like `stop` (flush, wait for the finals), then tell the
                 // client to go elsewhere; it can resume there with its session, epoch and seq.
@@ -88,11 +87,7 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
                     deadline = Instant::now() + final_timeout;
                 }
                 replies.push(ServerMessage::error(ErrorCode::GoingAway, "server shutting down: reconnect and resume"));
-                if send_all(&mut socket, replies).await.is_err() { break None; }
-                if session.as_ref().is_none_or(|s| s.outstanding.is_empty()) {
-                    let _ = send_all(&mut socket, vec![end_message(session.as_ref())]).await;
-                    break Some(close_frame(close_code::AWAY, "going away"));
-                }
+                replies
             }
             _ = tokio::time::sleep_until(deadline) => {
                 let msg = if stopping {
@@ -104,6 +99,22 @@ pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
                 let _ = send_all(&mut socket, vec![msg, end_message(session.as_ref())]).await;
                 break Some(close_frame(close_code::POLICY, "timeout"));
             }
+        };
+        if send_all(&mut socket, replies).await.is_err() {
+            break None;
+        }
+        // Done once `stop` (or the drain) has been answered by every outstanding final.
+        let done = match session.as_ref() {
+            Some(s) => stopping && s.outstanding.is_empty(),
+            None => draining,
+        };
+        if done {
+            let _ = send_all(&mut socket, vec![end_message(session.as_ref())]).await;
+            break Some(if draining {
+                close_frame(close_code::AWAY, "going away")
+            } else {
+                close_frame(close_code::NORMAL, "end")
+            });
         }
     };
     if let Some(s) = session {
@@ -239,8 +250,8 @@ struct Live {
     /// Some(..) when the client asked to resume: whether it could.
     recovered: Option<bool>,
     rev: u32,
-    /// Finals enqueued and not yet delivered.
-    outstanding: BTreeSet<u64>,
+    /// Finals enqueued and not yet delivered, with when they were enqueued or last looked for.
+    outstanding: BTreeMap<u64, Instant>,
     finals_delivered: u64,
     last_seq: u64,
     inbox: mpsc::UnboundedReceiver<Delivery>,
@@ -345,7 +356,7 @@ impl Live {
             segment: next_segment,
             first_segment: next_segment,
             rev: 0,
-            outstanding: BTreeSet::new(),
+            outstanding: BTreeMap::new(),
             finals_delivered: 0,
             last_seq: resumed.as_ref().map(|(r, _)| r.last_seq).unwrap_or(0),
             recovered: start.resume.as_ref().map(|_| resumed.is_some()),
@@ -482,7 +493,7 @@ impl Live {
         state.metrics.tasks_enqueued.inc();
         if cut.kind == CutKind::Final {
             self.last_final_end = self.last_final_end.max(end);
-            self.outstanding.insert(self.segment);
+            self.outstanding.insert(self.segment, Instant::now());
             self.segment += 1;
             let position = self.base + self.buf.len() as u64;
             let _ = results::set_progress(&mut conn, &state.keys, &self.id, self.segment, position).await;
@@ -519,10 +530,9 @@ impl Live {
         out
     }
 
+    /// Reads what this session missed from its replay stream (batched with other sessions').
     async fn replay(&mut self, state: &Arc<AppState>, out: &mut Vec<ServerMessage>) {
-        state.metrics.replays.inc();
-        let mut conn = state.redis.clone();
-        match results::replay(&mut conn, &state.keys, &self.id, self.last_seq).await {
+        match state.replayer.replay(&self.id, self.last_seq).await {
             Ok(msgs) => {
                 for m in msgs {
                     if m.seq == self.last_seq + 1 {
@@ -532,6 +542,27 @@ impl Live {
             }
             Err(e) => tracing::warn!(session = %self.id, "replay failed: {e}"),
         }
+    }
+
+    /// A final that takes too long may have been published while nothing else followed to
+    /// reveal the gap (a lost Pub/Sub message, or a worker that died between its write and its
+    /// publish on a cluster): look for it in the replay stream, which has every written result.
+    async fn check_overdue(&mut self, state: &Arc<AppState>) -> Vec<ServerMessage> {
+        let overdue = Duration::from_millis(state.cfg.channels.overdue_final_ms.max(100));
+        let now = Instant::now();
+        let mut any = false;
+        for since in self.outstanding.values_mut() {
+            if now.duration_since(*since) >= overdue {
+                *since = now;
+                any = true;
+                state.metrics.overdue_finals.inc();
+            }
+        }
+        let mut out = Vec::new();
+        if any {
+            self.replay(state, &mut out).await;
+        }
+        out
     }
 
     fn apply(&mut self, state: &Arc<AppState>, msg: Sequenced, out: &mut Vec<ServerMessage>) {
@@ -570,7 +601,7 @@ impl Live {
             CutKind::Final => {
                 // Finals of earlier connections (resume) are delivered once, as seq ordering
                 // already guarantees; finals of this one must be outstanding.
-                if self.outstanding.remove(&p.segment) || p.segment < self.first_segment {
+                if self.outstanding.remove(&p.segment).is_some() || p.segment < self.first_segment {
                     self.finals_delivered += 1;
                     state.metrics.finals_delivered.inc();
                     if p.enqueued_ms > 0 {

@@ -11,7 +11,7 @@ use anyhow::Context;
 
 use crate::channels::results::{self, ReplayPolicy, ResultPayload, Word};
 use crate::channels::tasks::{self, Task, TaskMeta};
-use crate::channels::{self, Keys, workers};
+use crate::channels::{Conn, Keys, RedisTarget, workers};
 use crate::config::Config;
 use crate::inference::{Engine, Request};
 use crate::metrics::Metrics;
@@ -28,7 +28,7 @@ const BLOCK: Duration = Duration::from_millis(1000);
 pub struct Worker {
     pub id: String,
     keys: Keys,
-    client: redis::Client,
+    target: RedisTarget,
     engine: Arc<Engine>,
     batch_size: usize,
     batch_wait: Duration,
@@ -41,17 +41,21 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(cfg: &Config, client: redis::Client, engine: Arc<Engine>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(cfg: &Config, target: RedisTarget, engine: Arc<Engine>, metrics: Arc<Metrics>) -> Self {
         let id =
             cfg.worker.id.clone().unwrap_or_else(|| format!("worker-{}-{}", std::process::id(), crate::ids::short()));
         Self {
             id,
             keys: Keys::new(&cfg.channels.prefix),
-            client,
+            policy: ReplayPolicy {
+                max_len: cfg.channels.replay_len,
+                ttl_s: cfg.channels.replay_ttl_s,
+                sharded: target.is_cluster(),
+            },
+            target,
             engine,
             batch_size: cfg.worker.batch_size.max(1),
             batch_wait: Duration::from_millis(cfg.worker.batch_wait_ms),
-            policy: ReplayPolicy { max_len: cfg.channels.replay_len, ttl_s: cfg.channels.replay_ttl_s, sharded: false },
             metrics,
             min_idle: Duration::from_millis(cfg.channels.min_idle_ms.max(100)),
             max_deliveries: cfg.channels.max_deliveries.max(1),
@@ -68,9 +72,10 @@ impl Worker {
 
     /// Runs until shutdown. Redis outages are waited out; nothing here gives up on a task.
     pub async fn run(self, shutdown: Shutdown) -> anyhow::Result<()> {
-        let mut conn = channels::manager(&self.client).await.context("worker: connecting to Redis")?;
+        let mut conn =
+            self.target.connect().await.with_context(|| format!("worker: connecting to Redis at {:?}", self.target))?;
         tasks::ensure_group(&mut conn, &self.keys).await.context("worker: creating the consumer group")?;
-        let mut reader = channels::blocking_connection(&self.client, BLOCK).await?;
+        let mut reader = self.target.blocking(BLOCK).await?;
         tracing::info!(worker = %self.id, "worker ready");
         let beat = tokio::spawn(heartbeat(conn.clone(), self.keys.clone(), self.id.clone(), shutdown.clone()));
         let mut last_reclaim = std::time::Instant::now();
@@ -92,7 +97,7 @@ impl Worker {
                 Err(e) => {
                     tracing::warn!("worker: reading tasks: {e:#}; retrying");
                     tokio::time::sleep(Duration::from_millis(500)).await;
-                    if let Ok(c) = channels::blocking_connection(&self.client, BLOCK).await {
+                    if let Ok(c) = self.target.blocking(BLOCK).await {
                         reader = c;
                     }
                     continue;
@@ -110,7 +115,7 @@ impl Worker {
         Ok(())
     }
 
-    async fn next_batch(&self, reader: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<Vec<Task>> {
+    async fn next_batch(&self, reader: &mut Conn) -> anyhow::Result<Vec<Task>> {
         let (mut got, bad) =
             tasks::read(reader, &self.keys, &self.id, self.batch_size, BLOCK.as_millis() as usize).await?;
         for (id, why) in bad {
@@ -125,7 +130,7 @@ impl Worker {
         Ok(got)
     }
 
-    async fn process(&self, conn: &mut redis::aio::ConnectionManager, batch: Vec<Task>) {
+    async fn process(&self, conn: &mut Conn, batch: Vec<Task>) {
         let (run, skipped) = coalesce(batch);
         if let Err(e) = tasks::ack(conn, &self.keys, &skipped).await {
             tracing::warn!("ack of coalesced partials failed: {e}");
@@ -140,7 +145,7 @@ impl Worker {
         }
     }
 
-    async fn run_group(&self, conn: &mut redis::aio::ConnectionManager, run: Vec<Task>) {
+    async fn run_group(&self, conn: &mut Conn, run: Vec<Task>) {
         match self.infer(conn, &run).await {
             Ok(transcripts) => self.publish_and_ack(conn, &run, transcripts).await,
             // One bad segment must not sink the others: retry them one by one.
@@ -159,11 +164,7 @@ impl Worker {
     }
 
     /// Runs the model on a batch, extending the claim on its tasks while it runs.
-    async fn infer(
-        &self,
-        conn: &mut redis::aio::ConnectionManager,
-        run: &[Task],
-    ) -> anyhow::Result<Vec<crate::inference::Transcript>> {
+    async fn infer(&self, conn: &mut Conn, run: &[Task]) -> anyhow::Result<Vec<crate::inference::Transcript>> {
         // The engine refuses a language its model cannot do (the whole call fails, and the
         // batch is retried one by one).
         let engine = self.engine.clone();
@@ -206,12 +207,7 @@ impl Worker {
         Ok(transcripts)
     }
 
-    async fn publish_and_ack(
-        &self,
-        conn: &mut redis::aio::ConnectionManager,
-        run: &[Task],
-        transcripts: Vec<crate::inference::Transcript>,
-    ) {
+    async fn publish_and_ack(&self, conn: &mut Conn, run: &[Task], transcripts: Vec<crate::inference::Transcript>) {
         let mut acks = Vec::with_capacity(run.len());
         for (task, tr) in run.iter().zip(transcripts) {
             tracing::debug!(
@@ -236,7 +232,7 @@ impl Worker {
     /// publish is idempotent, so a retry after a partial failure duplicates nothing.
     async fn deliver(
         &self,
-        conn: &mut redis::aio::ConnectionManager,
+        conn: &mut Conn,
         task: &Task,
         transcript: crate::inference::Transcript,
     ) -> Result<(), crate::channels::ChannelError> {
@@ -290,7 +286,7 @@ impl Worker {
     /// Recovers tasks of dead or stuck workers: dead-letters those delivered too often (and tells
     /// their sessions), claims the rest for this worker, and trims the stream below what the
     /// group still needs.
-    async fn reclaim(&self, conn: &mut redis::aio::ConnectionManager) -> anyhow::Result<Vec<Task>> {
+    async fn reclaim(&self, conn: &mut Conn) -> anyhow::Result<Vec<Task>> {
         let min_idle = self.min_idle.as_millis() as u64;
         for s in tasks::stale(conn, &self.keys, min_idle, 100).await? {
             if s.deliveries < self.max_deliveries {
@@ -353,7 +349,7 @@ fn result_for(task: &Task, text: String, error: Option<String>) -> ResultPayload
     }
 }
 
-async fn heartbeat(mut conn: redis::aio::ConnectionManager, keys: Keys, id: String, shutdown: Shutdown) {
+async fn heartbeat(mut conn: Conn, keys: Keys, id: String, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(Duration::from_millis(workers::INTERVAL_MS));
     loop {
         tokio::select! {

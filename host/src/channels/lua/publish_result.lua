@@ -1,21 +1,30 @@
 -- Writes a result durably, then publishes it (the Centrifugo pattern): a subscriber that misses
 -- the PUBLISH during a reconnect finds the result in the replay stream by its sequence number.
--- Idempotent on the dedupe field: a task redelivered after a worker crash is not published twice.
+-- Idempotent on the dedupe field: a task redelivered after a worker crash gets no second seq.
 --
 -- KEYS[1]  session state hash   (epoch, seq, dedupe fields)
 -- KEYS[2]  session replay stream (entry id = "<seq>-1", field m = the published message)
 -- ARGV[1]  channel to publish on, unless the session's state names its current gateway
 --          (field "reply"): a session that resumed on another gateway is followed there
--- ARGV[2]  dedupe field, e.g. "f:12" for the final of segment 12
+-- ARGV[2]  dedupe field, e.g. "f::12" for the final of segment 12
 -- ARGV[3]  payload (JSON)
 -- ARGV[4]  replay stream max length
 -- ARGV[5]  TTL in seconds for both keys
 -- ARGV[6]  epoch to use if the session has none (its state expired or was never written)
--- ARGV[7]  publish command: PUBLISH, or SPUBLISH on Redis Cluster
--- Returns {published (1|0), seq}.
+-- ARGV[7]  "PUBLISH" to publish here. Empty on Redis Cluster: a script may only touch its own
+--          slot, and the gateway's channel lives in another, so the caller SPUBLISHes the
+--          returned message (again after a redelivery: the gateway drops the duplicate by seq).
+-- Returns {fresh (1|0), seq, channel, message}; message is false when a duplicate's entry has
+-- already left the replay stream.
+local channel = redis.call('HGET', KEYS[1], 'reply') or ARGV[1]
 local done = redis.call('HGET', KEYS[1], ARGV[2])
 if done then
-  return {0, tonumber(done)}
+  local entry = redis.call('XRANGE', KEYS[2], done .. '-1', done .. '-1')
+  local msg = false
+  if entry[1] then
+    msg = entry[1][2][2]
+  end
+  return {0, tonumber(done), channel, msg}
 end
 local epoch = redis.call('HGET', KEYS[1], 'epoch')
 if not epoch then
@@ -28,6 +37,7 @@ redis.call('HSET', KEYS[1], ARGV[2], seq)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'm', msg)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-local channel = redis.call('HGET', KEYS[1], 'reply') or ARGV[1]
-redis.call(ARGV[7], channel, msg)
-return {1, seq}
+if ARGV[7] == 'PUBLISH' then
+  redis.call('PUBLISH', channel, msg)
+end
+return {1, seq, channel, msg}
