@@ -18,7 +18,9 @@ async fn shutdown_delivers_live_finals_then_closes_with_going_away() {
     let stack = Stack::start().await;
     let mut c = stack.connect().await;
     c.send_json(json!({"type": "start", "plugins": {"segmenter": {"partial_ms": "0"}}})).await;
-    assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
+    let Some(ServerMessage::Ready { resume_token, .. }) = c.recv(Duration::from_secs(5)).await else {
+        panic!("no ready")
+    };
     // Speech still open when the shutdown comes: no trailing silence, no stop.
     let mut audio = speak_sentences(&["I would like a cup of coffee with milk and sugar."], 0);
     audio.truncate(audio.len() - 16 * 200);
@@ -38,7 +40,12 @@ async fn shutdown_delivers_live_finals_then_closes_with_going_away() {
         }
     }
     eprintln!("{msgs:?}");
-    assert!(msgs.iter().any(|m| matches!(m, ServerMessage::Error { code: ErrorCode::GoingAway, retryable: true, .. })));
+    // Told to go elsewhere, with the token to resume there.
+    assert!(
+        msgs.iter().any(|m| matches!(m, ServerMessage::Error { code: ErrorCode::GoingAway, retryable: true,
+            resume_token: Some(t), .. } if *t == resume_token)),
+        "{msgs:?}"
+    );
     let text = final_text(&msgs);
     assert!(
         wer("I would like a cup of coffee with milk and sugar", &text) < 0.5,

@@ -2,6 +2,13 @@
 // -> WebSocket /ws (native protocol, docs/protocol.md) -> partial and final text.
 // Plain ES module, no dependencies.
 
+/** With auth on, the page is opened as `/?token=…` and passes the token on (a browser's
+ * WebSocket cannot send an Authorization header). */
+function tokenQuery() {
+  const token = new URLSearchParams(location.search).get("token");
+  return token ? `?token=${encodeURIComponent(token)}` : "";
+}
+
 const RATE = 16000;
 const FRAME_MS = 40;
 /** Audio kept while the socket is down, replayed on reconnect (older frames are dropped). */
@@ -218,7 +225,7 @@ ui.clear.addEventListener("click", () => {
 
 /**
  * One logical recording over one or more WebSocket connections. On an unexpected close it
- * reconnects with exponential backoff and sends `resume: {session, epoch, last_seq}` in `start`.
+ * reconnects with exponential backoff and sends `resume: {token, last_seq}` in `start`.
  * When the server answers `ready` with `recovered: true`, the same session goes on: the
  * transcript and the clock stay as they are, and the results missed meanwhile follow with their
  * own `seq` and times. Otherwise (`recovered: false`) a new session has started: the client says
@@ -237,7 +244,7 @@ class Stream {
     this.queue = [];
     this.attempt = 0;
     this.timer = null;
-    this.session = null; // {session, epoch}
+    this.session = null; // {session, epoch, token}
     this.lastSeq = 0;
     this.offsetMs = 0; // recording time at which the current session's audio starts
     this.sentSamples = 0; // samples sent in the current session
@@ -254,7 +261,7 @@ class Stream {
 
   url() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    return `${proto}//${location.host}/ws`;
+    return `${proto}//${location.host}/ws${tokenQuery()}`;
   }
 
   connect() {
@@ -279,7 +286,7 @@ class Stream {
         format: "pcm_s16le",
         language: this.language === "auto" ? null : this.language,
       };
-      if (resuming) start.resume = { session: this.session.session, epoch: this.session.epoch, last_seq: this.lastSeq };
+      if (resuming) start.resume = { token: this.session.token, last_seq: this.lastSeq };
       ws.send(JSON.stringify(start));
     };
     ws.onmessage = (e) => {
@@ -315,7 +322,7 @@ class Stream {
           );
         }
         if (fresh) this.sentSamples = 0;
-        this.session = { session: msg.session, epoch: msg.epoch };
+        this.session = { session: msg.session, epoch: msg.epoch, token: msg.resume_token };
         this.ready = true;
         this.attempt = 0;
         setConn("live", `Live · ${msg.session.slice(0, 8)}`);
@@ -689,7 +696,7 @@ async function transcribeFile(file) {
   try {
     let res;
     try {
-      res = await fetch("/v1/audio/transcriptions", { method: "POST", body: form });
+      res = await fetch(`/v1/audio/transcriptions${tokenQuery()}`, { method: "POST", body: form });
     } catch (e) {
       fail(`Could not reach the server: ${e.message}`);
       return;

@@ -393,7 +393,9 @@ async function poll() {
   const ctl = new AbortController();
   const timer = setTimeout(() => ctl.abort(), TIMEOUT_MS);
   try {
-    const res = await fetch("/api/stats", { cache: "no-store", signal: ctl.signal });
+    const token = new URLSearchParams(location.search).get("token");
+    const url = token ? `/api/stats?token=${encodeURIComponent(token)}` : "/api/stats";
+    const res = await fetch(url, { cache: "no-store", signal: ctl.signal });
     if (!res.ok) throw new Error(`HTTP ${res.status}`);
     const s = await res.json();
     if (okSince === null) okSince = Date.now();

@@ -391,8 +391,8 @@ async fn xadd_result(conn: &mut Conn, session: &str, msg: &str) -> redis::RedisR
 
 /// A design's receive side, connected and subscribed, not yet recording.
 enum Gateway {
-    A { dispatcher: JoinHandle<()>, shutdown: Shutdown, inboxes: Vec<mpsc::UnboundedReceiver<Delivery>> },
-    B { readers: Vec<Reader>, inboxes: Vec<mpsc::UnboundedReceiver<Delivery>> },
+    A { dispatcher: JoinHandle<()>, shutdown: Shutdown, inboxes: Vec<mpsc::UnboundedReceiver<(String, Delivery)>> },
+    B { readers: Vec<Reader>, inboxes: Vec<mpsc::UnboundedReceiver<(String, Delivery)>> },
     C { subscriptions: Vec<PubSub> },
 }
 
@@ -400,7 +400,7 @@ enum Gateway {
 struct Reader {
     conn: Conn,
     streams: Vec<String>,
-    inboxes: Vec<mpsc::UnboundedSender<Delivery>>,
+    inboxes: Vec<mpsc::UnboundedSender<(String, Delivery)>>,
 }
 
 /// The receive side while recording: per-session recorders return their latencies.
@@ -415,7 +415,14 @@ async fn connect_gateway(design: Design, target: &RedisTarget, ctl: &Conn, n: us
     match design {
         Design::A | Design::A0 => {
             let dispatcher = Arc::new(Dispatcher::new(kiki::metrics::Metrics::new()));
-            let inboxes = sessions.iter().map(|s| dispatcher.register(s)).collect();
+            let inboxes = sessions
+                .iter()
+                .map(|s| {
+                    let (tx, rx) = mpsc::unbounded_channel();
+                    dispatcher.register(s, tx);
+                    rx
+                })
+                .collect();
             let shutdown = Shutdown::new();
             let channel = Keys::new(PREFIX).gateway_channel(GATEWAY);
             // The dispatcher's liveness probe publishes on the (named) control connection, as a
@@ -498,13 +505,13 @@ impl Running {
 
 /// A session's task in designs (a) and (b): reads its in-process inbox.
 fn spawn_inbox(
-    mut rx: mpsc::UnboundedReceiver<Delivery>,
+    mut rx: mpsc::UnboundedReceiver<(String, Delivery)>,
     window: Window,
     deadline: tokio::time::Instant,
 ) -> JoinHandle<Vec<u64>> {
     tokio::spawn(async move {
         let mut lat = Vec::new();
-        while let Ok(Some(d)) = timeout_at(deadline, rx.recv()).await {
+        while let Ok(Some((_, d))) = timeout_at(deadline, rx.recv()).await {
             if let Delivery::Result(msg) = d {
                 lat.extend(latency_us(&msg, window));
             }
@@ -547,7 +554,7 @@ impl Reader {
                     last_ids[i] = entry.id.clone();
                     let bytes: Option<Vec<u8>> = entry.map.get("m").and_then(|v| redis::from_redis_value_ref(v).ok());
                     if let Some(msg) = bytes.and_then(|b| Sequenced::parse(&b).ok()) {
-                        let _ = self.inboxes[i].send(Delivery::Result(Box::new(msg)));
+                        let _ = self.inboxes[i].send((String::new(), Delivery::Result(Box::new(msg))));
                     }
                 }
             }

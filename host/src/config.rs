@@ -93,8 +93,34 @@ pub struct GatewayConfig {
     pub idle_timeout_s: u64,
     /// Folder of the web pages.
     pub web_dir: PathBuf,
-    /// Bearer token for `/admin/*`; without one the admin API is open (bind to loopback!).
+    /// A static bearer token for `/admin/*` (simple deployments; signed tokens with the
+    /// `admin` scope work too when `auth_secret` is set).
     pub admin_token: Option<String>,
+    /// Secret for signed access tokens (HS256 JWT with `sub`, `exp`, `scope`). When set, every
+    /// session, file upload and admin call needs a token; `kiki token` mints them.
+    pub auth_secret: Option<String>,
+    /// The same secret, read from a file (it wins over `auth_secret`).
+    pub auth_secret_file: Option<PathBuf>,
+    /// Without auth the gateway refuses a non-loopback `listen`; this allows it (for a
+    /// deployment behind a proxy that authenticates).
+    pub allow_remote_without_auth: bool,
+    /// Connections held at once, in all and per client address (0 = no limit).
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// WebSocket connections at once per token subject, with auth (0 = no limit).
+    pub max_connections_per_subject: usize,
+    /// A client must send its request headers within this many seconds (slowloris).
+    pub header_read_timeout_s: u64,
+    /// The server pings every this many seconds; a client that does not answer by the next
+    /// ping is disconnected.
+    pub ping_interval_s: u64,
+    /// Longest session, in seconds of audio (0 = no limit); then it finishes as after `stop`.
+    pub max_session_s: u64,
+    /// Sustained audio speed a session may send, × real time, with a burst of this many seconds.
+    pub max_audio_speed: f64,
+    pub max_audio_burst_s: f64,
+    /// Sustained binary frames per second per session (a burst of 5 s worth is allowed).
+    pub max_frames_per_s: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -206,6 +232,18 @@ impl Default for GatewayConfig {
             idle_timeout_s: 60,
             web_dir: PathBuf::from("web"),
             admin_token: None,
+            auth_secret: None,
+            auth_secret_file: None,
+            allow_remote_without_auth: false,
+            max_connections: 20_000,
+            max_connections_per_ip: 2_000,
+            max_connections_per_subject: 0,
+            header_read_timeout_s: 10,
+            ping_interval_s: 20,
+            max_session_s: 4 * 3600,
+            max_audio_speed: 4.0,
+            max_audio_burst_s: 30.0,
+            max_frames_per_s: 200.0,
         }
     }
 }
@@ -259,6 +297,19 @@ impl Config {
 
     pub fn ort_library(&self) -> PathBuf {
         self.model.ort_library.clone().unwrap_or_else(|| self.data_dir.join("libonnxruntime.so"))
+    }
+
+    /// The access-token secret, from `gateway.auth_secret_file` or `gateway.auth_secret`.
+    pub fn auth_secret(&self) -> Result<Option<Vec<u8>>, String> {
+        if let Some(path) = &self.gateway.auth_secret_file {
+            let s = std::fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+            let s = s.trim();
+            if s.is_empty() {
+                return Err(format!("{} is empty", path.display()));
+            }
+            return Ok(Some(s.as_bytes().to_vec()));
+        }
+        Ok(self.gateway.auth_secret.as_deref().filter(|s| !s.is_empty()).map(|s| s.as_bytes().to_vec()))
     }
 
     pub fn plugin_dir(&self) -> PathBuf {

@@ -56,6 +56,18 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         timeout: u64,
     },
+    /// Mint a signed access token (needs gateway.auth_secret or auth_secret_file).
+    Token {
+        /// Who the token is for (its `sub`; connection limits count per subject).
+        #[arg(long)]
+        subject: String,
+        /// What it may do: transcribe (sessions, file API), admin (/admin, /api/stats).
+        #[arg(long = "scope", value_parser = kiki::gateway::auth::parse_scope, default_value = "transcribe")]
+        scopes: Vec<kiki::gateway::auth::Scope>,
+        /// Lifetime in seconds.
+        #[arg(long, default_value_t = 3600)]
+        ttl: u64,
+    },
     /// Benchmarks against a running deployment.
     Bench {
         #[command(subcommand)]
@@ -199,6 +211,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             transcribe(cfg, files, format, opts).await
         }
         Command::Check { gateway, timeout } => check(cfg, gateway, timeout).await,
+        Command::Token { subject, scopes, ttl } => {
+            let secret = cfg.auth_secret().map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(secret.is_some(), "no gateway.auth_secret (or auth_secret_file) is configured");
+            let auth = kiki::gateway::auth::Auth::new(secret.as_deref(), b"", None);
+            println!("{}", auth.mint(&subject, &scopes, ttl)?);
+            Ok(())
+        }
         Command::Bench {
             command:
                 BenchCommand::Load {

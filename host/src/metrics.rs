@@ -19,6 +19,14 @@ pub struct Metrics {
     pub frames: Counter,
     pub frame_bytes: Counter,
     pub protocol_errors: Counter,
+    /// Requests refused for a missing, invalid or insufficient token.
+    pub auth_failures: Counter,
+    /// Connections refused by the per-address, total or per-subject limits.
+    pub connections_refused: Counter,
+    /// Audio frames dropped for arriving faster than a session's limits.
+    pub frames_rate_limited: Counter,
+    /// Gateway time per audio frame: decode, resample, segmenter, and queueing any cut.
+    pub frame_seconds: Histogram,
     pub tasks_enqueued: Counter,
     pub tasks_acked: Counter,
     pub tasks_reclaimed: Counter,
@@ -72,6 +80,22 @@ impl Metrics {
             frames: reg!("audio_frames", "Binary audio frames received", Counter::default()),
             frame_bytes: reg!("audio_frame_bytes", "Bytes of audio frames received", Counter::default()),
             protocol_errors: reg!("protocol_errors", "Client protocol errors answered", Counter::default()),
+            auth_failures: reg!("auth_failures", "Requests refused for a missing or bad token", Counter::default()),
+            connections_refused: reg!(
+                "connections_refused",
+                "Connections refused by the connection limits",
+                Counter::default()
+            ),
+            frames_rate_limited: reg!(
+                "frames_rate_limited",
+                "Audio frames dropped by the rate limits",
+                Counter::default()
+            ),
+            frame_seconds: reg!(
+                "frame_seconds",
+                "Gateway handling time per audio frame (decode, resample, segmenter, queueing)",
+                Histogram::new(exponential_buckets(0.000_01, 2.0, 14))
+            ),
             tasks_enqueued: reg!("tasks_enqueued", "Segment tasks added to the stream", Counter::default()),
             tasks_acked: reg!("tasks_acked", "Tasks acknowledged by workers", Counter::default()),
             tasks_reclaimed: reg!("tasks_reclaimed", "Stale tasks claimed from other workers", Counter::default()),

@@ -1,7 +1,8 @@
 //! WAV decoding (any common rate, mono or stereo, int or float) to 16 kHz mono f32.
 
-use std::io::Cursor;
 use std::path::Path;
+
+use kiki_protocol::wav::{WavError, parse_wav};
 
 use super::{AudioError, SAMPLE_RATE, resample};
 
@@ -13,38 +14,18 @@ pub fn read_wav(path: &Path) -> Result<Vec<f32>, AudioError> {
 
 /// Decodes WAV bytes to 16 kHz mono samples: channels are averaged, then resampled.
 pub fn decode_wav(bytes: &[u8]) -> Result<Vec<f32>, AudioError> {
-    if bytes.is_empty() {
-        return Err(AudioError::Empty);
-    }
-    let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|e| AudioError::NotWav(e.to_string()))?;
-    let spec = reader.spec();
-    if spec.channels == 0 || spec.sample_rate == 0 {
-        return Err(AudioError::Unsupported(format!("{} channels at {} Hz", spec.channels, spec.sample_rate)));
-    }
-    let interleaved: Vec<f32> = match spec.sample_format {
-        hound::SampleFormat::Float => reader.into_samples::<f32>().collect::<Result<_, _>>(),
-        hound::SampleFormat::Int => {
-            let scale = 1.0 / (1u64 << (spec.bits_per_sample.clamp(1, 32) - 1)) as f32;
-            reader.into_samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect::<Result<_, _>>()
-        }
-    }
-    .map_err(|e| AudioError::NotWav(e.to_string()))?;
-    let channels = spec.channels as usize;
-    let mono: Vec<f32> = interleaved
-        .chunks_exact(channels)
-        .map(|frame| {
-            let v = frame.iter().sum::<f32>() / channels as f32;
-            if v.is_finite() { v } else { 0.0 }
-        })
-        .collect();
-    if mono.is_empty() {
-        return Err(AudioError::Empty);
-    }
-    resample(&mono, spec.sample_rate, SAMPLE_RATE)
+    let pcm = parse_wav(bytes).map_err(|e| match e {
+        WavError::Empty => AudioError::Empty,
+        WavError::NotWav(m) => AudioError::NotWav(m),
+        WavError::Unsupported(m) => AudioError::Unsupported(m),
+    })?;
+    resample(&pcm.samples, pcm.rate, SAMPLE_RATE)
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Cursor;
+
     use super::*;
 
     fn wav(rate: u32, channels: u16, frames: usize) -> Vec<u8> {

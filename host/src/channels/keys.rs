@@ -47,6 +47,11 @@ impl Keys {
         format!("{}:archive:{name}", self.prefix)
     }
 
+    /// The key every gateway signs resume tokens with when no auth secret is configured.
+    pub fn resume_key(&self) -> String {
+        format!("{}:resume-key", self.prefix)
+    }
+
     /// Sorted set of live workers, scored by last heartbeat (ms since the epoch).
     pub fn workers(&self) -> String {
         format!("{}:workers", self.prefix)

@@ -12,14 +12,7 @@ use crate::plugins::CutKind;
 
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/publish_result.lua")));
 
-/// A word with its time span.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Word {
-    pub text: String,
-    pub start_ms: u64,
-    pub end_ms: u64,
-    pub probability: f32,
-}
+pub use kiki_protocol::Word;
 
 /// What a worker reports for one task.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

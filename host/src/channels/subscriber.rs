@@ -25,9 +25,13 @@ pub enum Delivery {
     Resync,
 }
 
-/// Session id -> its inbox. Shared by the subscriber task and every session.
+/// Where a session's deliveries go: its connection's inbox, tagged with the session id (a
+/// connection may hold several sessions).
+pub type Inbox = mpsc::UnboundedSender<(String, Delivery)>;
+
+/// Session id -> its connection's inbox. Shared by the subscriber task and every session.
 pub struct Dispatcher {
-    sessions: RwLock<HashMap<String, mpsc::UnboundedSender<Delivery>>>,
+    sessions: RwLock<HashMap<String, Inbox>>,
     live: AtomicBool,
     metrics: Arc<Metrics>,
 }
@@ -40,12 +44,10 @@ impl Dispatcher {
         Self { sessions: RwLock::default(), live: AtomicBool::new(false), metrics }
     }
 
-    pub fn register(&self, session: &str) -> mpsc::UnboundedReceiver<Delivery> {
-        let (tx, rx) = mpsc::unbounded_channel();
+    pub fn register(&self, session: &str, inbox: Inbox) {
         if let Ok(mut map) = self.sessions.write() {
-            map.insert(session.to_string(), tx);
+            map.insert(session.to_string(), inbox);
         }
-        rx
     }
 
     pub fn unregister(&self, session: &str) {
@@ -65,7 +67,7 @@ impl Dispatcher {
         };
         match map.get(&msg.payload.session) {
             Some(tx) => {
-                let _ = tx.send(Delivery::Result(Box::new(msg)));
+                let _ = tx.send((msg.payload.session.clone(), Delivery::Result(Box::new(msg))));
             }
             // The session ended or lives on another gateway now; its replay stream keeps it.
             None => {
@@ -76,8 +78,8 @@ impl Dispatcher {
 
     fn resync_all(&self) {
         if let Ok(map) = self.sessions.read() {
-            for tx in map.values() {
-                let _ = tx.send(Delivery::Resync);
+            for (session, tx) in map.iter() {
+                let _ = tx.send((session.clone(), Delivery::Resync));
             }
         }
     }

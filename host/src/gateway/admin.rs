@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
+use super::auth::Scope;
 use crate::plugins::{SegmenterPlugin, registry};
 use crate::shutdown::Shutdown;
 
@@ -51,29 +52,13 @@ pub struct Which {
     version: String,
 }
 
-fn authorized(state: &AppState, headers: &HeaderMap) -> bool {
-    match &state.cfg.gateway.admin_token {
-        None => true,
-        Some(token) => headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| t == token),
-    }
-}
-
-fn deny() -> Response {
-    (StatusCode::UNAUTHORIZED, Json(serde_json::json!({"error": "admin token required (Authorization: Bearer)"})))
-        .into_response()
-}
-
 fn fail(code: StatusCode, msg: String) -> Response {
     (code, Json(serde_json::json!({ "error": msg }))).into_response()
 }
 
 pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers) {
-        return deny();
+    if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
+        return denied.into_response();
     }
     let files = registry::scan(&state.cfg.plugin_dir())
         .map(|v| v.iter().map(registry::PluginFile::label).collect())
@@ -91,8 +76,8 @@ pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Res
 
 /// `POST /admin/plugins/segmenter/activate?name=N&version=V`
 pub async fn activate(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(w): Query<Which>) -> Response {
-    if !authorized(&state, &headers) {
-        return deny();
+    if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
+        return denied.into_response();
     }
     let path = state.cfg.plugin_dir().join(format!("{}@{}.wasm", w.name, w.version));
     if !path.exists() {
@@ -106,8 +91,8 @@ pub async fn activate(State(state): State<Arc<AppState>>, headers: HeaderMap, Qu
 
 /// `POST /admin/plugins/segmenter/rollback`: back to the version active before the last swap.
 pub async fn rollback(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if !authorized(&state, &headers) {
-        return deny();
+    if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
+        return denied.into_response();
     }
     let prev = state.history.previous.lock().ok().and_then(|mut p| p.pop());
     match prev {
@@ -129,8 +114,8 @@ pub async fn upload(
     UrlPath(file): UrlPath<String>,
     body: Bytes,
 ) -> Response {
-    if !authorized(&state, &headers) {
-        return deny();
+    if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
+        return denied.into_response();
     }
     let Some(parsed) = registry::parse_file_name(Path::new(&file)).filter(|_| !file.contains('/')) else {
         return fail(StatusCode::BAD_REQUEST, "file name must be NAME@VERSION.wasm".into());

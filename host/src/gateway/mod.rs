@@ -2,11 +2,16 @@
 //! audio, put segment tasks on the stream, and get results through the global subscriber.
 
 mod admin;
+pub mod auth;
 mod health;
+pub mod limits;
 mod openai;
-pub mod protocol;
+mod server;
 mod session;
 mod stats;
+
+/// The native WebSocket protocol's messages (defined in the `kiki-protocol` crate).
+pub use kiki_protocol::native as protocol;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,12 +20,21 @@ use std::time::Duration;
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::extract::{State, WebSocketUpgrade};
-use axum::response::IntoResponse;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{DefaultBodyLimit, Extension, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
+use kiki_protocol::Wire;
+use kiki_protocol::funasr::FunAsr;
+use kiki_protocol::kikipounamu::Kikipounamu;
+use kiki_protocol::wire::Native;
+use serde::Deserialize;
 use tokio::net::TcpListener;
 use tower_http::services::{ServeDir, ServeFile};
+
+use auth::{Auth, Principal, Scope};
+use limits::Limiter;
 
 use crate::channels::replayer::Replayer;
 use crate::channels::subscriber::Dispatcher;
@@ -51,6 +65,10 @@ pub struct AppState {
     pub history: admin::History,
     /// Triggered on shutdown: sessions finish as if the client had sent `stop`.
     pub drain: Shutdown,
+    /// Access tokens (when configured) and resume tokens.
+    pub auth: Auth,
+    /// WebSocket connections per token subject.
+    pub subjects: Arc<Limiter<String>>,
 }
 
 pub struct Gateway {
@@ -69,11 +87,25 @@ impl Gateway {
     ) -> anyhow::Result<Self> {
         let id = cfg.gateway.id.clone().unwrap_or_else(crate::ids::short);
         let keys = Keys::new(&cfg.channels.prefix);
+        let secret = cfg.auth_secret().map_err(anyhow::Error::msg).context("gateway.auth_secret_file")?;
+        if secret.is_none() && !cfg.listen.ip().is_loopback() && !cfg.gateway.allow_remote_without_auth {
+            anyhow::bail!(
+                "refusing to listen on {} without authentication: set gateway.auth_secret (signed tokens), \
+                 or gateway.allow_remote_without_auth = true behind a proxy that authenticates",
+                cfg.listen
+            );
+        }
+        if secret.is_none() {
+            tracing::info!("auth is off (no gateway.auth_secret): serving loopback clients only");
+        }
         let mut redis =
             target.connect().await.with_context(|| format!("gateway: connecting to Redis at {target:?}"))?;
         tasks::ensure_group(&mut redis, &keys).await.context("gateway: creating the task stream")?;
+        let resume_key = shared_resume_key(&mut redis, &keys).await.context("gateway: reading the resume key")?;
+        let auth = Auth::new(secret.as_deref(), resume_key.as_bytes(), cfg.gateway.admin_token.clone());
         let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
         let channel = keys.gateway_channel(&id);
+        let cfg_subject_limit = cfg.gateway.max_connections_per_subject;
         let dispatcher = Arc::new(Dispatcher::new(metrics.clone()));
         let replayer = Replayer::start(redis.clone(), keys.clone(), metrics.clone());
         let state = Arc::new(AppState {
@@ -89,6 +121,8 @@ impl Gateway {
             backlog: AtomicU64::new(0),
             history: admin::History::default(),
             drain: Shutdown::new(),
+            auth,
+            subjects: Limiter::new(cfg_subject_limit, 0),
         });
         Ok(Self { state, listener, target })
     }
@@ -122,7 +156,9 @@ impl Gateway {
             drain.trigger();
         });
         let app = Router::new()
-            .route("/ws", get(ws_upgrade))
+            .route("/ws", get(ws_native))
+            .route("/ws/asr", get(ws_kikipounamu))
+            .route("/funasr", get(ws_funasr))
             .route("/healthz", get(health::healthz))
             .route("/readyz", get(health::readyz))
             .route("/metrics", get(health::metrics))
@@ -136,10 +172,18 @@ impl Gateway {
             .route("/admin/plugins/segmenter/rollback", post(admin::rollback))
             .route("/admin/plugins/files/{file}", put(admin::upload))
             .route_service("/dashboard", ServeFile::new(web.join("dashboard.html")))
+            // FunASR clients connect to the server's root: a WebSocket upgrade there speaks
+            // FunASR, anything else gets the WebApp.
+            .route("/", get(root))
             .fallback_service(ServeDir::new(&web))
             .with_state(state.clone());
         tracing::info!(addr = %self.listener.local_addr()?, gateway = %state.id, "gateway listening");
-        axum::serve(self.listener, app).with_graceful_shutdown(async move { shutdown.wait().await }).await?;
+        let g = &state.cfg.gateway;
+        let opts = server::ServerOptions {
+            header_read_timeout: Duration::from_secs(g.header_read_timeout_s.max(1)),
+            limits: Limiter::new(g.max_connections_per_ip, g.max_connections),
+        };
+        server::serve(self.listener, app, opts, state.metrics.clone(), shutdown.clone()).await;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(state.cfg.gateway.final_timeout_s + 5);
         while state.metrics.sessions_active.get() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -150,13 +194,126 @@ impl Gateway {
     }
 }
 
-async fn ws_upgrade(State(state): State<Arc<AppState>>, ws: WebSocketUpgrade) -> impl IntoResponse {
+/// The `token` query parameter (browsers cannot set headers on a WebSocket).
+#[derive(Debug, Default, Deserialize)]
+pub struct TokenQuery {
+    pub token: Option<String>,
+}
+
+/// A refused request: 401 or 403 with a JSON error.
+pub(crate) struct Denied(auth::AuthError);
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        (self.0.status(), axum::Json(serde_json::json!({"error": self.0.to_string()}))).into_response()
+    }
+}
+
+/// Refuses a request without `scope`.
+pub(crate) fn authorize(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+    scope: Scope,
+) -> Result<Principal, Denied> {
+    state.auth.check(headers, query_token, scope).map_err(|e| {
+        state.metrics.auth_failures.inc();
+        Denied(e)
+    })
+}
+
+async fn ws_native(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+    place: Option<Extension<server::ConnPlace>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    upgrade(state, &headers, q, place, ws, Native, 1).await
+}
+
+async fn ws_kikipounamu(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+    place: Option<Extension<server::ConnPlace>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // Each message is a whole utterance as base64 WAV: allow minutes of it.
+    upgrade(state, &headers, q, place, ws, Kikipounamu::new(), 32).await
+}
+
+async fn ws_funasr(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+    place: Option<Extension<server::ConnPlace>>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    upgrade(state, &headers, q, place, ws.protocols(["binary"]), FunAsr::new(), 1).await
+}
+
+async fn root(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<TokenQuery>,
+    place: Option<Extension<server::ConnPlace>>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    match ws.ok() {
+        Some(ws) => upgrade(state, &headers, q, place, ws.protocols(["binary"]), FunAsr::new(), 1).await,
+        None => match tokio::fs::read(state.cfg.gateway.web_dir.join("index.html")).await {
+            Ok(page) => ([(axum::http::header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response(),
+            Err(_) => (StatusCode::NOT_FOUND, "no web/index.html\n").into_response(),
+        },
+    }
+}
+
+/// Checks the token and the subject's connection limit, then hands the socket to a session loop
+/// speaking `wire`. `size_factor` scales the message limit for protocols that send whole
+/// utterances in one message.
+async fn upgrade<W: Wire>(
+    state: Arc<AppState>,
+    headers: &HeaderMap,
+    q: TokenQuery,
+    place: Option<Extension<server::ConnPlace>>,
+    ws: WebSocketUpgrade,
+    wire: W,
+    size_factor: usize,
+) -> Response {
+    let principal = match authorize(&state, headers, q.token.as_deref(), Scope::Transcribe) {
+        Ok(p) => p,
+        Err(denied) => return denied.into_response(),
+    };
+    let subject = match principal.subject {
+        Some(sub) => match state.subjects.admit(sub) {
+            Ok(g) => Some(g),
+            Err(_) => {
+                state.metrics.connections_refused.inc();
+                let body = serde_json::json!({"error": "too many connections for this token's subject"});
+                return (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+            }
+        },
+        None => None,
+    };
     // The transport limit sits above the protocol limit so that an oversized frame gets a clear
     // `frame_too_large` error instead of a dropped connection.
-    let transport_limit = state.cfg.gateway.max_frame_bytes.saturating_mul(4).max(64 * 1024);
+    let transport_limit =
+        state.cfg.gateway.max_frame_bytes.saturating_mul(4).max(64 * 1024).saturating_mul(size_factor);
+    let places = session::Places { _conn: place.map(|Extension(p)| p), _subject: subject };
     ws.max_message_size(transport_limit)
         .max_frame_size(transport_limit)
-        .on_upgrade(move |socket| session::run(socket, state))
+        .on_upgrade(move |socket| session::run(socket, state, wire, places))
+        .into_response()
+}
+
+/// The key every gateway of a deployment signs resume tokens with (when there is no auth
+/// secret): made once, by whichever gateway comes first.
+async fn shared_resume_key(conn: &mut Conn, keys: &Keys) -> Result<String, crate::channels::ChannelError> {
+    let fresh = format!("{}{}", crate::ids::long(), crate::ids::long());
+    let _: Option<String> = redis::cmd("SET").arg(keys.resume_key()).arg(&fresh).arg("NX").query_async(conn).await?;
+    let key: String = redis::cmd("GET").arg(keys.resume_key()).query_async(conn).await?;
+    Ok(key)
 }
 
 /// Keeps `AppState::backlog` current from the consumer group's lag.

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Multipart, State};
-use axum::http::{StatusCode, header};
+use axum::extract::{Multipart, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use super::AppState;
+use super::auth::Scope;
 use crate::audio::{self, SAMPLE_RATE};
 use crate::channels::results;
 use crate::channels::subscriber::Delivery;
@@ -58,7 +59,20 @@ async fn read_form(mut form: Multipart) -> Result<Request, Response> {
     Ok(req)
 }
 
-pub async fn transcriptions(State(state): State<Arc<AppState>>, form: Multipart) -> Response {
+pub async fn transcriptions(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<super::TokenQuery>,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
+) -> Response {
+    // The token first: an unauthorised caller learns nothing about what it sent.
+    if let Err(denied) = super::authorize(&state, &headers, q.token.as_deref(), Scope::Transcribe) {
+        return denied.into_response();
+    }
+    let form = match form {
+        Ok(f) => f,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+    };
     let req = match read_form(form).await {
         Ok(r) => r,
         Err(resp) => return resp,
@@ -116,7 +130,8 @@ async fn transcribe(
     results::open_session(&mut conn, &state.keys, &id, &crate::ids::short(), &state.channel, ttl)
         .await
         .map_err(|e| format!("cannot reach Redis: {e}"))?;
-    let mut inbox = state.dispatcher.register(&id);
+    let (tx, mut inbox) = tokio::sync::mpsc::unbounded_channel();
+    state.dispatcher.register(&id, tx);
     let outcome = async {
         for (i, cut) in cuts.iter().enumerate() {
             let (s, e) = (cut.start as usize, (cut.end as usize).min(samples.len()));
@@ -145,7 +160,7 @@ async fn transcribe(
         while got.len() < cuts.len() {
             tokio::select! {
                 _ = &mut deadline => return Err(format!("{} of {} segments not transcribed in time", cuts.len() - got.len(), cuts.len())),
-                d = inbox.recv() => match d {
+                d = inbox.recv() => match d.map(|(_, d)| d) {
                     Some(Delivery::Result(m)) if m.payload.kind == CutKind::Final => {
                         if let Some(err) = m.payload.error {
                             return Err(format!("segment {} failed: {err}", m.payload.segment));

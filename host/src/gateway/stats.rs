@@ -4,11 +4,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use redis::AsyncCommands;
 use serde::Serialize;
 
 use super::AppState;
+use super::auth::Scope;
 use crate::channels::keys::GROUP;
 use crate::channels::workers::{self, now_ms};
 
@@ -62,7 +65,14 @@ struct PluginInfo {
     version: String,
 }
 
-pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Stats> {
+pub async fn stats(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Query(q): Query<super::TokenQuery>,
+) -> Response {
+    if let Err(denied) = super::authorize(&state, &headers, q.token.as_deref(), Scope::Admin) {
+        return denied.into_response();
+    }
     let m = &state.metrics;
     let mut conn = state.redis.clone();
     let (mut backlog, mut pending, mut dead, mut redis_ok) = (0u64, 0u64, 0u64, false);
@@ -119,4 +129,5 @@ pub async fn stats(State(state): State<Arc<AppState>>) -> Json<Stats> {
         sessions_refused_total: m.sessions_refused.get(),
         redis_ok,
     })
+    .into_response()
 }

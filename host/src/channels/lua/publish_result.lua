@@ -14,15 +14,19 @@
 -- ARGV[7]  "PUBLISH" to publish here. Empty on Redis Cluster: a script may only touch its own
 --          slot, and the gateway's channel lives in another, so the caller SPUBLISHes the
 --          returned message (again after a redelivery: the gateway drops the duplicate by seq).
--- Returns {fresh (1|0), seq, channel, message}; message is false when a duplicate's entry has
--- already left the replay stream.
+-- Returns {fresh (1|0), seq, channel, message}. The message is returned only for the caller to
+-- publish (ARGV[7] empty); it is false otherwise, or when a duplicate's entry has already left
+-- the replay stream.
+local publish_here = ARGV[7] == 'PUBLISH'
 local channel = redis.call('HGET', KEYS[1], 'reply') or ARGV[1]
 local done = redis.call('HGET', KEYS[1], ARGV[2])
 if done then
-  local entry = redis.call('XRANGE', KEYS[2], done .. '-1', done .. '-1')
   local msg = false
-  if entry[1] then
-    msg = entry[1][2][2]
+  if not publish_here then
+    local entry = redis.call('XRANGE', KEYS[2], done .. '-1', done .. '-1')
+    if entry[1] then
+      msg = entry[1][2][2]
+    end
   end
   return {0, tonumber(done), channel, msg}
 end
@@ -37,7 +41,8 @@ redis.call('HSET', KEYS[1], ARGV[2], seq)
 redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], seq .. '-1', 'm', msg)
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 redis.call('EXPIRE', KEYS[2], ARGV[5])
-if ARGV[7] == 'PUBLISH' then
+if publish_here then
   redis.call('PUBLISH', channel, msg)
+  return {1, seq, channel, false}
 end
 return {1, seq, channel, msg}

@@ -1,16 +1,16 @@
-//! One WebSocket session: `start`, audio frames through the segmenter, tasks out, results in,
-//! `stop`, wait for the finals, `end`.
+//! One transcription session: its audio through the segmenter (or, for clients that cut their
+//! own utterances, straight to a final task), tasks on the stream, results applied in `seq`
+//! order with duplicates dropped and gaps filled from the replay stream.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::AppState;
-use super::protocol::{ClientMessage, ErrorCode, Segment, ServerMessage, Start};
+use super::super::AppState;
+use super::super::protocol::{ErrorCode, Segment, ServerMessage, Start};
 use crate::audio::{self, PcmFormat, SAMPLE_RATE, StreamResampler};
 use crate::channels::results::{self, Sequenced};
 use crate::channels::rooms;
@@ -25,205 +25,12 @@ const KEEP_BEFORE: u64 = SAMPLE_RATE as u64;
 const MAX_BEAM: u8 = 8;
 /// Whisper keeps at most 223 prompt tokens; this is a generous bound on the text.
 const MAX_PROMPT_BYTES: usize = 2_000;
-/// How often a session looks for finals that are overdue (`channels.overdue_final_ms`).
-const OVERDUE_CHECK_EVERY: Duration = Duration::from_secs(1);
-
-/// Drives one socket until it closes. Never panics on client input.
-pub async fn run(mut socket: WebSocket, state: Arc<AppState>) {
-    state.metrics.sessions_active.inc();
-    let mut session: Option<Live> = None;
-    let mut stopping = false;
-    let final_timeout = Duration::from_secs(state.cfg.gateway.final_timeout_s);
-    let idle_timeout = Duration::from_secs(state.cfg.gateway.idle_timeout_s.max(1));
-    // Idle until `stop`; after it, a fixed deadline for the outstanding finals that client
-    // traffic cannot push back.
-    let mut deadline = Instant::now() + idle_timeout;
-    let mut draining = false;
-    let mut overdue_check = tokio::time::interval(OVERDUE_CHECK_EVERY);
-    overdue_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let close = loop {
-        let inbox = async {
-            match session.as_mut() {
-                Some(s) => s.inbox.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        let replies = tokio::select! {
-            msg = socket.recv() => {
-                let Some(Ok(msg)) = msg else { break None };
-                let was_stopping = stopping;
-                let replies = match msg {
-                    Message::Text(t) => on_text(&state, &mut session, &mut stopping, t.as_str()).await,
-                    Message::Binary(b) => on_binary(&state, session.as_mut(), stopping, &b).await,
-                    Message::Close(_) => break None,
-                    Message::Ping(_) | Message::Pong(_) => Vec::new(),
-                };
-                if stopping && !was_stopping {
-                    deadline = Instant::now() + final_timeout;
-                } else if !stopping {
-                    deadline = Instant::now() + idle_timeout;
-                }
-                replies
-            }
-            delivery = inbox => {
-                let Some(delivery) = delivery else { break None };
-                let Some(s) = session.as_mut() else { continue };
-                s.on_delivery(&state, delivery).await
-            }
-            _ = overdue_check.tick() => match session.as_mut() {
-                Some(s) => s.check_overdue(&state).await,
-                None => continue,
-            },
-            _ = state.drain.wait(), if !draining => {
-                // Shutting down: finish like `stop` (flush, wait for the finals), then tell the
-                // client to go elsewhere; it can resume there with its session, epoch and seq.
-                draining = true;
-                let mut replies = match session.as_mut() {
-                    Some(s) if !stopping => s.finish(&state).await,
-                    _ => Vec::new(),
-                };
-                if !stopping {
-                    stopping = true;
-                    deadline = Instant::now() + final_timeout;
-                }
-                replies.push(ServerMessage::error(ErrorCode::GoingAway, "server shutting down: reconnect and resume"));
-                replies
-            }
-            _ = tokio::time::sleep_until(deadline) => {
-                let msg = if stopping {
-                    let missing = session.as_ref().map(|s| s.outstanding.len()).unwrap_or(0);
-                    ServerMessage::error(ErrorCode::Timeout, format!("{missing} final(s) not ready in time"))
-                } else {
-                    ServerMessage::error(ErrorCode::IdleTimeout, format!("nothing received for {idle_timeout:?}"))
-                };
-                let _ = send_all(&mut socket, vec![msg, end_message(session.as_ref())]).await;
-                break Some(close_frame(close_code::POLICY, "timeout"));
-            }
-        };
-        if send_all(&mut socket, replies).await.is_err() {
-            break None;
-        }
-        // Done once `stop` (or the drain) has been answered by every outstanding final.
-        let done = match session.as_ref() {
-            Some(s) => stopping && s.outstanding.is_empty(),
-            None => draining,
-        };
-        if done {
-            let _ = send_all(&mut socket, vec![end_message(session.as_ref())]).await;
-            break Some(if draining {
-                close_frame(close_code::AWAY, "going away")
-            } else {
-                close_frame(close_code::NORMAL, "end")
-            });
-        }
-    };
-    if let Some(s) = session {
-        state.dispatcher.unregister(&s.id);
-        if let Some(room) = &s.room {
-            let mut conn = state.redis.clone();
-            let _ = rooms::leave(&mut conn, &state.keys, room, &s.id).await;
-        }
-    }
-    let _ = socket.send(Message::Close(close)).await;
-    state.metrics.sessions_active.dec();
-}
-
-fn close_frame(code: u16, reason: &'static str) -> CloseFrame {
-    CloseFrame { code, reason: reason.into() }
-}
-
-fn end_message(session: Option<&Live>) -> ServerMessage {
-    ServerMessage::End { segments: session.map(|s| s.finals_delivered).unwrap_or(0) }
-}
-
-async fn send_all(socket: &mut WebSocket, msgs: Vec<ServerMessage>) -> Result<(), axum::Error> {
-    for m in msgs {
-        socket.send(Message::Text(m.to_json().into())).await?;
-    }
-    Ok(())
-}
-
-async fn on_text(
-    state: &Arc<AppState>,
-    session: &mut Option<Live>,
-    stopping: &mut bool,
-    text: &str,
-) -> Vec<ServerMessage> {
-    let msg: ClientMessage = match serde_json::from_str(text) {
-        Ok(m) => m,
-        Err(e) => {
-            state.metrics.protocol_errors.inc();
-            return vec![ServerMessage::error(ErrorCode::BadMessage, format!("not a valid message: {e}"))];
-        }
-    };
-    match msg {
-        ClientMessage::Start(start) => {
-            if session.is_some() {
-                state.metrics.protocol_errors.inc();
-                return vec![ServerMessage::error(ErrorCode::AlreadyStarted, "this session has already started")];
-            }
-            match Live::open(state, start).await {
-                Ok(mut live) => {
-                    let ready = ServerMessage::Ready {
-                        session: live.id.clone(),
-                        epoch: live.epoch.clone(),
-                        sample_rate: live.rate,
-                        recovered: live.recovered,
-                    };
-                    let mut out = vec![ready];
-                    // What the client missed while away follows at once, in order.
-                    if live.recovered == Some(true) {
-                        live.replay(state, &mut out).await;
-                    }
-                    *session = Some(live);
-                    out
-                }
-                Err(e) => {
-                    state.metrics.protocol_errors.inc();
-                    vec![e]
-                }
-            }
-        }
-        ClientMessage::Stop => match session.as_mut() {
-            None => vec![ServerMessage::error(ErrorCode::NotStarted, "stop before start")],
-            Some(_) if *stopping => Vec::new(),
-            Some(s) => {
-                *stopping = true;
-                s.finish(state).await
-            }
-        },
-    }
-}
-
-async fn on_binary(
-    state: &Arc<AppState>,
-    session: Option<&mut Live>,
-    stopping: bool,
-    bytes: &[u8],
-) -> Vec<ServerMessage> {
-    state.metrics.frames.inc();
-    state.metrics.frame_bytes.inc_by(bytes.len() as u64);
-    let Some(s) = session else {
-        state.metrics.protocol_errors.inc();
-        return vec![ServerMessage::error(ErrorCode::NotStarted, "audio before start: send a start message first")];
-    };
-    if stopping {
-        // Late frames in flight when `stop` was sent are normal; drop them quietly.
-        return Vec::new();
-    }
-    if bytes.len() > state.cfg.gateway.max_frame_bytes {
-        state.metrics.protocol_errors.inc();
-        return vec![ServerMessage::error(
-            ErrorCode::FrameTooLarge,
-            format!("frame of {} bytes exceeds the limit of {}", bytes.len(), state.cfg.gateway.max_frame_bytes),
-        )];
-    }
-    s.on_audio(state, bytes).await
-}
+/// A client-cut utterance shorter than this is answered with an empty final, without a task.
+const MIN_UTTERANCE: usize = SAMPLE_RATE as usize / 10;
 
 /// A started session.
-struct Live {
-    id: String,
+pub struct Live {
+    pub id: String,
     epoch: String,
     rate: u32,
     format: PcmFormat,
@@ -243,23 +50,30 @@ struct Live {
     /// Audio at 16 kHz from absolute sample `base`.
     buf: Vec<f32>,
     base: u64,
+    /// Absolute sample at which this connection's audio began (a resumed session's clock goes on).
+    first_position: u64,
     /// Current utterance's id and the revision of its last partial.
     segment: u64,
     /// First segment id of this connection; lower ids belong to earlier connections (resume).
     first_segment: u64,
     /// Some(..) when the client asked to resume: whether it could.
-    recovered: Option<bool>,
+    pub recovered: Option<bool>,
     rev: u32,
     /// Finals enqueued and not yet delivered, with when they were enqueued or last looked for.
     outstanding: BTreeMap<u64, Instant>,
     finals_delivered: u64,
     last_seq: u64,
-    inbox: mpsc::UnboundedReceiver<Delivery>,
     scratch: Vec<f32>,
+    pub resume_token: String,
 }
 
 impl Live {
-    async fn open(state: &Arc<AppState>, start: Start) -> Result<Self, ServerMessage> {
+    /// Opens (or resumes) a session; its results arrive on `inbox`.
+    pub async fn open(
+        state: &Arc<AppState>,
+        start: Start,
+        inbox: &mpsc::UnboundedSender<(String, Delivery)>,
+    ) -> Result<Self, ServerMessage> {
         let backlog = state.backlog.load(std::sync::atomic::Ordering::Relaxed);
         if backlog > state.cfg.channels.max_backlog {
             state.metrics.sessions_refused.inc();
@@ -301,28 +115,32 @@ impl Live {
             ServerMessage::error(ErrorCode::Busy, format!("cannot reach Redis: {e}"))
         };
         let ttl = state.cfg.channels.replay_ttl_s;
-        // A resumed session keeps its id, epoch and sequence; results now follow it here.
-        let resumed = match &start.resume {
-            Some(r) => match results::attach_session(&mut conn, &state.keys, &r.session, &state.channel, ttl)
-                .await
-                .map_err(busy)?
-            {
-                Some(st) if st.epoch == r.epoch && r.last_seq <= st.seq => Some((r.clone(), st)),
-                _ => None,
-            },
+        // A resumed session keeps its id, epoch and sequence; results now follow it here. The
+        // token is signed, so a client can resume only a session it was given.
+        let claimed = start.resume.as_ref().and_then(|r| Some((state.auth.verify_resume(&r.token)?, r.last_seq)));
+        let resumed = match claimed {
+            Some(((session, epoch), last_seq)) => {
+                match results::attach_session(&mut conn, &state.keys, &session, &state.channel, ttl)
+                    .await
+                    .map_err(busy)?
+                {
+                    Some(st) if st.epoch == epoch && last_seq <= st.seq => Some((session, last_seq, st)),
+                    _ => None,
+                }
+            }
             None => None,
         };
         // The replay window must still hold everything after the client's last seq.
         let resumed = match resumed {
-            Some((r, st)) => {
-                let oldest = results::oldest_replayable(&mut conn, &state.keys, &r.session).await.map_err(busy)?;
-                let complete = st.seq == r.last_seq || oldest.is_some_and(|o| o <= r.last_seq + 1);
-                complete.then_some((r, st))
+            Some((session, last_seq, st)) => {
+                let oldest = results::oldest_replayable(&mut conn, &state.keys, &session).await.map_err(busy)?;
+                let complete = st.seq == last_seq || oldest.is_some_and(|o| o <= last_seq + 1);
+                complete.then_some((session, last_seq, st))
             }
             None => None,
         };
         let (id, epoch, next_segment, position) = match &resumed {
-            Some((r, st)) => (r.session.clone(), st.epoch.clone(), st.next_segment, st.position),
+            Some((session, _, st)) => (session.clone(), st.epoch.clone(), st.next_segment, st.position),
             None => {
                 let (id, epoch) = (crate::ids::long(), crate::ids::short());
                 results::open_session(&mut conn, &state.keys, &id, &epoch, &state.channel, ttl).await.map_err(busy)?;
@@ -332,7 +150,8 @@ impl Live {
         if let Some(room) = &start.room {
             rooms::join(&mut conn, &state.keys, room, &id).await.map_err(busy)?;
         }
-        let inbox = state.dispatcher.register(&id);
+        state.dispatcher.register(&id, inbox.clone());
+        let resume_token = state.auth.resume_token(&id, &epoch);
         state.metrics.sessions_total.inc();
         tracing::debug!(session = %id, plugin = %segmenter.label(), "session started");
         Ok(Self {
@@ -351,6 +170,7 @@ impl Live {
             // A resumed session's clock goes on from where its last final left it.
             seg_offset: position,
             last_final_end: position,
+            first_position: position,
             buf: Vec::new(),
             base: position,
             segment: next_segment,
@@ -358,11 +178,88 @@ impl Live {
             rev: 0,
             outstanding: BTreeMap::new(),
             finals_delivered: 0,
-            last_seq: resumed.as_ref().map(|(r, _)| r.last_seq).unwrap_or(0),
+            last_seq: resumed.as_ref().map(|(_, last_seq, _)| *last_seq).unwrap_or(0),
             recovered: start.resume.as_ref().map(|_| resumed.is_some()),
-            inbox,
             scratch: Vec::new(),
+            resume_token,
         })
+    }
+
+    /// The `ready` message, and what a resumed client missed (it follows at once, in order).
+    pub async fn ready(&mut self, state: &Arc<AppState>) -> Vec<ServerMessage> {
+        let mut out = vec![ServerMessage::Ready {
+            session: self.id.clone(),
+            epoch: self.epoch.clone(),
+            sample_rate: self.rate,
+            resume_token: self.resume_token.clone(),
+            recovered: self.recovered,
+        }];
+        if self.recovered == Some(true) {
+            self.replay(state, &mut out).await;
+        }
+        out
+    }
+
+    /// Seconds of audio in a frame of `len` bytes in the session's format.
+    pub fn frame_seconds(&self, len: usize) -> f64 {
+        len as f64 / (self.format.sample_width() * self.rate as usize).max(1) as f64
+    }
+
+    /// Finals cut and not yet delivered.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.len()
+    }
+
+    /// The session's `end`: its finals delivered on this connection.
+    pub fn end_message(&self) -> ServerMessage {
+        ServerMessage::End { segments: self.finals_delivered }
+    }
+
+    /// Audio in (16 kHz) since the connection started, in ms: the session's length so far.
+    pub fn audio_ms(&self) -> u64 {
+        audio::samples_to_ms((self.base + self.buf.len() as u64 - self.first_position) as usize)
+    }
+
+    /// Leaves the dispatcher and the session's room (the socket or the session ended).
+    pub async fn leave(self, state: &Arc<AppState>) {
+        state.dispatcher.unregister(&self.id);
+        if let Some(room) = &self.room {
+            let mut conn = state.redis.clone();
+            let _ = rooms::leave(&mut conn, &state.keys, room, &self.id).await;
+        }
+    }
+
+    /// One utterance the client cut itself: resampled, queued as the session's next final. One
+    /// too short to hold a word is answered at once with an empty final.
+    pub async fn on_utterance(&mut self, state: &Arc<AppState>, samples: Vec<f32>, rate: u32) -> Vec<ServerMessage> {
+        let samples = match audio::resample(&samples, rate, SAMPLE_RATE) {
+            Ok(s) => s,
+            Err(e) => return vec![ServerMessage::error(ErrorCode::UnsupportedFormat, e.to_string())],
+        };
+        let start = self.base + self.buf.len() as u64;
+        if samples.len() < MIN_UTTERANCE {
+            let segment = self.segment;
+            self.segment += 1;
+            self.finals_delivered += 1;
+            self.buf.extend_from_slice(&samples);
+            let end = self.base + self.buf.len() as u64;
+            let (start_ms, end_ms) = (audio::samples_to_ms(start as usize), audio::samples_to_ms(end as usize));
+            return vec![ServerMessage::Final(Segment {
+                seq: self.last_seq,
+                segment,
+                text: String::new(),
+                start_ms,
+                end_ms,
+                words: Vec::new(),
+                origin: None,
+            })];
+        }
+        self.buf.extend_from_slice(&samples);
+        let end = self.base + self.buf.len() as u64;
+        match self.enqueue(state, Cut { start, end, kind: CutKind::Final }).await {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![e],
+        }
     }
 
     /// Pushes samples through the segmenter; cut offsets come back absolute.
@@ -394,7 +291,7 @@ impl Live {
         }
     }
 
-    async fn on_audio(&mut self, state: &Arc<AppState>, bytes: &[u8]) -> Vec<ServerMessage> {
+    pub async fn on_audio(&mut self, state: &Arc<AppState>, bytes: &[u8]) -> Vec<ServerMessage> {
         self.scratch.clear();
         if let Err(e) = audio::decode_frame(bytes, self.format, &mut self.scratch) {
             state.metrics.protocol_errors.inc();
@@ -412,7 +309,7 @@ impl Live {
         self.apply_cuts(state, cuts).await
     }
 
-    async fn finish(&mut self, state: &Arc<AppState>) -> Vec<ServerMessage> {
+    pub async fn finish(&mut self, state: &Arc<AppState>) -> Vec<ServerMessage> {
         let offset = self.seg_offset;
         let cuts = self.segmenter.flush().map(|c| shift(c, offset));
         self.apply_cuts(state, cuts).await
@@ -508,7 +405,7 @@ impl Live {
 
     /// Applies a result in sequence order: duplicates are dropped, a gap is filled from the
     /// replay stream first.
-    async fn on_delivery(&mut self, state: &Arc<AppState>, delivery: Delivery) -> Vec<ServerMessage> {
+    pub async fn on_delivery(&mut self, state: &Arc<AppState>, delivery: Delivery) -> Vec<ServerMessage> {
         let mut out = Vec::new();
         match delivery {
             Delivery::Result(msg) => {
@@ -547,7 +444,7 @@ impl Live {
     /// A final that takes too long may have been published while nothing else followed to
     /// reveal the gap (a lost Pub/Sub message, or a worker that died between its write and its
     /// publish on a cluster): look for it in the replay stream, which has every written result.
-    async fn check_overdue(&mut self, state: &Arc<AppState>) -> Vec<ServerMessage> {
+    pub async fn check_overdue(&mut self, state: &Arc<AppState>) -> Vec<ServerMessage> {
         let overdue = Duration::from_millis(state.cfg.channels.overdue_final_ms.max(100));
         let now = Instant::now();
         let mut any = false;
@@ -594,6 +491,7 @@ impl Live {
                 message: err,
                 retryable: false,
                 segment: Some(p.segment),
+                resume_token: None,
             });
             return;
         }

@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::AudioError;
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum PcmFormat {
@@ -23,12 +21,19 @@ impl PcmFormat {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("frame of {len} bytes is not a whole number of {width}-byte samples")]
+pub struct FrameError {
+    pub len: usize,
+    pub width: usize,
+}
+
 /// Decodes one mono frame into f32 samples, appending to `out`. Non-finite floats become 0 so that
 /// a broken client cannot poison the model input.
-pub fn decode_frame(bytes: &[u8], format: PcmFormat, out: &mut Vec<f32>) -> Result<(), AudioError> {
+pub fn decode_frame(bytes: &[u8], format: PcmFormat, out: &mut Vec<f32>) -> Result<(), FrameError> {
     let width = format.sample_width();
     if !bytes.len().is_multiple_of(width) {
-        return Err(AudioError::Misaligned { len: bytes.len(), width });
+        return Err(FrameError { len: bytes.len(), width });
     }
     out.reserve(bytes.len() / width);
     match format {
@@ -43,6 +48,16 @@ pub fn decode_frame(bytes: &[u8], format: PcmFormat, out: &mut Vec<f32>) -> Resu
     Ok(())
 }
 
+/// Converts f32 samples in [-1, 1] to little-endian s16 bytes.
+pub fn to_s16le(samples: &[f32]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(samples.len() * 2);
+    for s in samples {
+        let v = (s.clamp(-1.0, 1.0) * 32767.0).round() as i16;
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,7 +67,7 @@ mod tests {
         let mut out = Vec::new();
         decode_frame(&[0x00, 0x40, 0x00, 0xc0], PcmFormat::PcmS16le, &mut out).unwrap();
         assert_eq!(out, vec![0.5, -0.5]);
-        assert!(matches!(decode_frame(&[1, 2, 3], PcmFormat::PcmS16le, &mut out), Err(AudioError::Misaligned { .. })));
+        assert_eq!(decode_frame(&[1, 2, 3], PcmFormat::PcmS16le, &mut out), Err(FrameError { len: 3, width: 2 }));
     }
 
     #[test]

@@ -1,10 +1,18 @@
-//! The native WebSocket protocol (`/ws`): typed messages, shared by the server, the tests and
-//! the docs (`docs/protocol.md`).
+//! The native WebSocket protocol (`/ws`): typed messages, shared by the server, the tests, the
+//! load tool and the docs (`docs/protocol.md`).
 
 use serde::{Deserialize, Serialize};
 
-use crate::audio::PcmFormat;
-use crate::channels::results::Word;
+use crate::pcm::PcmFormat;
+
+/// A word with its time span (ms on the session's clock) and the model's confidence.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Word {
+    pub text: String,
+    pub start_ms: u64,
+    pub end_ms: u64,
+    pub probability: f32,
+}
 
 /// Messages a client sends as text frames. Audio goes in binary frames between `start` and `stop`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -37,21 +45,37 @@ pub struct Start {
     /// Beam width for this session's finals, 1..=8 (partials are always greedy).
     #[serde(default)]
     pub beam_size: Option<u8>,
-    /// Reconnecting: the session to continue and the last `seq` this client received.
+    /// Reconnecting: the session to continue (its `resume_token`) and the last `seq` received.
     #[serde(default)]
     pub resume: Option<Resume>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Resume {
-    pub session: String,
-    pub epoch: String,
+    /// The `resume_token` of the session's `ready` (signed: it names the session and epoch).
+    pub token: String,
     #[serde(default)]
     pub last_seq: u64,
 }
 
 fn default_rate() -> u32 {
     16_000
+}
+
+impl Default for Start {
+    fn default() -> Self {
+        Self {
+            sample_rate: default_rate(),
+            format: PcmFormat::default(),
+            language: None,
+            plugins: serde_json::Map::new(),
+            hotwords: Vec::new(),
+            room: None,
+            prompt: None,
+            beam_size: None,
+            resume: None,
+        }
+    }
 }
 
 /// Messages the server sends as text frames.
@@ -62,6 +86,8 @@ pub enum ServerMessage {
         session: String,
         epoch: String,
         sample_rate: u32,
+        /// What `start.resume.token` takes to continue this session on a new socket.
+        resume_token: String,
         /// Present when the client asked to resume: true when every result it missed follows,
         /// false when the session or part of its replay window is gone (a fresh session starts).
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,6 +101,9 @@ pub enum ServerMessage {
         retryable: bool,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         segment: Option<u64>,
+        /// On `going_away`: the token to resume with on another gateway.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
     },
     End {
         segments: u64,
@@ -113,6 +142,11 @@ pub enum ErrorCode {
     BadFrame,
     /// A binary frame over the size limit.
     FrameTooLarge,
+    /// Audio arrives faster than the limits allow (`gateway.max_audio_speed`, frames per
+    /// second); the excess frames are dropped.
+    RateLimited,
+    /// The session reached `gateway.max_session_s`; it finishes as after `stop`.
+    SessionTooLong,
     /// The segmenter plugin failed; the session carries on with a fresh instance.
     PluginFailed,
     /// A segment could not be transcribed.
@@ -132,9 +166,11 @@ pub enum ErrorCode {
 
 impl ServerMessage {
     pub fn error(code: ErrorCode, message: impl Into<String>) -> Self {
-        let retryable =
-            matches!(code, ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Internal | ErrorCode::GoingAway);
-        ServerMessage::Error { code, message: message.into(), retryable, segment: None }
+        let retryable = matches!(
+            code,
+            ErrorCode::Busy | ErrorCode::Timeout | ErrorCode::Internal | ErrorCode::GoingAway | ErrorCode::RateLimited
+        );
+        ServerMessage::Error { code, message: message.into(), retryable, segment: None, resume_token: None }
     }
 
     pub fn to_json(&self) -> String {

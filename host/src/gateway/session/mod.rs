@@ -1,0 +1,341 @@
+//! A WebSocket connection: its frames go through the protocol it speaks (a [`Wire`]) to the
+//! sessions it opens, and their events go back rendered by the same wire. Timeouts, limits,
+//! keep-alive and the shutdown drain live here, once for every protocol.
+
+mod budget;
+mod live;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, close_code};
+use kiki_protocol::{Input, Wire};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::AppState;
+use super::protocol::{ErrorCode, ServerMessage};
+use crate::channels::subscriber::Delivery;
+use budget::Budget;
+pub use budget::Rates;
+use live::Live;
+
+/// How often sessions look for overdue finals, their length and their stop deadline.
+const TICK: Duration = Duration::from_secs(1);
+
+/// A session of the connection, with what the connection tracks about it.
+struct Slot {
+    live: Live,
+    /// Set by `stop` (or the drain, or the length limit): the latest time for its last finals.
+    stop_deadline: Option<Instant>,
+    budget: Budget,
+}
+
+/// What the connection holds for as long as it lives: its place under the per-address limit
+/// and, with auth, under its subject's.
+pub struct Places {
+    pub _conn: Option<super::server::ConnPlace>,
+    pub _subject: Option<super::limits::Guard<String>>,
+}
+
+/// Drives one socket until it closes. Never panics on client input.
+pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire: W, _places: Places) {
+    state.metrics.sessions_active.inc();
+    let g = &state.cfg.gateway;
+    let final_timeout = Duration::from_secs(g.final_timeout_s);
+    let idle_timeout = Duration::from_secs(g.idle_timeout_s.max(1));
+    let ping_every = Duration::from_secs(g.ping_interval_s.max(1));
+    let max_session_ms = g.max_session_s.saturating_mul(1000);
+    let rates = Rates { speed: g.max_audio_speed, burst_s: g.max_audio_burst_s, frames_per_s: g.max_frames_per_s };
+    let (tx, mut inbox) = mpsc::unbounded_channel::<(String, Delivery)>();
+    let mut slots: HashMap<String, Slot> = HashMap::new();
+    // Session id -> the wire's key for it.
+    let mut keys: HashMap<String, String> = HashMap::new();
+    let mut idle_deadline = Instant::now() + idle_timeout;
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_ping = Instant::now();
+    let mut pong_due: Option<Instant> = None;
+    let mut draining = false;
+    let close = loop {
+        // While a session waits for its finals after `stop`, the client has nothing to send:
+        // the stop deadline governs then, not the idle timeout.
+        let waiting = slots.values().any(|s| s.stop_deadline.is_some());
+        let mut out: Vec<(String, ServerMessage)> = Vec::new();
+        let mut raw: Vec<String> = Vec::new();
+        tokio::select! {
+            msg = socket.recv() => {
+                let Some(Ok(msg)) = msg else { break None };
+                // Anything from the peer shows it is alive, not only a pong.
+                pong_due = None;
+                let inputs = match msg {
+                    Message::Text(t) => wire.text(t.as_str()),
+                    Message::Binary(b) => {
+                        state.metrics.frames.inc();
+                        state.metrics.frame_bytes.inc_by(b.len() as u64);
+                        if b.len() > g.max_frame_bytes {
+                            let error = ServerMessage::error(
+                                ErrorCode::FrameTooLarge,
+                                format!("frame of {} bytes exceeds the limit of {}", b.len(), g.max_frame_bytes),
+                            );
+                            vec![Input::Reject { key: only_key(&slots), error }]
+                        } else {
+                            wire.binary(&b)
+                        }
+                    }
+                    Message::Pong(_) | Message::Ping(_) => continue,
+                    Message::Close(_) => break None,
+                };
+                idle_deadline = Instant::now() + idle_timeout;
+                for input in inputs {
+                    handle(&state, input, &mut slots, &mut keys, &tx, rates, final_timeout, &mut out, &mut raw).await;
+                }
+            }
+            delivery = inbox.recv() => {
+                let Some((session, delivery)) = delivery else { break None };
+                let Some(key) = keys.get(&session) else { continue };
+                if let Some(slot) = slots.get_mut(key) {
+                    for m in slot.live.on_delivery(&state, delivery).await {
+                        out.push((key.clone(), m));
+                    }
+                }
+            }
+            _ = tick.tick() => {
+                let now = Instant::now();
+                if pong_due.is_some_and(|due| now >= due) {
+                    tracing::debug!("nothing from the peer within {ping_every:?} of a ping: closing a dead connection");
+                    break None;
+                }
+                if now.duration_since(last_ping) >= ping_every {
+                    last_ping = now;
+                    pong_due = Some(now + ping_every);
+                    if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
+                        break None;
+                    }
+                }
+                let mut timed_out = Vec::new();
+                for (key, slot) in slots.iter_mut() {
+                    for m in slot.live.check_overdue(&state).await {
+                        out.push((key.clone(), m));
+                    }
+                    if slot.stop_deadline.is_none() && max_session_ms > 0 && slot.live.audio_ms() >= max_session_ms {
+                        out.push((key.clone(), ServerMessage::error(
+                            ErrorCode::SessionTooLong,
+                            format!("the session reached its limit of {} s of audio; its last finals follow", g.max_session_s),
+                        )));
+                        slot.stop_deadline = Some(now + final_timeout);
+                        for m in slot.live.finish(&state).await {
+                            out.push((key.clone(), m));
+                        }
+                    }
+                    if slot.stop_deadline.is_some_and(|d| now >= d) {
+                        timed_out.push(key.clone());
+                    }
+                }
+                for key in timed_out {
+                    if let Some(slot) = slots.remove(&key) {
+                        let missing = slot.live.outstanding();
+                        out.push((key.clone(), ServerMessage::error(ErrorCode::Timeout, format!("{missing} final(s) not ready in time"))));
+                        out.push((key.clone(), slot.live.end_message()));
+                        keys.remove(&slot.live.id);
+                        slot.live.leave(&state).await;
+                    }
+                }
+            }
+            _ = state.drain.wait(), if !draining => {
+                // Shutting down: every session finishes as after `stop`, and the client is told
+                // to go elsewhere with its resume token.
+                draining = true;
+                let now = Instant::now();
+                for (key, slot) in slots.iter_mut() {
+                    if slot.stop_deadline.is_none() {
+                        slot.stop_deadline = Some(now + final_timeout);
+                        for m in slot.live.finish(&state).await {
+                            out.push((key.clone(), m));
+                        }
+                    }
+                    let mut away = ServerMessage::error(ErrorCode::GoingAway, "server shutting down: reconnect and resume");
+                    if let ServerMessage::Error { resume_token, .. } = &mut away {
+                        *resume_token = Some(slot.live.resume_token.clone());
+                    }
+                    out.push((key.clone(), away));
+                }
+                if slots.is_empty() {
+                    out.push((String::new(), ServerMessage::error(ErrorCode::GoingAway, "server shutting down")));
+                    out.push((String::new(), ServerMessage::End { segments: 0 }));
+                }
+            }
+            _ = tokio::time::sleep_until(idle_deadline), if !waiting => {
+                let idle = ServerMessage::error(ErrorCode::IdleTimeout, format!("nothing received for {idle_timeout:?}"));
+                if slots.is_empty() {
+                    out.push((String::new(), idle.clone()));
+                    out.push((String::new(), ServerMessage::End { segments: 0 }));
+                }
+                for (key, slot) in slots.drain() {
+                    out.push((key.clone(), idle.clone()));
+                    out.push((key, slot.live.end_message()));
+                    slot.live.leave(&state).await;
+                }
+                let _ = send(&mut socket, &mut wire, out, raw).await;
+                break Some(close_frame(close_code::POLICY, "timeout"));
+            }
+        }
+        // Sessions whose every final arrived after `stop` end here.
+        let done: Vec<String> = slots
+            .iter()
+            .filter(|(_, s)| s.stop_deadline.is_some() && s.live.outstanding() == 0)
+            .map(|(k, _)| k.clone())
+            .collect();
+        let ended = !done.is_empty();
+        for key in done {
+            if let Some(slot) = slots.remove(&key) {
+                out.push((key.clone(), slot.live.end_message()));
+                keys.remove(&slot.live.id);
+                slot.live.leave(&state).await;
+            }
+        }
+        if send(&mut socket, &mut wire, out, raw).await.is_err() {
+            break None;
+        }
+        if slots.is_empty() && (draining || ended && wire.closes_after_end()) {
+            break Some(if draining {
+                close_frame(close_code::AWAY, "going away")
+            } else {
+                close_frame(close_code::NORMAL, "end")
+            });
+        }
+    };
+    for slot in slots.into_values() {
+        slot.live.leave(&state).await;
+    }
+    let _ = socket.send(Message::Close(close)).await;
+    state.metrics.sessions_active.dec();
+}
+
+/// The key of the socket's one session, for errors about frames that name none ("" if none).
+fn only_key(slots: &HashMap<String, Slot>) -> String {
+    if slots.len() == 1 { slots.keys().next().cloned().unwrap_or_default() } else { String::new() }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn handle(
+    state: &Arc<AppState>,
+    input: Input,
+    slots: &mut HashMap<String, Slot>,
+    keys: &mut HashMap<String, String>,
+    tx: &mpsc::UnboundedSender<(String, Delivery)>,
+    rates: Rates,
+    final_timeout: Duration,
+    out: &mut Vec<(String, ServerMessage)>,
+    raw: &mut Vec<String>,
+) {
+    let mut reject = |key: String, code: ErrorCode, message: &str| {
+        state.metrics.protocol_errors.inc();
+        out.push((key, ServerMessage::error(code, message)));
+    };
+    match input {
+        Input::Start { key, start } => {
+            if slots.contains_key(&key) {
+                return reject(key, ErrorCode::AlreadyStarted, "this session has already started");
+            }
+            match Live::open(state, start, tx).await {
+                Ok(mut live) => {
+                    for m in live.ready(state).await {
+                        out.push((key.clone(), m));
+                    }
+                    keys.insert(live.id.clone(), key.clone());
+                    slots.insert(key, Slot { live, stop_deadline: None, budget: Budget::new(rates) });
+                }
+                Err(e) => {
+                    state.metrics.protocol_errors.inc();
+                    out.push((key, e));
+                }
+            }
+        }
+        Input::Audio { key, bytes } => {
+            let Some(slot) = slots.get_mut(&key) else {
+                return reject(key, ErrorCode::NotStarted, "audio before start: send a start message first");
+            };
+            // Late frames in flight when `stop` was sent are normal; drop them quietly.
+            if slot.stop_deadline.is_some() {
+                return;
+            }
+            if !slot.budget.take(slot.live.frame_seconds(bytes.len())) {
+                state.metrics.frames_rate_limited.inc();
+                if slot.budget.should_warn() {
+                    out.push((key, rate_limited(rates)));
+                }
+                return;
+            }
+            let started = std::time::Instant::now();
+            let msgs = slot.live.on_audio(state, &bytes).await;
+            state.metrics.frame_seconds.observe(started.elapsed().as_secs_f64());
+            out.extend(msgs.into_iter().map(|m| (key.clone(), m)));
+        }
+        Input::Utterance { key, samples, rate } => {
+            let Some(slot) = slots.get_mut(&key) else {
+                return reject(key, ErrorCode::NotStarted, "audio before start: send a start message first");
+            };
+            if slot.stop_deadline.is_some() {
+                return reject(key, ErrorCode::NotStarted, "audio after finish");
+            }
+            let seconds = samples.len() as f64 / f64::from(rate.max(1));
+            if !slot.budget.take(seconds) {
+                state.metrics.frames_rate_limited.inc();
+                out.push((key, rate_limited(rates)));
+                return;
+            }
+            let msgs = slot.live.on_utterance(state, samples, rate).await;
+            out.extend(msgs.into_iter().map(|m| (key.clone(), m)));
+        }
+        Input::Stop { key } => {
+            let Some(slot) = slots.get_mut(&key) else {
+                return reject(key, ErrorCode::NotStarted, "stop before start");
+            };
+            if slot.stop_deadline.is_none() {
+                slot.stop_deadline = Some(Instant::now() + final_timeout);
+                let msgs = slot.live.finish(state).await;
+                out.extend(msgs.into_iter().map(|m| (key.clone(), m)));
+            }
+        }
+        Input::Reject { key, error } => {
+            state.metrics.protocol_errors.inc();
+            out.push((key, error));
+        }
+        Input::Send(frame) => raw.push(frame),
+    }
+}
+
+fn rate_limited(rates: Rates) -> ServerMessage {
+    ServerMessage::error(
+        ErrorCode::RateLimited,
+        format!(
+            "audio faster than {}x real time (burst {} s) or {} frames/s: frames dropped",
+            rates.speed, rates.burst_s, rates.frames_per_s
+        ),
+    )
+}
+
+/// Sends the wire's own frames first (acknowledgements answer the input), then the rendered
+/// events in order.
+async fn send<W: Wire>(
+    socket: &mut WebSocket,
+    wire: &mut W,
+    out: Vec<(String, ServerMessage)>,
+    raw: Vec<String>,
+) -> Result<(), axum::Error> {
+    for frame in raw {
+        socket.send(Message::Text(frame.into())).await?;
+    }
+    for (key, msg) in out {
+        for frame in wire.render(&key, &msg) {
+            socket.send(Message::Text(frame.into())).await?;
+        }
+    }
+    Ok(())
+}
+
+fn close_frame(code: u16, reason: &'static str) -> CloseFrame {
+    CloseFrame { code, reason: reason.into() }
+}

@@ -1,0 +1,306 @@
+//! The gateway's guard rails: signed tokens and scopes, loopback-only without auth, connection
+//! limits per address and per subject, slowloris, a flood of connections opened and dropped,
+//! audio rate and session-length limits, keep-alive pings, and garbage frames.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use kiki::gateway::auth::{Auth, Scope};
+use kiki::gateway::protocol::{ErrorCode, ServerMessage};
+use rand::Rng;
+use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "test-secret-for-the-gateway";
+
+fn token(scopes: &[Scope], subject: &str) -> String {
+    Auth::new(Some(SECRET.as_bytes()), b"", None).mint(subject, scopes, 600).unwrap()
+}
+
+/// The HTTP status of a WebSocket upgrade attempt (101 when it went through).
+async fn upgrade_status(addr: std::net::SocketAddr, path: &str) -> u16 {
+    match tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("upgrade failed without a status: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_tokens_guard_sessions_files_and_admin() {
+    let mut cfg = test_config();
+    cfg.gateway.auth_secret = Some(SECRET.into());
+    cfg.gateway.max_connections_per_subject = 2;
+    let stack = Stack::gateway_only(cfg).await;
+    let transcribe = token(&[Scope::Transcribe], "alice");
+    let admin = token(&[Scope::Admin], "ops");
+
+    assert_eq!(upgrade_status(stack.addr, "/ws").await, 401, "no token");
+    assert_eq!(upgrade_status(stack.addr, "/ws?token=garbage").await, 401);
+    assert_eq!(upgrade_status(stack.addr, &format!("/ws?token={admin}")).await, 403, "admin scope only");
+    assert_eq!(upgrade_status(stack.addr, &format!("/ws/asr?token={admin}")).await, 403);
+    let other_key = Auth::new(Some(b"another secret"), b"", None).mint("alice", &[Scope::Transcribe], 600).unwrap();
+    assert_eq!(upgrade_status(stack.addr, &format!("/ws?token={other_key}")).await, 401, "forged");
+
+    // A token in the query (browsers) or the Authorization header; two sockets per subject.
+    let (mut a, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/ws?token={transcribe}", stack.addr)).await.unwrap();
+    a.send(Message::Text(json!({"type": "start"}).to_string().into())).await.unwrap();
+    let ready = a.next().await.unwrap().unwrap();
+    assert!(ready.to_text().unwrap().contains("\"ready\""), "{ready:?}");
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+        "ws://{}/ws",
+        stack.addr
+    ))
+    .unwrap();
+    req.headers_mut().insert("Authorization", format!("Bearer {transcribe}").parse().unwrap());
+    let (_b, _) = tokio_tungstenite::connect_async(req).await.expect("header token");
+    assert_eq!(upgrade_status(stack.addr, &format!("/ws?token={transcribe}")).await, 429, "third socket of alice");
+    assert_eq!(upgrade_status(stack.addr, &format!("/ws?token={}", token(&[Scope::Transcribe], "bob"))).await, 101);
+
+    // The admin API and the dashboard feed want the admin scope; the file API wants transcribe.
+    let bearer = |t: &str| format!("Bearer {t}");
+    assert_eq!(http_get(stack.addr, "/admin/plugins").await.unwrap().0, 401);
+    assert_eq!(
+        http_with(stack.addr, "GET", "/admin/plugins", &[("Authorization", &bearer(&transcribe))], b"")
+            .await
+            .unwrap()
+            .0,
+        403
+    );
+    assert_eq!(
+        http_with(stack.addr, "GET", "/admin/plugins", &[("Authorization", &bearer(&admin))], b"").await.unwrap().0,
+        200
+    );
+    assert_eq!(http_get(stack.addr, "/api/stats").await.unwrap().0, 401);
+    assert_eq!(http_get(stack.addr, &format!("/api/stats?token={admin}")).await.unwrap().0, 200);
+    assert_eq!(http(stack.addr, "POST", "/v1/audio/transcriptions", b"").await.unwrap().0, 401);
+    // Health and metrics stay open for probes and scrapers.
+    assert_eq!(http_get(stack.addr, "/healthz").await.unwrap().0, 200);
+    let (_, metrics) = http_get(stack.addr, "/metrics").await.unwrap();
+    assert!(metrics.contains("kiki_auth_failures_total"), "{metrics}");
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_auth_only_loopback_is_served() {
+    let mut cfg = test_config();
+    cfg.listen = "0.0.0.0:0".parse().unwrap();
+    let redis = kiki::redis_server::RedisChild::start("redis-server", &[]).await.unwrap();
+    cfg.redis_url = Some(redis.url.clone());
+    let target = kiki::channels::RedisTarget::single(&redis.url).unwrap();
+    let seg = kiki::roles::load_segmenter(&cfg).await.unwrap();
+    let metrics = kiki::metrics::Metrics::new();
+    let err = kiki::gateway::Gateway::bind(cfg.clone(), target.clone(), seg.clone(), metrics.clone())
+        .await
+        .err()
+        .expect("refused");
+    assert!(format!("{err:#}").contains("without authentication"), "{err:#}");
+    cfg.gateway.allow_remote_without_auth = true;
+    assert!(kiki::gateway::Gateway::bind(cfg.clone(), target.clone(), seg.clone(), metrics.clone()).await.is_ok());
+    cfg.gateway.allow_remote_without_auth = false;
+    cfg.gateway.auth_secret = Some(SECRET.into());
+    assert!(kiki::gateway::Gateway::bind(cfg, target, seg, metrics).await.is_ok());
+}
+
+fn rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap()
+}
+
+/// Opens `n` connections, `batch` at a time: a third plain TCP that closes at once, a third
+/// HTTP requests, a third WebSocket sessions dropped without a word after `start`.
+async fn churn(addr: std::net::SocketAddr, n: usize, batch: usize) {
+    for round in 0..n.div_ceil(batch) {
+        let jobs = (0..batch).map(|i| async move {
+            match (round * batch + i) % 3 {
+                0 => drop(TcpStream::connect(addr).await),
+                1 => {
+                    let _ = http_get(addr, "/healthz").await;
+                }
+                _ => {
+                    if let Ok((mut ws, _)) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await {
+                        let _ = ws.send(Message::Text(json!({"type": "start"}).to_string().into())).await;
+                        let _ = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(jobs).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_and_floods_of_connections_leave_the_server_serving() {
+    let _g = serial().await;
+    let mut cfg = test_config();
+    cfg.gateway.header_read_timeout_s = 1;
+    cfg.gateway.max_connections_per_ip = 200;
+    let stack = Stack::gateway_only(cfg).await;
+
+    // Slowloris: a socket that sends nothing, and one that trickles its headers, are cut off.
+    let mut silent = TcpStream::connect(stack.addr).await.unwrap();
+    let mut trickle = TcpStream::connect(stack.addr).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 256];
+    let trickler = async {
+        for b in b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ".iter().cycle() {
+            if trickle.write_all(&[*b]).await.is_err() {
+                return started.elapsed();
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if started.elapsed() > Duration::from_secs(20) {
+                break;
+            }
+        }
+        started.elapsed()
+    };
+    let silent_closed = async {
+        let _ = tokio::time::timeout(Duration::from_secs(20), silent.read(&mut buf)).await;
+        started.elapsed()
+    };
+    let (silent_after, trickle_after) = tokio::join!(silent_closed, trickler);
+    eprintln!("silent socket closed after {silent_after:?}, trickling one after {trickle_after:?}");
+    assert!(silent_after < Duration::from_secs(5) && trickle_after < Duration::from_secs(5));
+
+    // Past the per-address limit a connection gets a 503 at once, and the place comes back.
+    let held: Vec<TcpStream> = futures_util::future::join_all((0..200).map(|_| TcpStream::connect(stack.addr)))
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (status, body) = http_get(stack.addr, "/healthz").await.unwrap();
+    assert_eq!(status, 503, "{body}");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(http_get(stack.addr, "/healthz").await.unwrap().0, 200);
+
+    // 10,000 connections opened and dropped; memory settles back; sessions are all gone.
+    churn(stack.addr, 1_500, 150).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let baseline = rss_kib();
+    let t = Instant::now();
+    churn(stack.addr, 10_000, 150).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after = rss_kib();
+    eprintln!("10,000 connections in {:?}: RSS {baseline} KiB before, {after} KiB after", t.elapsed());
+    for _ in 0..100 {
+        if stack.metrics.sessions_active.get() == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stack.metrics.sessions_active.get(), 0, "sockets left open");
+    assert!(after <= baseline + baseline / 10 + 4096, "RSS grew from {baseline} to {after} KiB");
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start"})).await;
+    assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audio_too_fast_too_long_or_garbled_gets_clear_errors() {
+    let mut cfg = test_config();
+    cfg.gateway.max_audio_speed = 1.0;
+    cfg.gateway.max_audio_burst_s = 1.0;
+    cfg.gateway.max_session_s = 2;
+    cfg.gateway.final_timeout_s = 2;
+    cfg.gateway.ping_interval_s = 1;
+    let stack = Stack::gateway_only(cfg).await;
+
+    // Three seconds of audio at once: the burst passes, the rest is dropped, said once.
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start"})).await;
+    assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
+    for _ in 0..150 {
+        c.send_binary(vec![0; 640]).await;
+    }
+    match c.recv(Duration::from_secs(5)).await {
+        Some(ServerMessage::Error { code: ErrorCode::RateLimited, retryable: true, .. }) => {}
+        other => panic!("expected rate_limited, got {other:?}"),
+    }
+    assert!(stack.metrics.frames_rate_limited.get() > 0);
+
+    // Real-time audio past max_session_s: the session is told and finishes.
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start"})).await;
+    assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
+    let (mut tx, mut rx) = c.ws.split();
+    let sending = async {
+        for _ in 0..200 {
+            // The server closes the socket once the session ended: later sends fail.
+            if tx.send(Message::Binary(vec![0u8; 640].into())).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let receiving = async {
+        let mut got = Vec::new();
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(6), rx.next()).await {
+            if let Message::Text(t) = m {
+                let m: ServerMessage = serde_json::from_str(t.as_str()).unwrap();
+                let end = matches!(m, ServerMessage::End { .. });
+                got.push(m);
+                if end {
+                    break;
+                }
+            }
+        }
+        got
+    };
+    let (_, got) = tokio::join!(sending, receiving);
+    assert!(got.iter().any(|m| matches!(m, ServerMessage::Error { code: ErrorCode::SessionTooLong, .. })), "{got:?}");
+    assert!(matches!(got.last(), Some(ServerMessage::End { .. })), "{got:?}");
+
+    // Garbage of every kind before and after start: errors, never a dropped server.
+    let mut c = stack.connect().await;
+    let mut rng = rand::rng();
+    for i in 0..300 {
+        if i == 150 {
+            c.send_json(json!({"type": "start"})).await;
+        }
+        let len = rng.random_range(0..2048);
+        let bytes: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+        if rng.random_bool(0.5) {
+            c.send_binary(bytes).await;
+        } else {
+            c.send_text(&String::from_utf8_lossy(&bytes)).await;
+        }
+    }
+    let (status, _) = http_get(stack.addr, "/healthz").await.unwrap();
+    assert_eq!(status, 200);
+
+    // Keep-alive: the server pings; a peer that never answers is disconnected.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", stack.addr)).await.unwrap();
+    let ping = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Some(Ok(Message::Ping(_))) = ws.next().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(ping.is_ok(), "no ping from the server");
+    let (mut deaf, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", stack.addr)).await.unwrap();
+    // Never read, so never pong: closed within two ping intervals (the idle timeout is 60 s).
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let closed = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Some(Ok(m)) = deaf.next().await {
+            if matches!(m, Message::Close(_)) {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "the deaf peer is still held");
+}
