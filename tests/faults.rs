@@ -324,7 +324,7 @@ async fn trimming_never_removes_an_unacked_task() {
     let len: u64 = conn.xlen(keys.tasks()).await.unwrap();
     let backlog = tasks::backlog(&mut conn, &keys).await.unwrap();
     assert_eq!(pending.count() as u64, 20 * 15);
-    assert_eq!(tasks::pending_per_consumer(&mut conn, &keys).await.unwrap(), vec![("w".to_string(), 20 * 15)]);
+    assert_eq!(tasks::pending(&mut conn, &keys).await.unwrap().per_consumer, vec![("w".to_string(), 20 * 15)]);
     assert_eq!(backlog, 20 * 50 - 20 * 30);
     assert!(len >= pending.count() as u64 + backlog, "len {len}");
     // Once the pending ones are acked, trimming takes everything but the undelivered backlog.

@@ -238,6 +238,18 @@ const charts = {
     fmt: fmtMs,
     minTop: 100,
   }),
+  recovery: new Chart(chartsEl, {
+    id: "recovery",
+    title: "Reclaims/s and dead letters/s",
+    series: [{ label: "reclaimed/s" }, { label: "dead-lettered/s" }],
+    unit: "/s",
+  }),
+  workers: new Chart(chartsEl, {
+    id: "workers",
+    title: "Workers alive and oldest pending task",
+    series: [{ label: "workers" }, { label: "oldest pending s" }],
+    minTop: 2,
+  }),
   rtf: new Chart(chartsEl, { id: "rtf", title: "Real-time factor (inference)", series: [{ label: "RTF" }], fmt: (v) => (v === 0 ? "0" : v.toFixed(v < 1 ? 2 : 1)) }),
 };
 
@@ -279,7 +291,7 @@ const COUNTERS = [
   ["partials_shed_total", "Partials shed (backlog)", fmtNum],
   ["replays_total", "Replays", fmtNum],
   ["subscriber_reconnects_total", "Subscriber reconnects", fmtNum],
-  ["plugin_errors_total", "Plugin errors", fmtNum],
+  ["plugin_errors_total", "Plugin errors (this gateway)", fmtNum],
   ["duplicates_dropped_total", "Duplicates dropped", fmtNum],
   ["sessions_total", "Sessions", fmtNum],
   ["tasks_enqueued_total", "Tasks enqueued", fmtNum],
@@ -294,19 +306,42 @@ function exact(v, f) {
   return f === fmtBytes ? fmtBytes(v) : Number(v).toLocaleString("en-US");
 }
 
+/** A worker's rate of `key` between this poll and the last (its totals since it started). */
+function workerRate(w, key, dtMs) {
+  const before = prevWorkers.get(w.id);
+  if (!before || !(dtMs > 0) || typeof w[key] !== "number" || w[key] < before[key]) return null;
+  return ((w[key] - before[key]) * 1000) / dtMs;
+}
+
 function renderTables(s) {
   const workers = Array.isArray(s.workers) ? s.workers : [];
+  const dt = prevWorkersAt ? s.now_ms - prevWorkersAt : 0;
   fillBody(
     $("workers"),
     workers.length
       ? workers.map((w) => {
           const tr = document.createElement("tr");
           const fresh = w.last_beat_ms_ago < 5000;
-          tr.append(cell(w.id, "mono"), cell(fmtAgo(w.last_beat_ms_ago) + " ago", "num"), cell(pill(fresh ? "alive" : "late", fresh ? "ok" : "warn")));
+          const segs = workerRate(w, "segments", dt);
+          const busy = workerRate(w, "busy_ms", dt);
+          const rtf = w.audio_ms > 0 ? w.busy_ms / w.audio_ms : null;
+          tr.append(
+            cell(w.id, "mono"),
+            cell(w.model || "–"),
+            cell(fmtNum(segs), "num"),
+            cell(busy === null ? "–" : `${Math.round(Math.min(busy / 1000, 1) * 100)}%`, "num"),
+            cell(rtf === null ? "–" : rtf.toFixed(3), "num"),
+            cell(fmtNum(w.pending ?? null), "num"),
+            cell(fmtNum(w.plugin_errors ?? null), "num"),
+            cell(fmtAgo(w.last_beat_ms_ago) + " ago", "num"),
+            cell(pill(fresh ? "alive" : "late", fresh ? "ok" : "warn")),
+          );
           return tr;
         })
-      : [emptyRow(3, "No worker has beaten in the last 10 s.")],
+      : [emptyRow(9, "No worker has beaten in the last 10 s.")],
   );
+  prevWorkers = new Map(workers.map((w) => [w.id, w]));
+  prevWorkersAt = s.now_ms;
   const plugins = Array.isArray(s.plugins) ? s.plugins : [];
   fillBody(
     $("plugins"),
@@ -343,6 +378,8 @@ function renderTables(s) {
 // ---------------------------------------------------------------- polling
 
 let prev = null;
+let prevWorkers = new Map();
+let prevWorkersAt = 0;
 let okSince = null;
 
 function rate(cur, key) {
@@ -369,6 +406,8 @@ function onStats(s, t) {
   const l = s.latency_ms;
   charts.latency.push(t, l ? [l.p50, l.p95, l.p99] : [null, null, null]);
   charts.rtf.push(t, [typeof s.rtf === "number" ? s.rtf : null]);
+  charts.recovery.push(t, [rate(s, "tasks_reclaimed_total"), rate(s, "tasks_dead_lettered_total")]);
+  charts.workers.push(t, [(s.workers || []).length, typeof s.oldest_pending_ms === "number" ? s.oldest_pending_ms / 1000 : null]);
   prev = s;
 
   $("m-gateway").textContent = s.gateway || "–";

@@ -166,23 +166,10 @@ async fn task_probe(target: &RedisTarget, conn: &mut Conn, keys: &Keys, timeout:
 }
 
 async fn gateway_probe(url: &str, timeout: Duration) -> Check {
-    let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let res = tokio::time::timeout(timeout, async {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(addr).await?;
-        s.write_all(format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).await?;
-        let mut buf = Vec::new();
-        s.read_to_end(&mut buf).await?;
-        Ok::<_, std::io::Error>(String::from_utf8_lossy(&buf).into_owned())
-    })
-    .await;
-    match res {
-        Ok(Ok(text)) => {
-            let ok = text.starts_with("HTTP/1.1 200");
-            let body = text.split_once("\r\n\r\n").map(|(_, b)| b.trim().to_string()).unwrap_or_default();
-            Check { name: "gateway", ok, detail: format!("{addr}/readyz: {body}") }
+    match crate::http_get::get(url, "/readyz", timeout).await {
+        Ok((status, body)) => {
+            Check { name: "gateway", ok: status == 200, detail: format!("{url}/readyz: {}", body.trim()) }
         }
-        Ok(Err(e)) => Check { name: "gateway", ok: false, detail: format!("{addr}: {e}") },
-        Err(_) => Check { name: "gateway", ok: false, detail: format!("{addr}: no answer in {timeout:?}") },
+        Err(e) => Check { name: "gateway", ok: false, detail: format!("{url}: {e}") },
     }
 }

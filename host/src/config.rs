@@ -78,6 +78,9 @@ pub struct WorkerConfig {
     pub batch_size: usize,
     /// How long to wait for a batch to fill, in milliseconds.
     pub batch_wait_ms: u64,
+    /// `whisper`, or `none`: answer every task with empty text without a model (transport
+    /// load tests only; the worker says so in its stats and logs).
+    pub engine: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -219,7 +222,7 @@ impl Default for ModelConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { id: None, batch_size: 8, batch_wait_ms: 10 }
+        Self { id: None, batch_size: 8, batch_wait_ms: 10, engine: "whisper".into() }
     }
 }
 

@@ -10,6 +10,7 @@ pub mod check;
 pub mod config;
 pub mod eval;
 pub mod gateway;
+pub mod http_get;
 pub mod ids;
 pub mod inference;
 pub mod load;

@@ -140,6 +140,9 @@ enum BenchCommand {
         /// Segmenter option for every session, KEY=VALUE (repeatable), e.g. hangover_ms=300.
         #[arg(long = "segmenter", value_parser = parse_option)]
         segmenter: Vec<(String, String)>,
+        /// Length of each audio frame in ms (the WebApp sends 20).
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(10..=1000))]
+        frame_ms: u64,
     },
 }
 
@@ -232,6 +235,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     drain,
                     json,
                     segmenter,
+                    frame_ms,
                 },
         } => {
             let opts = kiki::load::LoadOptions {
@@ -245,6 +249,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 redis_url: sample_redis,
                 drain: std::time::Duration::from_secs(drain),
                 segmenter,
+                frame_ms,
             };
             let report = kiki::load::run(opts).await?;
             if json {

@@ -71,9 +71,21 @@ pub async fn run_gateway(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> 
     Gateway::bind(cfg, target, seg, metrics).await?.serve(shutdown).await
 }
 
+/// The configured engine: Whisper, or none for a transport-only worker.
+pub async fn worker_engine(cfg: &Config) -> anyhow::Result<Option<Arc<Engine>>> {
+    match cfg.worker.engine.as_str() {
+        "whisper" => Ok(Some(load_engine(cfg).await?)),
+        "none" => {
+            tracing::warn!("worker.engine = none: every task is answered with empty text (transport load tests only)");
+            Ok(None)
+        }
+        other => anyhow::bail!("worker.engine = {other:?}: expected \"whisper\" or \"none\""),
+    }
+}
+
 pub async fn run_worker(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let target = redis_target(&cfg).await?;
-    let engine = load_engine(&cfg).await?;
+    let engine = worker_engine(&cfg).await?;
     let metrics = Metrics::new();
     let pipeline = load_pipeline(&cfg, metrics.clone()).await?;
     Worker::new(&cfg, target, engine, metrics).with_pipeline(pipeline).run(shutdown).await
@@ -101,7 +113,7 @@ pub async fn run_up(mut cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 async fn up_inner(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let target = redis_target(&cfg).await?;
     let metrics = Metrics::new();
-    let (engine, seg) = tokio::try_join!(load_engine(&cfg), load_segmenter(&cfg))?;
+    let (engine, seg) = tokio::try_join!(worker_engine(&cfg), load_segmenter(&cfg))?;
     warn_if_open(&cfg);
     let gateway = Gateway::bind(cfg.clone(), target.clone(), seg, metrics.clone()).await?;
     let pipeline = load_pipeline(&cfg, metrics.clone()).await?;

@@ -137,7 +137,7 @@ impl Stack {
     pub async fn spawn_worker(&self) {
         let target = self.target.clone();
         let pipeline = kiki::roles::load_pipeline(&self.cfg, self.metrics.clone()).await.expect("result plugins load");
-        let worker = Worker::new(&self.cfg, target, engine().await, self.metrics.clone()).with_pipeline(pipeline);
+        let worker = Worker::new(&self.cfg, target, Some(engine().await), self.metrics.clone()).with_pipeline(pipeline);
         tokio::spawn(worker.run(self.worker_shutdown.clone()));
     }
 

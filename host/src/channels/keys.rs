@@ -54,6 +54,11 @@ impl Keys {
 
     /// Sorted set of live workers, scored by last heartbeat (ms since the epoch).
     pub fn workers(&self) -> String {
-        format!("{}:workers", self.prefix)
+        format!("{}:{{workers}}", self.prefix)
+    }
+
+    /// A worker's stats (JSON), in the workers' slot so that one MGET reads them all.
+    pub fn worker_stats(&self, worker: &str) -> String {
+        format!("{}:{{workers}}:{worker}", self.prefix)
     }
 }

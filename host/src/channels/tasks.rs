@@ -131,18 +131,32 @@ pub async fn backlog<C: ConnectionLike + Send + Sync>(conn: &mut C, keys: &Keys)
     Ok(groups.groups.iter().find(|g| g.name == GROUP).and_then(|g| g.lag).unwrap_or(0) as u64)
 }
 
-/// Pending (delivered, unacknowledged) tasks per consumer of the group.
-pub async fn pending_per_consumer<C: ConnectionLike + Send + Sync>(
-    conn: &mut C,
-    keys: &Keys,
-) -> Result<Vec<(String, u64)>, ChannelError> {
+/// The group's pending (delivered, unacknowledged) tasks: how many, the oldest, and per consumer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Pending {
+    pub count: u64,
+    /// Stream id of the oldest pending task (its first part is when it was queued, in ms).
+    pub oldest: Option<String>,
+    pub per_consumer: Vec<(String, u64)>,
+}
+
+impl Pending {
+    /// How long the oldest pending task has been in the stream, at `now_ms`.
+    pub fn oldest_age_ms(&self, now_ms: u64) -> u64 {
+        self.oldest.as_deref().map_or(0, |id| now_ms.saturating_sub(id_key(id).0))
+    }
+}
+
+pub async fn pending<C: ConnectionLike + Send + Sync>(conn: &mut C, keys: &Keys) -> Result<Pending, ChannelError> {
     let reply: redis::streams::StreamPendingReply = conn.xpending(keys.tasks(), GROUP).await?;
     Ok(match reply {
-        redis::streams::StreamPendingReply::Data(d) => {
-            d.consumers.into_iter().map(|c| (c.name, c.pending as u64)).collect()
-        }
+        redis::streams::StreamPendingReply::Data(d) => Pending {
+            count: d.count as u64,
+            oldest: Some(d.start_id),
+            per_consumer: d.consumers.into_iter().map(|c| (c.name, c.pending as u64)).collect(),
+        },
         // Empty, or a reply shape a newer client may add.
-        _ => Vec::new(),
+        _ => Pending::default(),
     })
 }
 
@@ -286,13 +300,7 @@ pub async fn trim<C: ConnectionLike + Send + Sync>(conn: &mut C, keys: &Keys) ->
     let groups: redis::streams::StreamInfoGroupsReply = conn.xinfo_groups(keys.tasks()).await?;
     let Some(group) = groups.groups.into_iter().find(|g| g.name == GROUP) else { return Ok(0) };
     let first_undelivered = next_id(&group.last_delivered_id);
-    let summary: redis::Value = redis::cmd("XPENDING").arg(keys.tasks()).arg(GROUP).query_async(conn).await?;
-    // Summary form: [count, min-id, max-id, consumers]; min-id is nil when nothing is pending.
-    let oldest_pending: Option<String> = match summary {
-        redis::Value::Array(ref items) if items.len() >= 2 => redis::from_redis_value_ref(&items[1]).ok(),
-        _ => None,
-    };
-    let min_id = match oldest_pending {
+    let min_id = match pending(conn, keys).await?.oldest {
         Some(p) if id_key(&p) < id_key(&first_undelivered) => p,
         _ => first_undelivered,
     };

@@ -1,10 +1,38 @@
-//! Worker liveness: each worker scores itself in a sorted set every few seconds; a worker whose
-//! score is older than the expiry is dead.
+//! Worker liveness and load: each worker scores itself in a sorted set every few seconds (a
+//! worker whose score is older than the expiry is dead) and writes what it has done, for the
+//! dashboard and for autoscalers.
 
 use redis::AsyncCommands;
 use redis::aio::ConnectionLike;
+use serde::{Deserialize, Serialize};
 
 use super::{ChannelError, Keys};
+
+/// What a worker reports about itself with each beat (totals since it started).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// `whisper` (with its model, precision and provider), or `none`: a transport-only worker
+    /// that answers every task with empty text, for load tests of the channels alone.
+    pub engine: String,
+    pub model: String,
+    pub batches: u64,
+    pub segments: u64,
+    pub audio_ms: u64,
+    /// Wall time spent in the model.
+    pub busy_ms: u64,
+    pub started_ms: u64,
+    /// Result plugins it runs, as (kind, "name@version").
+    #[serde(default)]
+    pub plugins: Vec<(String, String)>,
+    /// Plugin traps and errors in this worker's process.
+    #[serde(default)]
+    pub plugin_errors: u64,
+    /// Tasks it took over from dead or stuck workers, and tasks it dead-lettered.
+    #[serde(default)]
+    pub reclaimed: u64,
+    #[serde(default)]
+    pub dead_lettered: u64,
+}
 
 /// A worker is alive if it beat within this window.
 pub const EXPIRY_MS: u64 = 10_000;
@@ -19,11 +47,35 @@ pub async fn beat<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
     keys: &Keys,
     worker: &str,
+    stats: &WorkerStats,
 ) -> Result<(), ChannelError> {
     let now = now_ms();
+    let json = serde_json::to_string(stats)
+        .map_err(|e| ChannelError::Malformed { what: "worker stats", reason: e.to_string() })?;
     let _: () = conn.zadd(keys.workers(), worker, now).await?;
     let _: () = conn.zrembyscore(keys.workers(), 0, now.saturating_sub(EXPIRY_MS * 6)).await?;
+    let _: () = conn.set_ex(keys.worker_stats(worker), json, EXPIRY_MS / 1000 * 3).await?;
     Ok(())
+}
+
+/// Live workers with their last beat (ms since the epoch) and stats, if they wrote any.
+pub async fn alive_with_stats<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+) -> Result<Vec<(String, u64, Option<WorkerStats>)>, ChannelError> {
+    let min = now_ms().saturating_sub(EXPIRY_MS);
+    let live: Vec<(String, u64)> = conn.zrangebyscore_withscores(keys.workers(), min, "+inf").await?;
+    if live.is_empty() {
+        return Ok(Vec::new());
+    }
+    // One slot ({workers}), so one MGET on a cluster too.
+    let stat_keys: Vec<String> = live.iter().map(|(id, _)| keys.worker_stats(id)).collect();
+    let stats: Vec<Option<String>> = redis::cmd("MGET").arg(&stat_keys).query_async(conn).await?;
+    Ok(live
+        .into_iter()
+        .zip(stats)
+        .map(|((id, at), s)| (id, at, s.and_then(|s| serde_json::from_str(&s).ok())))
+        .collect())
 }
 
 pub async fn leave<C: ConnectionLike + Send + Sync>(

@@ -326,9 +326,12 @@ async fn poll_backlog(state: Arc<AppState>, shutdown: Shutdown) {
             _ = tick.tick() => {
                 if let Ok(lag) = tasks::backlog(&mut conn, &state.keys).await {
                     state.backlog.store(lag, Ordering::Relaxed);
+                    state.metrics.tasks_backlog.set(lag as i64);
                 }
-                if let Ok(pending) = tasks::pending_per_consumer(&mut conn, &state.keys).await {
-                    state.metrics.set_pending(&pending);
+                if let Ok(pending) = tasks::pending(&mut conn, &state.keys).await {
+                    state.metrics.set_pending(&pending.per_consumer);
+                    let age = pending.oldest_age_ms(crate::channels::workers::now_ms());
+                    state.metrics.tasks_oldest_pending_ms.set(age as i64);
                 }
             }
         }

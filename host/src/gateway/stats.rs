@@ -13,7 +13,8 @@ use serde::Serialize;
 use super::AppState;
 use super::auth::Scope;
 use crate::channels::keys::GROUP;
-use crate::channels::workers::{self, now_ms};
+use crate::channels::tasks;
+use crate::channels::workers::{self, WorkerStats, now_ms};
 
 #[derive(Serialize)]
 pub struct Stats {
@@ -32,6 +33,8 @@ pub struct Stats {
     partials_delivered_total: u64,
     backlog: u64,
     pending: u64,
+    /// Age of the oldest task delivered and not yet acknowledged (an autoscaling signal).
+    oldest_pending_ms: u64,
     dead_letters: u64,
     workers: Vec<WorkerInfo>,
     latency_ms: Option<LatencyMs>,
@@ -49,6 +52,11 @@ pub struct Stats {
 struct WorkerInfo {
     id: String,
     last_beat_ms_ago: u64,
+    /// What the worker reported (totals since it started: the page turns them into rates).
+    #[serde(flatten)]
+    stats: Option<WorkerStats>,
+    /// Tasks delivered to it and not yet acknowledged.
+    pending: u64,
 }
 
 #[derive(Serialize)]
@@ -60,7 +68,7 @@ struct LatencyMs {
 
 #[derive(Serialize)]
 struct PluginInfo {
-    kind: &'static str,
+    kind: String,
     name: String,
     version: String,
 }
@@ -88,19 +96,43 @@ pub async fn stats(
         dead = n;
     }
     let now = now_ms();
-    let workers: Vec<WorkerInfo> = conn
-        .zrangebyscore_withscores::<_, _, _, Vec<(String, u64)>>(
-            state.keys.workers(),
-            now.saturating_sub(workers::EXPIRY_MS),
-            "+inf",
-        )
+    let pending_now = tasks::pending(&mut conn, &state.keys).await.unwrap_or_default();
+    let oldest_pending_ms = pending_now.oldest_age_ms(now);
+    let pending_by_consumer = pending_now.per_consumer;
+    let workers: Vec<WorkerInfo> = workers::alive_with_stats(&mut conn, &state.keys)
         .await
         .unwrap_or_default()
         .into_iter()
-        .map(|(id, at)| WorkerInfo { id, last_beat_ms_ago: now.saturating_sub(at) })
+        .map(|(id, at, stats)| {
+            let pending = pending_by_consumer.iter().find(|(c, _)| *c == id).map_or(0, |(_, n)| *n);
+            WorkerInfo { id, last_beat_ms_ago: now.saturating_sub(at), stats, pending }
+        })
         .collect();
-    let audio_ms = m.inference_audio_ms.get();
+    // RTF over every live worker's reports (this process's own model calls when none report).
+    let (busy, audio): (u64, u64) = workers
+        .iter()
+        .filter_map(|w| w.stats.as_ref())
+        .filter(|s| s.engine != "none")
+        .fold((0, 0), |(b, a), s| (b + s.busy_ms, a + s.audio_ms));
+    let (busy, audio) = if audio > 0 { (busy, audio) } else { (m.inference_ms.get(), m.inference_audio_ms.get()) };
+    let rtf = (audio > 0).then(|| busy as f64 / audio as f64);
+    // Reclaims and dead letters happen in the workers: their reports, or this process's own.
+    let reports: Vec<&WorkerStats> = workers.iter().filter_map(|w| w.stats.as_ref()).collect();
+    let (reclaimed, dead_lettered) = if reports.is_empty() {
+        (m.tasks_reclaimed.get(), m.tasks_dead_lettered.get())
+    } else {
+        reports.iter().fold((0, 0), |(r, d), s| (r + s.reclaimed, d + s.dead_lettered))
+    };
     let seg = state.segmenter.load();
+    // The gateway's segmenter, and the result plugins the workers report (each version once).
+    let mut plugins =
+        vec![PluginInfo { kind: "segmenter".into(), name: seg.name.clone(), version: seg.version.clone() }];
+    for (kind, label) in workers.iter().filter_map(|w| w.stats.as_ref()).flat_map(|s| s.plugins.iter()) {
+        let (name, version) = label.split_once('@').unwrap_or((label.as_str(), ""));
+        if !plugins.iter().any(|p| p.kind == *kind && p.name == name && p.version == version) {
+            plugins.push(PluginInfo { kind: kind.clone(), name: name.to_string(), version: version.to_string() });
+        }
+    }
     Json(Stats {
         gateway: state.id.clone(),
         now_ms: now,
@@ -117,14 +149,15 @@ pub async fn stats(
         partials_delivered_total: m.partials_delivered.get(),
         backlog,
         pending,
+        oldest_pending_ms,
         dead_letters: dead,
         workers,
         latency_ms: m.latency_percentiles().map(|[p50, p95, p99]| LatencyMs { p50, p95, p99 }),
-        rtf: (audio_ms > 0).then(|| m.inference_ms.get() as f64 / audio_ms as f64),
-        plugins: vec![PluginInfo { kind: "segmenter", name: seg.name.clone(), version: seg.version.clone() }],
+        rtf,
+        plugins,
         plugin_errors_total: m.plugin_errors.get(),
-        tasks_reclaimed_total: m.tasks_reclaimed.get(),
-        tasks_dead_lettered_total: m.tasks_dead_lettered.get(),
+        tasks_reclaimed_total: reclaimed,
+        tasks_dead_lettered_total: dead_lettered,
         partials_shed_total: m.partials_shed.get(),
         sessions_refused_total: m.sessions_refused.get(),
         redis_ok,

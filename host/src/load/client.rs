@@ -9,8 +9,6 @@ use tokio_tungstenite::tungstenite::Message;
 use super::LoadOptions;
 use crate::gateway::protocol::ServerMessage;
 
-/// 20 ms frames at 16 kHz, as a browser's worklet sends them.
-const FRAME: usize = 320;
 /// A final "covers" an utterance when it reaches this close to the utterance's end (the
 /// segmenter may end a cut a little before the last quiet syllable).
 const COVER_SLACK_MS: u64 = 300;
@@ -80,6 +78,8 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> Se
             return report;
         }
     }
+    // Samples per frame (20 ms by default, as the WebApp's worklet sends them).
+    let frame = (opts.frame_ms.max(1) * 16) as usize;
     let t0 = Instant::now();
     let mut sent_samples = 0usize;
     let mut clip = index % clips.len();
@@ -99,7 +99,7 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> Se
                 let speech = &clips[clip];
                 clip = (clip + 1) % clips.len();
                 let start_ms = sent_samples as u64 / 16;
-                let frames: Vec<&[f32]> = speech.chunks(FRAME).collect();
+                let frames: Vec<&[f32]> = speech.chunks(frame).collect();
                 // Speech ends at the last frame with sound in it, not at the clip's trailing silence.
                 let peak = speech.iter().fold(0.0f32, |m, s| m.max(s.abs()));
                 let last = frames.iter().rposition(|f| f.iter().any(|s| s.abs() > peak * 0.05)).unwrap_or(0);
@@ -107,17 +107,17 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> Se
                     pending.push((frame_no, crate::audio::to_s16le(f), i == last));
                     frame_no += 1;
                 }
-                let end_ms = start_ms + ((last + 1) * FRAME) as u64 / 16;
+                let end_ms = start_ms + ((last + 1) * frame) as u64 / 16;
                 report.utterances.push(Utterance { start_ms, end_ms, sent_at: t0, final_ms: None });
-                let silence = (speech.len() as f64 * (1.0 - opts.talk) / opts.talk) as usize / FRAME;
+                let silence = (speech.len() as f64 * (1.0 - opts.talk) / opts.talk) as usize / frame;
                 for _ in 0..silence {
-                    pending.push((frame_no, vec![0u8; FRAME * 2], false));
+                    pending.push((frame_no, vec![0u8; frame * 2], false));
                     frame_no += 1;
                 }
                 pending.reverse();
             }
         }
-        let next_send = pending.last().map(|(n, _, _)| t0 + Duration::from_millis(n * 20));
+        let next_send = pending.last().map(|(n, _, _)| t0 + Duration::from_millis(n * opts.frame_ms));
         tokio::select! {
             _ = async { tokio::time::sleep_until(next_send.unwrap_or(t0).into()).await }, if next_send.is_some() => {
                 if let Some((_, pcm, last)) = pending.pop() {

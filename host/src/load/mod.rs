@@ -6,6 +6,7 @@
 //! its own CPU use is printed beside the server's so that the reader can discount it.
 
 mod client;
+mod gateway;
 mod procs;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +41,8 @@ pub struct LoadOptions {
     pub drain: Duration,
     /// Segmenter options sent in `start` (e.g. `hangover_ms`).
     pub segmenter: Vec<(String, String)>,
+    /// Length of each binary frame, ms (20 as the WebApp sends them).
+    pub frame_ms: u64,
 }
 
 /// The whole run's figures.
@@ -65,6 +68,13 @@ pub struct LoadReport {
     pub wall_seconds: f64,
     pub processes: Vec<ProcUsage>,
     pub redis: Option<RedisUsage>,
+    pub frame_ms: u64,
+    /// The gateway's own handling time per audio frame during the run (decode, resample,
+    /// segmenter cut, queueing), ms, from its `kiki_frame_seconds` histogram.
+    pub frame_handling_ms: Option<Percentiles>,
+    /// The models of the workers the gateway saw at the end (`none (transport only ...)` when
+    /// the run measured the channels alone).
+    pub workers: Vec<String>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -122,6 +132,11 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
     anyhow::ensure!(opts.talk > 0.0 && opts.talk <= 1.0, "talk must be in (0, 1]");
     anyhow::ensure!(opts.sessions > 0, "at least one session");
     let clips = Arc::new(load_clips(&opts.clips)?);
+    let http = gateway::http_base(&opts.url);
+    let frames_before = match &http {
+        Some(base) => gateway::Histogram::read(base).await,
+        None => None,
+    };
     let started = Instant::now();
     let proc_start: Vec<Option<ProcSample>> = opts.watch.iter().map(|(_, pid)| ProcSample::read(*pid)).collect();
     let mut redis_conn = match &opts.redis_url {
@@ -179,7 +194,14 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
         }
         _ => None,
     };
-    Ok(summarise(&opts, reports, wall, processes, redis))
+    let mut report = summarise(&opts, reports, wall, processes, redis);
+    if let Some(base) = &http {
+        if let (Some(before), Some(after)) = (frames_before, gateway::Histogram::read(base).await) {
+            report.frame_handling_ms = Some(after.since(&before));
+        }
+        report.workers = gateway::worker_models(base, None).await;
+    }
+    Ok(report)
 }
 
 fn summarise(
@@ -210,6 +232,9 @@ fn summarise(
         wall_seconds: wall,
         processes,
         redis,
+        frame_ms: opts.frame_ms,
+        frame_handling_ms: None,
+        workers: Vec::new(),
     }
 }
 
@@ -242,12 +267,34 @@ impl std::fmt::Display for LoadReport {
         };
         writeln!(f, "speech→final  {}", p(&self.final_ms))?;
         writeln!(f, "partial lag   {}", p(&self.partial_ms))?;
-        writeln!(f, "audio         {:.0} s streamed in {:.0} s", self.audio_seconds, self.wall_seconds)?;
+        writeln!(
+            f,
+            "audio         {:.0} s streamed in {:.0} s, {} ms frames",
+            self.audio_seconds, self.wall_seconds, self.frame_ms
+        )?;
+        if let Some(h) = &self.frame_handling_ms {
+            writeln!(
+                f,
+                "frame handling p50 {:.3}  p90 {:.3}  p99 {:.3}  max {:.3} ms in the gateway (n={})",
+                h.p50, h.p90, h.p99, h.max, h.n
+            )?;
+        }
+        if !self.workers.is_empty() {
+            writeln!(f, "workers       {}", self.workers.join(", "))?;
+        }
+        let held = self.connected.max(1) as f64;
         for u in &self.processes {
             writeln!(
                 f,
-                "process       {:<10} pid {:<7} CPU {:>5.2} cores  RSS {:.0} → {:.0} MiB (peak {:.0})",
-                u.label, u.pid, u.cpu_cores, u.rss_start_mib, u.rss_end_mib, u.rss_peak_mib
+                "process       {:<10} pid {:<7} CPU {:>5.2} cores  RSS {:.0} → {:.0} MiB (peak {:.0}); per session {:.2} ms CPU/s, {:.0} KiB",
+                u.label,
+                u.pid,
+                u.cpu_cores,
+                u.rss_start_mib,
+                u.rss_end_mib,
+                u.rss_peak_mib,
+                u.cpu_cores * 1e3 / held,
+                (u.rss_peak_mib - u.rss_start_mib).max(0.0) * 1024.0 / held,
             )?;
         }
         if let Some(r) = &self.redis {

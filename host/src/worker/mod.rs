@@ -11,6 +11,7 @@ use anyhow::Context;
 
 use crate::channels::results::{self, ReplayPolicy, ResultPayload, Word};
 use crate::channels::tasks::{self, Task, TaskMeta};
+use crate::channels::workers::WorkerStats;
 use crate::channels::{Conn, Keys, RedisTarget, workers};
 use crate::config::Config;
 use crate::inference::{Engine, Request};
@@ -29,7 +30,10 @@ pub struct Worker {
     pub id: String,
     keys: Keys,
     target: RedisTarget,
-    engine: Arc<Engine>,
+    /// The model; `None` for a transport-only worker (`worker.engine = "none"`).
+    engine: Option<Arc<Engine>>,
+    /// What the worker reports in its beats.
+    model_label: String,
     batch_size: usize,
     batch_wait: Duration,
     policy: ReplayPolicy,
@@ -41,7 +45,12 @@ pub struct Worker {
 }
 
 impl Worker {
-    pub fn new(cfg: &Config, target: RedisTarget, engine: Arc<Engine>, metrics: Arc<Metrics>) -> Self {
+    /// A worker running `engine`, or answering every task with empty text when `None`.
+    pub fn new(cfg: &Config, target: RedisTarget, engine: Option<Arc<Engine>>, metrics: Arc<Metrics>) -> Self {
+        let model_label = match &engine {
+            Some(_) => format!("{} {} {}", cfg.model.name, cfg.model.precision, cfg.model.provider),
+            None => "none (transport only: empty texts)".to_string(),
+        };
         let id =
             cfg.worker.id.clone().unwrap_or_else(|| format!("worker-{}-{}", std::process::id(), crate::ids::short()));
         Self {
@@ -54,6 +63,7 @@ impl Worker {
             },
             target,
             engine,
+            model_label,
             batch_size: cfg.worker.batch_size.max(1),
             batch_wait: Duration::from_millis(cfg.worker.batch_wait_ms),
             metrics,
@@ -77,7 +87,21 @@ impl Worker {
         tasks::ensure_group(&mut conn, &self.keys).await.context("worker: creating the consumer group")?;
         let mut reader = self.target.blocking(BLOCK).await?;
         tracing::info!(worker = %self.id, "worker ready");
-        let beat = tokio::spawn(heartbeat(conn.clone(), self.keys.clone(), self.id.clone(), shutdown.clone()));
+        let stats = WorkerStats {
+            engine: if self.engine.is_some() { "whisper".into() } else { "none".into() },
+            model: self.model_label.clone(),
+            started_ms: workers::now_ms(),
+            plugins: self.pipeline.labels(),
+            ..WorkerStats::default()
+        };
+        let beat = tokio::spawn(heartbeat(
+            conn.clone(),
+            self.keys.clone(),
+            self.id.clone(),
+            stats,
+            self.metrics.clone(),
+            shutdown.clone(),
+        ));
         let mut last_reclaim = std::time::Instant::now();
         while !shutdown.is_triggered() {
             if last_reclaim.elapsed() >= self.reclaim_every {
@@ -167,7 +191,10 @@ impl Worker {
     async fn infer(&self, conn: &mut Conn, run: &[Task]) -> anyhow::Result<Vec<crate::inference::Transcript>> {
         // The engine refuses a language its model cannot do (the whole call fails, and the
         // batch is retried one by one).
-        let engine = self.engine.clone();
+        let Some(engine) = self.engine.clone() else {
+            self.metrics.observe_inference(run.len(), std::time::Duration::ZERO, 0);
+            return Ok(vec![crate::inference::Transcript::default(); run.len()]);
+        };
         let audio: Vec<Vec<f32>> = run.iter().map(Task::samples).collect();
         let metas: Vec<TaskMeta> = run.iter().map(|t| t.meta.clone()).collect();
         let started = std::time::Instant::now();
@@ -349,13 +376,27 @@ fn result_for(task: &Task, text: String, error: Option<String>) -> ResultPayload
     }
 }
 
-async fn heartbeat(mut conn: Conn, keys: Keys, id: String, shutdown: Shutdown) {
+async fn heartbeat(
+    mut conn: Conn,
+    keys: Keys,
+    id: String,
+    mut stats: WorkerStats,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+) {
     let mut tick = tokio::time::interval(Duration::from_millis(workers::INTERVAL_MS));
     loop {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tick.tick() => {
-                if let Err(e) = workers::beat(&mut conn, &keys, &id).await {
+                stats.batches = metrics.inference_batches.get();
+                stats.segments = metrics.inference_segments.get();
+                stats.audio_ms = metrics.inference_audio_ms.get();
+                stats.busy_ms = metrics.inference_ms.get();
+                stats.plugin_errors = metrics.plugin_errors.get();
+                stats.reclaimed = metrics.tasks_reclaimed.get();
+                stats.dead_lettered = metrics.tasks_dead_lettered.get();
+                if let Err(e) = workers::beat(&mut conn, &keys, &id, &stats).await {
                     tracing::warn!("heartbeat failed: {e}");
                 }
             }

@@ -42,6 +42,12 @@ impl Pipeline {
         Ok(Self { post, router, metrics })
     }
 
+    /// The loaded plugins as (kind, "name@version").
+    pub fn labels(&self) -> Vec<(String, String)> {
+        let post = self.post.iter().map(|p| ("postprocessor".to_string(), p.label().to_string()));
+        post.chain(self.router.iter().map(|r| ("router".to_string(), r.label().to_string()))).collect()
+    }
+
     /// Post-processes `text` (and its word times) and routes it. Returns the text and words to
     /// deliver and the destinations.
     pub fn run(
