@@ -21,20 +21,24 @@ build: setup
 run: build
 	$(CARGO_TARGET_DIR)/release/kiki up
 
-## Set up and run every test: host unit + integration tests, plugin crates, lints.
+## Set up and run every test: host unit + integration tests, plugin crates, the browser test,
+## the fuzz targets (20 s each; `bash protocol/fuzz/run.sh 600` for a longer run), lints.
 test: setup
 	bash plugins/testing/build.sh .cache/test-plugins
 	$(CARGO) test --release --workspace
 	cd plugins && $(CARGO) test
 	bash tests/browser/run.sh
+	bash protocol/fuzz/run.sh 20
 	$(MAKE) lint
 
 lint:
 	$(CARGO) fmt --all --check
+	$(CARGO) fmt --manifest-path protocol/fuzz/Cargo.toml --check
 	cd plugins && $(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	cd plugins && $(CARGO) clippy --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path protocol/fuzz/Cargo.toml
 	cd plugins && $(CARGO) fmt --all
