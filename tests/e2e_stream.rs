@@ -119,3 +119,33 @@ async fn a_silent_socket_is_closed_after_the_idle_timeout() {
     assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::End { .. })));
     assert!(c.recv(Duration::from_secs(5)).await.is_none(), "the socket closes");
 }
+
+/// A session keeps only a bounded window of recent audio (the segmenter releases silence, and
+/// `gateway.max_segment_s` caps the rest): a minute of silence before speech must neither
+/// grow the session nor shift its clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_silence_then_speech_keeps_the_clock_and_the_words() {
+    let mut cfg = test_config();
+    cfg.gateway.max_segment_s = 10;
+    let stack = Stack::start_with(cfg).await;
+    let mut audio = vec![0.0f32; 16_000 * 60];
+    audio.extend(speak("I would like a cup of coffee with milk and sugar."));
+    audio.extend(vec![0.0f32; 16_000]);
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start"})).await;
+    assert!(matches!(c.recv(Duration::from_secs(10)).await, Some(ServerMessage::Ready { .. })));
+    c.stream(&audio, 3.5).await;
+    let msgs = c.stop_and_collect().await;
+    let finals: Vec<_> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Final(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(finals.len(), 1, "{msgs:?}");
+    // The speech starts at 60 s on the session's clock (less the segmenter's pre-roll).
+    assert!((59_500..=60_500).contains(&finals[0].start_ms), "{:?}", finals[0]);
+    let w = wer("I would like a cup of coffee with milk and sugar.", &finals[0].text);
+    assert!(w <= 0.2, "WER {w:.2}: {}", finals[0].text);
+}

@@ -117,6 +117,9 @@ pub struct GatewayConfig {
     /// The server pings every this many seconds; a client that does not answer by the next
     /// ping is disconnected.
     pub ping_interval_s: u64,
+    /// Longest stretch a segment may span, in seconds: each session keeps this much recent
+    /// audio for the segmenter's cuts (a cut reaching further back is clamped).
+    pub max_segment_s: u64,
     /// Longest session, in seconds of audio (0 = no limit); then it finishes as after `stop`.
     pub max_session_s: u64,
     /// Sustained audio speed a session may send, × real time, with a burst of this many seconds.
@@ -243,6 +246,7 @@ impl Default for GatewayConfig {
             max_connections_per_subject: 0,
             header_read_timeout_s: 10,
             ping_interval_s: 20,
+            max_segment_s: 30,
             max_session_s: 4 * 3600,
             max_audio_speed: 4.0,
             max_audio_burst_s: 30.0,

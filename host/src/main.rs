@@ -238,6 +238,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     frame_ms,
                 },
         } => {
+            // The tool's own cost is printed beside the server's, so that readers can discount it.
+            let mut watch = watch;
+            watch.push(("load-tool".into(), std::process::id()));
             let opts = kiki::load::LoadOptions {
                 url,
                 sessions,

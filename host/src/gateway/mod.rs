@@ -194,6 +194,10 @@ impl Gateway {
     }
 }
 
+/// Bytes read from a WebSocket per read call (a 20 ms frame is 640 bytes; 100 ms, 3.2 KiB).
+/// tungstenite zero-fills this much before every read, so bigger costs CPU per frame too.
+const SOCKET_READ_BUFFER: usize = 4 * 1024;
+
 /// The `token` query parameter (browsers cannot set headers on a WebSocket).
 #[derive(Debug, Default, Deserialize)]
 pub struct TokenQuery {
@@ -301,8 +305,13 @@ async fn upgrade<W: Wire>(
     let transport_limit =
         state.cfg.gateway.max_frame_bytes.saturating_mul(4).max(64 * 1024).saturating_mul(size_factor);
     let places = session::Places { _conn: place.map(|Extension(p)| p), _subject: subject };
+    // Small socket buffers: tungstenite's 128 KiB defaults cost ~0.25 MiB per session once
+    // touched and a 128 KiB memset per read, while audio frames are a few KiB (larger
+    // messages still grow the buffer).
     ws.max_message_size(transport_limit)
         .max_frame_size(transport_limit)
+        .read_buffer_size(SOCKET_READ_BUFFER)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| session::run(socket, state, wire, places))
         .into_response()
 }

@@ -40,7 +40,11 @@ pub struct SessionReport {
 
 pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> SessionReport {
     let mut report = SessionReport::default();
-    let (ws, _) = match tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(&opts.url)).await
+    let (ws, _) = match tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async_with_config(&opts.url, Some(socket_config()), false),
+    )
+    .await
     {
         Ok(Ok(ws)) => ws,
         Ok(Err(e)) => {
@@ -170,6 +174,11 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> Se
     report.audio_seconds = sent_samples as f64 / 16_000.0;
     let _ = tx.send(Message::Close(None)).await;
     report
+}
+
+/// Small buffers, as the gateway uses: thousands of simulated users share this process.
+fn socket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4 * 1024).write_buffer_size(0)
 }
 
 /// The next server message; `None` when the socket closed. Unknown frames are skipped.

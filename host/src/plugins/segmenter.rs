@@ -19,12 +19,20 @@ pub enum CutKind {
     Final,
 }
 
-/// A cut in absolute samples (16 kHz) from the start of the session's stream.
+/// A cut in absolute samples (16 kHz) from the start of the session's stream. An empty one
+/// (`start == end`) is a release: no later cut starts before `start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Cut {
     pub kind: CutKind,
     pub start: u64,
     pub end: u64,
+}
+
+impl Cut {
+    /// A release, not a segment (see the WIT's `record cut`).
+    pub fn is_release(&self) -> bool {
+        self.start == self.end
+    }
 }
 
 /// More cuts than this from one call is a broken plugin, not a segmentation.
@@ -76,9 +84,9 @@ impl SegmenterPlugin {
         audio.extend(std::iter::repeat_n(0.0, 16_000));
         let mut cuts = 0;
         for frame in audio.chunks(320) {
-            cuts += inst.push(frame.to_vec(), None)?.len();
+            cuts += inst.push(frame.to_vec(), None)?.iter().filter(|c| !c.is_release()).count();
         }
-        cuts += inst.flush()?.len();
+        cuts += inst.flush()?.iter().filter(|c| !c.is_release()).count();
         Ok(cuts)
     }
 
@@ -142,7 +150,8 @@ impl SegmenterInstance {
         }
         Ok(cuts
             .into_iter()
-            .filter(|c| c.end > c.start)
+            // Backwards spans are nonsense; empty ones are releases and are kept.
+            .filter(|c| c.end >= c.start)
             .map(|c| Cut {
                 kind: match c.kind {
                     types::CutKind::Partial => CutKind::Partial,

@@ -42,6 +42,17 @@ use bindings::postprocessor::exports::kiki::plugin::postprocessor as pp_world;
 use bindings::router::exports::kiki::plugin::router as rt_world;
 use bindings::segmenter::exports::kiki::plugin::segmenter as seg_world;
 
+/// A cut that marks no segment but tells the host that no later cut starts before `at`, so it
+/// may drop the audio before it (see `record cut` in the WIT). Send one now and then while idle.
+pub fn release(at: u64) -> Cut {
+    Cut { kind: CutKind::Partial, start: at, end: at }
+}
+
+/// Whether `cut` is a [`release`] rather than a segment.
+pub fn is_release(cut: &Cut) -> bool {
+    cut.start == cut.end
+}
+
 /// Cuts a session's audio into segments. One value per session; the host drops it at the end.
 pub trait Segmenter: Sized + 'static {
     /// Open a session. `config` holds the session's key/value options for this plugin,

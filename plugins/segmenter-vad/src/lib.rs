@@ -15,12 +15,14 @@
 //! `partial_ms` while an utterance is open; `max_segment_ms` forces a final cut, and speech
 //! that goes on continues in a new segment starting exactly where the forced cut ended.
 
-use kiki_plugin_sdk::{Config, Cut, CutKind, Frame, PluginError, Segmenter, export_segmenter};
+use kiki_plugin_sdk::{Config, Cut, CutKind, Frame, PluginError, Segmenter, export_segmenter, release};
 
 /// Padding after the last speech sub-frame.
 pub const POST_PAD_MS: u32 = 150;
 /// Partials are held back while the last speech is older than this.
 pub const PARTIAL_MAX_GAP_MS: u32 = 100;
+/// While no utterance is open, the host is told this often that it may drop older audio.
+pub const RELEASE_EVERY_MS: u32 = 1000;
 /// Absolute minimum sub-frame power to count as speech (-55 dBFS).
 pub const MIN_POWER: f32 = 3.2e-6;
 /// Lowest value the noise floor may take (-70 dBFS).
@@ -112,6 +114,9 @@ pub struct Vad {
     pad: u64,
     post_pad: u64,
     partial_gap: u64,
+    release_every: u64,
+    /// Where the last release cut (or the start) was.
+    last_release: u64,
     buf: Vec<f32>,
     /// Samples fully analysed (end of the last sub-frame).
     pos: u64,
@@ -138,6 +143,8 @@ impl Vad {
             pad: ms(cfg.pad_ms),
             post_pad: ms(POST_PAD_MS),
             partial_gap: ms(PARTIAL_MAX_GAP_MS),
+            release_every: ms(RELEASE_EVERY_MS),
+            last_release: 0,
             cfg,
             sub_len,
             buf: Vec::with_capacity(sub_len),
@@ -259,7 +266,14 @@ impl Vad {
                 }
             }
         }
-        let Some(u) = self.utt else { return };
+        let Some(u) = self.utt else {
+            // Idle: the next utterance starts no earlier than its onset minus the pre-roll.
+            if now - self.last_release >= self.release_every {
+                self.last_release = now;
+                cuts.push(release(now.saturating_sub(self.pad).max(self.min_start)));
+            }
+            return;
+        };
 
         // Max segment length: force a final cut exactly max_segment after the start.
         if now - u.start >= self.max_segment {

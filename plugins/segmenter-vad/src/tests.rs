@@ -1,4 +1,5 @@
 use super::*;
+use kiki_plugin_sdk::is_release;
 
 const SR: u32 = 16_000;
 const MS: u64 = 16; // samples per ms at 16 kHz
@@ -47,7 +48,12 @@ fn signal_at(parts: &[Seg], bg_amp: f32, amp: f32) -> Vec<f32> {
     out
 }
 
+/// The segments (release cuts left out; `run_raw` keeps them).
 fn run_with(cfg: VadConfig, samples: &[f32], frame: usize, prob: Option<f32>) -> Vec<Cut> {
+    run_raw(cfg, samples, frame, prob).into_iter().filter(|c| !is_release(c)).collect()
+}
+
+fn run_raw(cfg: VadConfig, samples: &[f32], frame: usize, prob: Option<f32>) -> Vec<Cut> {
     let mut vad = Vad::new(SR, cfg).unwrap();
     let mut cuts = Vec::new();
     for chunk in samples.chunks(frame) {
@@ -251,4 +257,21 @@ fn adapts_to_a_noisy_background() {
     assert_eq!(f.len(), 2, "{f:?}");
     assert!(near(f[0].0, 2000 * MS) && near(f[0].1, 3500 * MS), "{f:?}");
     assert!(near(f[1].0, 5000 * MS) && near(f[1].1, 6000 * MS), "{f:?}");
+}
+
+#[test]
+fn idle_audio_is_released_and_never_cut_later() {
+    let s = signal(&[Seg::Bg(3500), Seg::Tone(1200), Seg::Bg(3000)]);
+    let cuts = run_raw(VadConfig::default(), &s, 320, None);
+    let releases: Vec<u64> = cuts.iter().filter(|c| is_release(c)).map(|c| c.start).collect();
+    // Once a second while idle: three before the speech, two or more after it.
+    assert!(releases.len() >= 5, "{cuts:?}");
+    assert!(releases.windows(2).all(|w| w[0] <= w[1]), "{releases:?}");
+    // A promise kept: no segment after a release starts before it.
+    for (i, c) in cuts.iter().enumerate() {
+        if is_release(c) {
+            assert!(cuts[i..].iter().filter(|l| !is_release(l)).all(|l| l.start >= c.start), "{cuts:?}");
+        }
+    }
+    assert_eq!(finals(&cuts).len(), 1);
 }

@@ -19,6 +19,8 @@ use crate::channels::tasks::{self, TaskMeta};
 use crate::channels::workers::now_ms;
 use crate::plugins::{Cut, CutKind, SegmenterInstance};
 
+use super::audio_buf::AudioBuf;
+
 /// Samples kept before the last final's end, for a segmenter's pre-roll padding.
 const KEEP_BEFORE: u64 = SAMPLE_RATE as u64;
 /// Widest beam a session may ask for: each beam is one more decoder row per step.
@@ -47,9 +49,8 @@ pub struct Live {
     seg_offset: u64,
     /// End of the last final cut: where a replacement instance takes over.
     last_final_end: u64,
-    /// Audio at 16 kHz from absolute sample `base`.
-    buf: Vec<f32>,
-    base: u64,
+    /// Recent audio at 16 kHz, by absolute sample.
+    buf: AudioBuf,
     /// Absolute sample at which this connection's audio began (a resumed session's clock goes on).
     first_position: u64,
     /// Current utterance's id and the revision of its last partial.
@@ -171,8 +172,7 @@ impl Live {
             seg_offset: position,
             last_final_end: position,
             first_position: position,
-            buf: Vec::new(),
-            base: position,
+            buf: AudioBuf::new(position, state.cfg.gateway.max_segment_s.max(1) as usize * SAMPLE_RATE as usize),
             segment: next_segment,
             first_segment: next_segment,
             rev: 0,
@@ -217,7 +217,7 @@ impl Live {
 
     /// Audio in (16 kHz) since the connection started, in ms: the session's length so far.
     pub fn audio_ms(&self) -> u64 {
-        audio::samples_to_ms((self.base + self.buf.len() as u64 - self.first_position) as usize)
+        audio::samples_to_ms((self.buf.end() - self.first_position) as usize)
     }
 
     /// Leaves the dispatcher and the session's room (the socket or the session ended).
@@ -236,13 +236,13 @@ impl Live {
             Ok(s) => s,
             Err(e) => return vec![ServerMessage::error(ErrorCode::UnsupportedFormat, e.to_string())],
         };
-        let start = self.base + self.buf.len() as u64;
+        let start = self.buf.end();
         if samples.len() < MIN_UTTERANCE {
             let segment = self.segment;
             self.segment += 1;
             self.finals_delivered += 1;
-            self.buf.extend_from_slice(&samples);
-            let end = self.base + self.buf.len() as u64;
+            self.buf.push(&samples);
+            let end = self.buf.end();
             let (start_ms, end_ms) = (audio::samples_to_ms(start as usize), audio::samples_to_ms(end as usize));
             return vec![ServerMessage::Final(Segment {
                 seq: self.last_seq,
@@ -254,9 +254,12 @@ impl Live {
                 origin: None,
             })];
         }
-        self.buf.extend_from_slice(&samples);
-        let end = self.base + self.buf.len() as u64;
-        match self.enqueue(state, Cut { start, end, kind: CutKind::Final }).await {
+        // Sent whole, not sliced from the buffer: a client-cut utterance may be longer than the
+        // buffer keeps.
+        let pcm = audio::to_s16le(&samples);
+        self.buf.push(&samples);
+        let end = self.buf.end();
+        match self.enqueue_audio(state, CutKind::Final, start, end, &pcm).await {
             Ok(()) => Vec::new(),
             Err(e) => vec![e],
         }
@@ -283,8 +286,11 @@ impl Live {
         };
         tracing::debug!(session = %self.id, from = %self.segmenter.label(), to = %fresh.label(), "segmenter switched");
         self.segmenter = fresh;
-        self.seg_offset = self.last_final_end;
-        let pending = self.buf[(self.last_final_end - self.base) as usize..].to_vec();
+        // From the last final boundary, or from what is still kept if the old instance
+        // released audio after it.
+        let (from, end) = self.buf.clamp(self.last_final_end, self.buf.end());
+        self.seg_offset = from;
+        let pending = self.buf.f32(from, end);
         if !pending.is_empty() {
             let cuts = self.segment(pending);
             replies.extend(Box::pin(self.apply_cuts(state, cuts)).await);
@@ -304,7 +310,7 @@ impl Live {
         if samples.is_empty() {
             return Vec::new();
         }
-        self.buf.extend_from_slice(&samples);
+        self.buf.push(&samples);
         let cuts = self.segment(samples);
         self.apply_cuts(state, cuts).await
     }
@@ -334,6 +340,10 @@ impl Live {
         };
         let mut boundary = false;
         for cut in cuts {
+            if cut.is_release() {
+                self.buf.forget_before(cut.start);
+                continue;
+            }
             boundary |= cut.kind == CutKind::Final;
             if let Err(e) = self.enqueue(state, cut).await {
                 replies.push(e);
@@ -347,12 +357,24 @@ impl Live {
     }
 
     async fn enqueue(&mut self, state: &Arc<AppState>, cut: Cut) -> Result<(), ServerMessage> {
-        let end_abs = self.base + self.buf.len() as u64;
-        let start = cut.start.clamp(self.base, end_abs);
-        let end = cut.end.clamp(start, end_abs);
+        let (start, end) = self.buf.clamp(cut.start, cut.end);
         if end <= start {
             return Ok(());
         }
+        let pcm = self.buf.s16le(start, end);
+        self.enqueue_audio(state, cut.kind, start, end, &pcm).await
+    }
+
+    /// Queues `[start, end)` (absolute samples) whose audio is `pcm` (s16le).
+    async fn enqueue_audio(
+        &mut self,
+        state: &Arc<AppState>,
+        kind: CutKind,
+        start: u64,
+        end: u64,
+        pcm: &[u8],
+    ) -> Result<(), ServerMessage> {
+        let cut = Cut { kind, start, end };
         // Under backlog, partials are shed first; finals are never shed.
         if cut.kind == CutKind::Partial
             && state.backlog.load(std::sync::atomic::Ordering::Relaxed) > state.cfg.channels.shed_partials_backlog
@@ -360,7 +382,6 @@ impl Live {
             state.metrics.partials_shed.inc();
             return Ok(());
         }
-        let slice = &self.buf[(start - self.base) as usize..(end - self.base) as usize];
         let rev = match cut.kind {
             CutKind::Partial => {
                 self.rev += 1;
@@ -384,7 +405,7 @@ impl Live {
             beam_size: self.beam_size,
         };
         let mut conn = state.redis.clone();
-        tasks::enqueue(&mut conn, &state.keys, &meta, &audio::to_s16le(slice))
+        tasks::enqueue(&mut conn, &state.keys, &meta, pcm)
             .await
             .map_err(|e| ServerMessage::error(ErrorCode::Busy, format!("cannot queue the segment: {e}")))?;
         state.metrics.tasks_enqueued.inc();
@@ -392,13 +413,11 @@ impl Live {
             self.last_final_end = self.last_final_end.max(end);
             self.outstanding.insert(self.segment, Instant::now());
             self.segment += 1;
-            let position = self.base + self.buf.len() as u64;
+            let position = self.buf.end();
             let _ = results::set_progress(&mut conn, &state.keys, &self.id, self.segment, position).await;
             self.rev = 0;
             // Keep a little audio before the cut for the next utterance's pre-roll.
-            let keep_from = end.saturating_sub(KEEP_BEFORE).max(self.base);
-            self.buf.drain(..(keep_from - self.base) as usize);
-            self.base = keep_from;
+            self.buf.forget_before(end.saturating_sub(KEEP_BEFORE));
         }
         Ok(())
     }

@@ -2,6 +2,7 @@
 //! sessions it opens, and their events go back rendered by the same wire. Timeouts, limits,
 //! keep-alive and the shutdown drain live here, once for every protocol.
 
+mod audio_buf;
 mod budget;
 mod live;
 
@@ -52,7 +53,13 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
     let mut slots: HashMap<String, Slot> = HashMap::new();
     // Session id -> the wire's key for it.
     let mut keys: HashMap<String, String> = HashMap::new();
-    let mut idle_deadline = Instant::now() + idle_timeout;
+    // The idle timer is armed once and re-armed lazily when it fires (from the last activity):
+    // resetting a timer on every frame costs a timer-wheel update per frame.
+    let mut last_activity = Instant::now();
+    let idle = tokio::time::sleep_until(last_activity + idle_timeout);
+    tokio::pin!(idle);
+    let drain = state.drain.wait();
+    tokio::pin!(drain);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_ping = Instant::now();
@@ -87,7 +94,7 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
                     Message::Pong(_) | Message::Ping(_) => continue,
                     Message::Close(_) => break None,
                 };
-                idle_deadline = Instant::now() + idle_timeout;
+                last_activity = Instant::now();
                 for input in inputs {
                     handle(&state, input, &mut slots, &mut keys, &tx, rates, final_timeout, &mut out, &mut raw).await;
                 }
@@ -143,7 +150,7 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
                     }
                 }
             }
-            _ = state.drain.wait(), if !draining => {
+            _ = &mut drain, if !draining => {
                 // Shutting down: every session finishes as after `stop`, and the client is told
                 // to go elsewhere with its resume token.
                 draining = true;
@@ -166,7 +173,12 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
                     out.push((String::new(), ServerMessage::End { segments: 0 }));
                 }
             }
-            _ = tokio::time::sleep_until(idle_deadline), if !waiting => {
+            _ = &mut idle, if !waiting => {
+                let deadline = last_activity + idle_timeout;
+                if Instant::now() < deadline {
+                    idle.as_mut().reset(deadline);
+                    continue;
+                }
                 let idle = ServerMessage::error(ErrorCode::IdleTimeout, format!("nothing received for {idle_timeout:?}"));
                 if slots.is_empty() {
                     out.push((String::new(), idle.clone()));
