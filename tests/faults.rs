@@ -196,6 +196,7 @@ async fn a_final_whose_publish_was_lost_is_found_in_the_replay_stream() {
         end_ms: task.meta.end_ms,
         words: vec![],
         error: None,
+        plugin_error: None,
         enqueued_ms: task.meta.enqueued_ms,
         origin: None,
     };
@@ -302,6 +303,8 @@ async fn trimming_never_removes_an_unacked_task() {
         room: None,
         prompt: None,
         beam_size: None,
+        postprocessor: None,
+        router: None,
     };
     for round in 0..20u64 {
         for i in 0..50 {

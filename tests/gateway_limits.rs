@@ -94,7 +94,7 @@ async fn without_auth_only_loopback_is_served() {
     let redis = kiki::redis_server::RedisChild::start("redis-server", &[]).await.unwrap();
     cfg.redis_url = Some(redis.url.clone());
     let target = kiki::channels::RedisTarget::single(&redis.url).unwrap();
-    let seg = kiki::roles::load_segmenter(&cfg).await.unwrap();
+    let seg = kiki::roles::load_segmenters(&cfg, &target).await.unwrap();
     let metrics = kiki::metrics::Metrics::new();
     let err = kiki::gateway::Gateway::bind(cfg.clone(), target.clone(), seg.clone(), metrics.clone())
         .await

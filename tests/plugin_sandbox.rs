@@ -21,7 +21,7 @@ fn runtime() -> Arc<PluginRuntime> {
 }
 
 fn load(rt: &Arc<PluginRuntime>, file: &str) -> Arc<SegmenterPlugin> {
-    SegmenterPlugin::load(rt, &test_plugin(file), file, "test").unwrap()
+    SegmenterPlugin::load(rt, &test_plugin(file), file, "test", Default::default()).unwrap()
 }
 
 fn frame() -> Vec<f32> {
@@ -30,7 +30,7 @@ fn frame() -> Vec<f32> {
 
 fn default_vad(rt: &Arc<PluginRuntime>) -> Arc<SegmenterPlugin> {
     let path = repo_root().join(".cache/plugins/vad@0.1.0.wasm");
-    SegmenterPlugin::load(rt, &path, "vad", "0.1.0").unwrap()
+    SegmenterPlugin::load(rt, &path, "vad", "0.1.0", Default::default()).unwrap()
 }
 
 #[test]
@@ -88,11 +88,14 @@ fn a_huge_output_list_is_refused_or_contained() {
 #[test]
 fn a_plugin_of_the_wrong_world_is_rejected_at_load() {
     let rt = runtime();
-    let err = SegmenterPlugin::load(&rt, &test_plugin("wrongworld@0.1.0.wasm"), "wrongworld", "0.1.0")
-        .err()
-        .expect("a postprocessor is not a segmenter");
+    let err =
+        SegmenterPlugin::load(&rt, &test_plugin("wrongworld@0.1.0.wasm"), "wrongworld", "0.1.0", Default::default())
+            .err()
+            .expect("a postprocessor is not a segmenter");
     assert!(matches!(err, PluginError::WrongWorld { .. }), "{err}");
-    let err = SegmenterPlugin::load(&rt, &repo_root().join("Cargo.toml"), "x", "1").err().expect("not wasm");
+    let err = SegmenterPlugin::load(&rt, &repo_root().join("Cargo.toml"), "x", "1", Default::default())
+        .err()
+        .expect("not wasm");
     assert!(matches!(err, PluginError::Load { .. }), "{err}");
 }
 
@@ -136,4 +139,31 @@ fn kiki_plugin_check_reports_what_a_component_is() {
     assert!(!ok && out.contains("FAIL self-test") && out.contains("fuel"), "{out}");
     let (ok, out) = run(repo_root().join("Cargo.toml"));
     assert!(!ok && out.contains("FAIL compile"), "{out}");
+}
+
+/// The gateway calls plugins from async tasks. A plugin that writes to stderr there (Rust's
+/// panic handler does) must fail only its own call: wasmtime-wasi's blocking stream calls would
+/// otherwise start a nested runtime and panic the calling task.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_inside_an_async_task_fails_that_call_only() {
+    let rt = runtime();
+    let plugin = load(&rt, "panic@0.1.0.wasm");
+    let mut inst = plugin.open(16_000, &[]).unwrap();
+    assert!(inst.push(frame(), None).unwrap().len() <= 1);
+    let err = tokio::spawn(async move {
+        let mut failed = None;
+        for _ in 0..10 {
+            if let Err(e) = inst.push(frame(), None) {
+                failed = Some(e);
+                break;
+            }
+        }
+        failed
+    })
+    .await
+    .expect("the task survives the plugin's panic");
+    assert!(matches!(err, Some(PluginError::Trap { .. })), "{err:?}");
+    // And the runtime serves on.
+    let mut vad = default_vad(&rt).open(16_000, &[]).unwrap();
+    assert!(vad.push(frame(), None).is_ok());
 }

@@ -185,7 +185,7 @@ fn segment(samples: &[f32]) -> Vec<(usize, usize)> {
     let rt = PluginRuntime::new(Limits { max_instances: 16, ..Limits::default() }).unwrap();
     let path = repo_root().join(".cache/plugins/vad@0.1.0.wasm");
     assert!(Path::new(&path).exists(), "{} missing: run plugins/build.sh", path.display());
-    let plugin = SegmenterPlugin::load(&rt, &path, "vad", "0.1.0").unwrap();
+    let plugin = SegmenterPlugin::load(&rt, &path, "vad", "0.1.0", Default::default()).unwrap();
     let mut config = vec![("partial_ms".to_string(), "0".to_string()), ("pad_ms".to_string(), "0".to_string())];
     if let Ok(extra) = std::env::var("SEGMENTER_QUALITY_CONFIG") {
         for kv in extra.split(',').filter(|s| !s.is_empty()) {

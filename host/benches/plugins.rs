@@ -155,7 +155,8 @@ fn main() -> anyhow::Result<()> {
     );
     let rt = PluginRuntime::new(limits).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (vm_rt, rss_rt) = vm()?;
-    let vad = SegmenterPlugin::load(&rt, &vad_path, "vad", "0.1.0").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let vad = SegmenterPlugin::load(&rt, &vad_path, "vad", "0.1.0", Default::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut rows = Vec::new();
 
     // 1. push: wasm through the host runtime, and native.
@@ -305,7 +306,9 @@ fn main() -> anyhow::Result<()> {
     };
     let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len() / 1024).unwrap_or(0);
     compile(&format!("vad@0.1.0, SegmenterPlugin::load, {} KiB", size(&vad_path)), &|| {
-        SegmenterPlugin::load(&rt, &vad_path, "vad", "0.1.0").map(drop).map_err(|e| anyhow::anyhow!("{e}"))
+        SegmenterPlugin::load(&rt, &vad_path, "vad", "0.1.0", Default::default())
+            .map(drop)
+            .map_err(|e| anyhow::anyhow!("{e}"))
     })?;
     compile(&format!("text@0.1.0, PluginRuntime::compile, {} KiB", size(&text_path)), &|| {
         rt.compile(&text_path).map(drop).map_err(|e| anyhow::anyhow!("{e}"))
@@ -318,7 +321,8 @@ fn main() -> anyhow::Result<()> {
     let mut swap_ms = Vec::new();
     for _ in 0..args.compiles {
         let t = Instant::now();
-        let p = SegmenterPlugin::load(&rt, &vad_path, "vad", "0.1.0").map_err(|e| anyhow::anyhow!("{e}"))?;
+        let p = SegmenterPlugin::load(&rt, &vad_path, "vad", "0.1.0", Default::default())
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         p.self_test().map_err(|e| anyhow::anyhow!("{e}"))?;
         swap_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }

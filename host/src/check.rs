@@ -130,6 +130,8 @@ async fn task_probe(target: &RedisTarget, conn: &mut Conn, keys: &Keys, timeout:
         room: None,
         prompt: None,
         beam_size: None,
+        postprocessor: None,
+        router: None,
     };
     let res = async {
         let mut sub = target.subscribe(&channel).await?;

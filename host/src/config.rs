@@ -142,12 +142,37 @@ pub struct PluginsConfig {
     pub router: String,
     /// Operator settings per plugin name, served to the plugin by `host.config(key)`.
     pub config: std::collections::HashMap<String, std::collections::HashMap<String, String>>,
-    /// How often the plugin directory is checked for a newer segmenter version (ms; 0 = never).
+    /// How often each process looks for newer plugin files in its directory and at the
+    /// deployment's record of live versions in Redis (ms; 0 = never).
     pub watch_ms: u64,
     /// Fuel granted per plugin call (a loop that burns it traps instead of stalling the host).
     pub fuel_per_call: u64,
     /// Linear-memory limit per plugin instance, in bytes.
     pub max_memory_bytes: usize,
+    /// Plugins sessions may choose by name in `start.plugins.KIND.name`, per kind (the
+    /// kind's default is always allowed).
+    pub allow: AllowList,
+    /// When a session's plugin fails (trap, fuel, memory): `fallback` to the kind's default
+    /// plugin (a fresh instance of it if it was the default), or `error`: the session is told and
+    /// ends (segmenter), or gets the raw result with a `plugin_failed` error (post-processor,
+    /// router).
+    pub on_failure: OnFailure,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AllowList {
+    pub segmenter: Vec<String>,
+    pub postprocessor: Vec<String>,
+    pub router: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    #[default]
+    Fallback,
+    Error,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -266,6 +291,8 @@ impl Default for PluginsConfig {
             fuel_per_call: 50_000_000,
             max_memory_bytes: 16 << 20,
             watch_ms: 2_000,
+            allow: AllowList::default(),
+            on_failure: OnFailure::Fallback,
         }
     }
 }

@@ -9,7 +9,9 @@ use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::inference::{Engine, EngineOptions};
 use crate::metrics::Metrics;
-use crate::plugins::{Limits, PluginRuntime, SegmenterPlugin, registry};
+use crate::plugins::{
+    Catalog, Limits, Plugin, PluginRuntime, PostprocessorPlugin, RouterPlugin, SegmenterPlugin, sync,
+};
 use crate::redis_server::RedisChild;
 use crate::shutdown::Shutdown;
 use crate::worker::{Pipeline, Worker};
@@ -33,26 +35,56 @@ pub fn plugin_runtime(cfg: &Config) -> anyhow::Result<Arc<PluginRuntime>> {
     Ok(PluginRuntime::new(limits)?)
 }
 
-/// Compiles the post-processor and router plugins a worker runs on each result.
-pub async fn load_pipeline(cfg: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Pipeline>> {
-    let cfg = cfg.clone();
-    let p = tokio::task::spawn_blocking(move || Pipeline::load(&cfg, &plugin_runtime(&cfg)?, metrics)).await??;
-    Ok(Arc::new(p))
+/// The post-processor and router catalogs a worker runs on each result, each with its default
+/// loaded (the versions the deployment's record names, else the newest files).
+pub async fn load_pipeline(cfg: &Config, target: &RedisTarget, metrics: Arc<Metrics>) -> anyhow::Result<Arc<Pipeline>> {
+    let runtime = plugin_runtime(cfg)?;
+    let p = &cfg.plugins;
+    let post = catalog::<PostprocessorPlugin>(cfg, &runtime, &p.postprocessor, &p.allow.postprocessor);
+    let router = catalog::<RouterPlugin>(cfg, &runtime, &p.router, &p.allow.router);
+    let mut conn = target.connect().await.context("worker: connecting to Redis for the plugin record")?;
+    let keys = crate::channels::Keys::new(&cfg.channels.prefix);
+    for result in [sync::apply(&post, &mut conn, &keys).await, sync::apply(&router, &mut conn, &keys).await] {
+        if let Err(e) = result {
+            tracing::warn!("plugin record not read at start: {e}");
+        }
+    }
+    // A missing default is a warning, not a failure: results then go out unprocessed.
+    for (kind, loaded) in
+        [("postprocessor", post.get(None).await.map(|_| ())), ("router", router.get(None).await.map(|_| ()))]
+    {
+        if let Err(e) = loaded {
+            tracing::warn!(kind, "no default {kind}; results go out without it: {e}");
+        }
+    }
+    Ok(Arc::new(Pipeline::new(post, router, cfg.plugins.on_failure, metrics)))
 }
 
-/// Compiles the configured segmenter (newest version in the plugin directory).
-pub async fn load_segmenter(cfg: &Config) -> anyhow::Result<Arc<SegmenterPlugin>> {
+/// The segmenter catalog with its default loaded: the version the deployment's record names,
+/// else the newest file. Fails when there is none (the gateway cannot cut audio without it).
+pub async fn load_segmenters(cfg: &Config, target: &RedisTarget) -> anyhow::Result<Arc<Catalog<SegmenterPlugin>>> {
     let runtime = plugin_runtime(cfg)?;
-    let dir = cfg.plugin_dir();
-    let name = cfg.plugins.segmenter.clone();
-    let file = registry::newest(&dir, &name)
-        .with_context(|| format!("reading plugin directory {}", dir.display()))?
-        .with_context(|| format!("no segmenter plugin {name}@*.wasm in {}; run `make setup`", dir.display()))?;
-    let plugin =
-        tokio::task::spawn_blocking(move || SegmenterPlugin::load(&runtime, &file.path, &file.name, &file.version))
-            .await??;
+    let cat = catalog::<SegmenterPlugin>(cfg, &runtime, &cfg.plugins.segmenter, &cfg.plugins.allow.segmenter);
+    let mut conn = target.connect().await.context("gateway: connecting to Redis for the plugin record")?;
+    if let Err(e) = sync::apply(&cat, &mut conn, &crate::channels::Keys::new(&cfg.channels.prefix)).await {
+        tracing::warn!("plugin record not read at start: {e}");
+    }
+    let plugin = cat
+        .get(None)
+        .await
+        .with_context(|| format!("loading the segmenter from {}; run `make setup`", cfg.plugin_dir().display()))?
+        .context("plugins.segmenter is empty: the gateway needs a segmenter")?;
     tracing::info!(plugin = %plugin.label(), "segmenter loaded");
-    Ok(plugin)
+    Ok(cat)
+}
+
+fn catalog<P: Plugin>(
+    cfg: &Config,
+    runtime: &Arc<PluginRuntime>,
+    default: &str,
+    allowed: &[String],
+) -> Arc<Catalog<P>> {
+    Catalog::new(runtime.clone(), cfg.plugin_dir(), default, allowed, cfg.plugins.config.clone())
 }
 
 /// The configured Redis (one server or a cluster; TLS and ACL user from the config).
@@ -66,7 +98,7 @@ pub async fn redis_target(cfg: &Config) -> anyhow::Result<RedisTarget> {
 pub async fn run_gateway(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let target = redis_target(&cfg).await?;
     let metrics = Metrics::new();
-    let seg = load_segmenter(&cfg).await?;
+    let seg = load_segmenters(&cfg, &target).await?;
     warn_if_open(&cfg);
     Gateway::bind(cfg, target, seg, metrics).await?.serve(shutdown).await
 }
@@ -87,7 +119,7 @@ pub async fn run_worker(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let target = redis_target(&cfg).await?;
     let engine = worker_engine(&cfg).await?;
     let metrics = Metrics::new();
-    let pipeline = load_pipeline(&cfg, metrics.clone()).await?;
+    let pipeline = load_pipeline(&cfg, &target, metrics.clone()).await?;
     Worker::new(&cfg, target, engine, metrics).with_pipeline(pipeline).run(shutdown).await
 }
 
@@ -113,10 +145,10 @@ pub async fn run_up(mut cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 async fn up_inner(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let target = redis_target(&cfg).await?;
     let metrics = Metrics::new();
-    let (engine, seg) = tokio::try_join!(worker_engine(&cfg), load_segmenter(&cfg))?;
+    let (engine, seg) = tokio::try_join!(worker_engine(&cfg), load_segmenters(&cfg, &target))?;
     warn_if_open(&cfg);
     let gateway = Gateway::bind(cfg.clone(), target.clone(), seg, metrics.clone()).await?;
-    let pipeline = load_pipeline(&cfg, metrics.clone()).await?;
+    let pipeline = load_pipeline(&cfg, &target, metrics.clone()).await?;
     let worker = Worker::new(&cfg, target, engine, metrics).with_pipeline(pipeline);
     // The worker outlives the gateway's drain, so that draining sessions get their finals.
     let worker_stop = Shutdown::new();

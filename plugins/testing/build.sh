@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Build the test-only Kiki plugins (hostile segmenters, a wrong-world postprocessor, two
-# versions of a deterministic segmenter and one built against the frozen 0.1.0 contract) for
+# Build the test-only Kiki plugins (hostile segmenters, a wrong-world postprocessor, a shouting
+# and a panicking postprocessor, two versions of a deterministic segmenter and one built against
+# the frozen 0.1.0 contract) for
 # wasm32-wasip2 (release) and copy them into OUT_DIR as NAME@VERSION.wasm. They are for the
 # host's tests only: plugins/build.sh never installs them.
 # Usage: plugins/testing/build.sh [OUT_DIR]   (default .cache/test-plugins)
@@ -25,6 +26,8 @@ plugins=(
   "seg-echo:echo@0.1.0"
   "seg-echo-v2:echo@0.2.0"
   "seg-v010:oldabi@0.1.0"
+  "post-shout:shout@0.1.0"
+  "post-panic:panicky@0.1.0"
 )
 
 cd "$here/.."

@@ -136,7 +136,9 @@ impl Stack {
     /// Starts an in-process worker on this stack's Redis.
     pub async fn spawn_worker(&self) {
         let target = self.target.clone();
-        let pipeline = kiki::roles::load_pipeline(&self.cfg, self.metrics.clone()).await.expect("result plugins load");
+        let pipeline = kiki::roles::load_pipeline(&self.cfg, &self.target, self.metrics.clone())
+            .await
+            .expect("result plugins load");
         let worker = Worker::new(&self.cfg, target, Some(engine().await), self.metrics.clone()).with_pipeline(pipeline);
         tokio::spawn(worker.run(self.worker_shutdown.clone()));
     }
@@ -194,7 +196,7 @@ impl Stack {
         let target = RedisTarget::new(&url, &cfg.redis).await.expect("redis target");
         let shutdown = Shutdown::new();
         let metrics = Metrics::new();
-        let seg = kiki::roles::load_segmenter(&cfg).await.expect("segmenter loads");
+        let seg = kiki::roles::load_segmenters(&cfg, &target).await.expect("segmenter loads");
         let gw = Gateway::bind(cfg.clone(), target.clone(), seg, metrics.clone()).await.expect("gateway binds");
         let addr = gw.local_addr().unwrap();
         tokio::spawn(gw.serve(shutdown.clone()));

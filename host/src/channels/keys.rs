@@ -52,6 +52,18 @@ impl Keys {
         format!("{}:resume-key", self.prefix)
     }
 
+    /// Hash of which plugin version is live across the deployment (`active:KIND:NAME`), each
+    /// kind's default (`default:KIND`) and rollback stacks (`previous:KIND:NAME`).
+    pub fn plugins(&self) -> String {
+        format!("{}:plugins", self.prefix)
+    }
+
+    /// A plugin component's bytes (or, with `ext = "toml"`, its manifest), for processes whose
+    /// plugin directory lacks it.
+    pub fn plugin_file(&self, label: &str, ext: &str) -> String {
+        format!("{}:plugins:{ext}:{label}", self.prefix)
+    }
+
     /// Sorted set of live workers, scored by last heartbeat (ms since the epoch).
     pub fn workers(&self) -> String {
         format!("{}:{{workers}}", self.prefix)

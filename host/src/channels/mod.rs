@@ -5,6 +5,7 @@
 //! per-session replay stream by one Lua script, so a missed message can be read back by seq.
 
 pub mod keys;
+pub mod plugin_record;
 pub mod replayer;
 pub mod results;
 pub mod rooms;

@@ -30,6 +30,10 @@ pub struct ResultPayload {
     /// Set when the segment could not be transcribed (e.g. dead-lettered).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Set when a result plugin failed (or could not run) for this result: the text is
+    /// delivered, and the session is told why it may be unprocessed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_error: Option<String>,
     /// Gateway enqueue time, carried through for latency figures.
     #[serde(default)]
     pub enqueued_ms: u64,
@@ -253,6 +257,7 @@ mod tests {
             end_ms: 900,
             words: vec![],
             error: None,
+            plugin_error: None,
             enqueued_ms: 1,
             origin: None,
         };

@@ -36,6 +36,21 @@ pub struct TaskMeta {
     /// Beam width the session asked for (else the worker's configured one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub beam_size: Option<u8>,
+    /// The post-processor and router the session chose, with its options for them (absent:
+    /// the workers' defaults).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub postprocessor: Option<PluginChoice>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub router: Option<PluginChoice>,
+}
+
+/// A session's choice of a result plugin: its name ("" for the default) and options.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginChoice {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<(String, String)>,
 }
 
 /// A task as read from the stream.

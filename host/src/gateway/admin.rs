@@ -1,11 +1,12 @@
-//! Plugin administration: list, upload, activate and roll back segmenter versions, and a
-//! watcher that activates a newer version dropped into the plugin directory. A version is
-//! compiled and self-tested in the background before the atomic swap; new sessions take it at
-//! once, live sessions at their next segment boundary.
+//! Plugin administration for the whole deployment, through any gateway: list, upload, activate
+//! a version, roll back, and set each kind's default. A version is compiled and self-tested here
+//! before anything is recorded; the record in Redis then carries the change to every process
+//! (this gateway's segmenters at once, the workers' post-processors and routers within their
+//! watch interval). New sessions take a new version at once, live sessions at their next
+//! segment boundary.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
@@ -16,98 +17,251 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::auth::Scope;
-use crate::plugins::{SegmenterPlugin, registry};
-use crate::shutdown::Shutdown;
-
-/// Versions swapped out, newest last, for rollback.
-#[derive(Default)]
-pub struct History {
-    previous: Mutex<Vec<Arc<SegmenterPlugin>>>,
-    /// Files that failed to compile or self-test, not retried by the watcher.
-    rejected: Mutex<Vec<String>>,
-}
-
-/// Files the watcher has already considered; only files that appear later are activated, so
-/// a rollback is not undone by the newer file still lying in the directory.
-fn listing(dir: &Path) -> std::collections::HashSet<String> {
-    registry::scan(dir).map(|v| v.iter().map(registry::PluginFile::label).collect()).unwrap_or_default()
-}
+use crate::channels::{plugin_record, workers};
+use crate::plugins::catalog::{self, CatalogInfo, validate};
+use crate::plugins::manifest::Manifest;
+use crate::plugins::sync::{self, SyncError};
+use crate::plugins::{Plugin, PluginKind, PostprocessorPlugin, RouterPlugin, SegmenterPlugin, registry};
 
 #[derive(Serialize)]
 struct Listing {
-    active: ActiveInfo,
-    previous: Vec<String>,
-    files: Vec<String>,
-    rejected: Vec<String>,
+    /// This gateway's segmenters: default, live versions, rollback stacks, rejected versions.
+    segmenter: CatalogInfo,
+    /// The deployment's record: `KIND/NAME` → live version, and each kind's default.
+    deployment: Deployment,
+    /// Plugin files in this gateway's directory, with what their manifests say.
+    files: Vec<FileInfo>,
 }
 
 #[derive(Serialize)]
-struct ActiveInfo {
-    segmenter: String,
+struct Deployment {
+    active: std::collections::BTreeMap<String, String>,
+    defaults: std::collections::BTreeMap<String, String>,
+}
+
+#[derive(Serialize)]
+struct FileInfo {
+    file: String,
+    manifest: Option<Manifest>,
 }
 
 #[derive(Deserialize)]
 pub struct Which {
-    name: String,
-    version: String,
+    name: Option<String>,
+    version: Option<String>,
 }
 
-fn fail(code: StatusCode, msg: String) -> Response {
-    (code, Json(serde_json::json!({ "error": msg }))).into_response()
+fn fail(code: StatusCode, msg: impl std::fmt::Display) -> Response {
+    (code, Json(serde_json::json!({ "error": msg.to_string() }))).into_response()
+}
+
+/// The kind named in the path; a 404 answer for anything else.
+fn kind_of(kind: &str) -> Result<PluginKind, Box<Response>> {
+    match kind {
+        "segmenter" => Ok(PluginKind::Segmenter),
+        "postprocessor" => Ok(PluginKind::Postprocessor),
+        "router" => Ok(PluginKind::Router),
+        other => Err(Box::new(fail(
+            StatusCode::NOT_FOUND,
+            format!("no plugin kind {other:?}: segmenter, postprocessor or router"),
+        ))),
+    }
+}
+
+fn sync_failure(e: SyncError) -> Response {
+    match e {
+        SyncError::Redis(e) => fail(StatusCode::SERVICE_UNAVAILABLE, e),
+        SyncError::File(e) => fail(StatusCode::NOT_FOUND, e),
+        SyncError::Catalog(e) => fail(StatusCode::UNPROCESSABLE_ENTITY, e),
+    }
 }
 
 pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
         return denied.into_response();
     }
-    let files = registry::scan(&state.cfg.plugin_dir())
-        .map(|v| v.iter().map(registry::PluginFile::label).collect())
-        .unwrap_or_default();
-    let previous = state.history.previous.lock().map(|p| p.iter().map(|s| s.label().to_string()).collect());
-    let rejected = state.history.rejected.lock().map(|r| r.clone());
+    let mut conn = state.redis.clone();
+    let record = match plugin_record::read(&mut conn, &state.keys).await {
+        Ok(r) => r,
+        Err(e) => return fail(StatusCode::SERVICE_UNAVAILABLE, e),
+    };
+    let files = catalog::files(&state.cfg.plugin_dir())
+        .into_iter()
+        .map(|(file, manifest)| FileInfo { file, manifest })
+        .collect();
     Json(Listing {
-        active: ActiveInfo { segmenter: state.segmenter.load().label().to_string() },
-        previous: previous.unwrap_or_default(),
+        segmenter: state.segmenters.info(),
+        deployment: Deployment {
+            active: record.active.into_iter().map(|((k, n), v)| (format!("{k}/{n}"), v)).collect(),
+            defaults: record.defaults.into_iter().collect(),
+        },
         files,
-        rejected: rejected.unwrap_or_default(),
     })
     .into_response()
 }
 
-/// `POST /admin/plugins/segmenter/activate?name=N&version=V`
-pub async fn activate(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(w): Query<Which>) -> Response {
+/// `POST /admin/plugins/{kind}/activate?name=N&version=V`
+pub async fn activate(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(kind): UrlPath<String>,
+    Query(w): Query<Which>,
+) -> Response {
     if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
         return denied.into_response();
     }
-    let path = state.cfg.plugin_dir().join(format!("{}@{}.wasm", w.name, w.version));
-    if !path.exists() {
-        return fail(StatusCode::NOT_FOUND, format!("{} not found", path.display()));
-    }
-    match swap_in(&state, &path, &w.name, &w.version).await {
+    let (Some(name), Some(version)) = (w.name, w.version) else {
+        return fail(StatusCode::BAD_REQUEST, "name and version are required");
+    };
+    let mut conn = state.redis.clone();
+    let result = match kind_of(&kind) {
+        Err(r) => return *r,
+        Ok(PluginKind::Segmenter) => sync::activate(&state.segmenters, &mut conn, &state.keys, &name, &version)
+            .await
+            .map(|p| p.label().to_string()),
+        Ok(PluginKind::Postprocessor) => elsewhere::<PostprocessorPlugin>(&state, &name, &version).await,
+        Ok(PluginKind::Router) => elsewhere::<RouterPlugin>(&state, &name, &version).await,
+    };
+    match result {
         Ok(label) => Json(serde_json::json!({ "active": label })).into_response(),
-        Err(e) => fail(StatusCode::UNPROCESSABLE_ENTITY, e),
+        Err(e) => {
+            state.metrics.plugin_errors.inc();
+            sync_failure(e)
+        }
     }
 }
 
-/// `POST /admin/plugins/segmenter/rollback`: back to the version active before the last swap.
-pub async fn rollback(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+async fn elsewhere<P: Plugin>(state: &Arc<AppState>, name: &str, version: &str) -> Result<String, SyncError> {
+    let settings = state.cfg.plugins.config.get(name).cloned().unwrap_or_default();
+    let mut conn = state.redis.clone();
+    let rt = state.segmenters.runtime();
+    // What the workers run now (the record's version, else what they report), for rollback.
+    let kind = sync::kind_key::<P>();
+    let recorded = plugin_record::read(&mut conn, &state.keys).await.map_err(SyncError::Redis)?;
+    let running = match recorded.active_version(kind, name) {
+        Some(v) => Some(v.to_string()),
+        None => workers::alive_with_stats(&mut conn, &state.keys)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(_, _, stats)| stats)
+            .flat_map(|s| s.plugins)
+            .find_map(|(k, label)| {
+                let (n, v) = label.split_once('@')?;
+                (k == kind && n == name).then(|| v.to_string())
+            }),
+    };
+    let dir = state.cfg.plugin_dir();
+    sync::activate_elsewhere::<P>(rt, &dir, settings, &mut conn, &state.keys, name, version, running.as_deref()).await
+}
+
+/// `POST /admin/plugins/{kind}/rollback[?name=N]`: back to the version before the last
+/// activation (of the kind's default when no name is given).
+pub async fn rollback(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(kind): UrlPath<String>,
+    Query(w): Query<Which>,
+) -> Response {
     if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
         return denied.into_response();
     }
-    let prev = state.history.previous.lock().ok().and_then(|mut p| p.pop());
-    match prev {
-        Some(p) => {
-            let label = p.label().to_string();
-            state.segmenter.store(p);
-            tracing::info!(plugin = %label, "segmenter rolled back");
+    let kind = match kind_of(&kind) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let mut conn = state.redis.clone();
+    let name = match w.name {
+        Some(n) => n,
+        None => match default_name(&state, kind).await {
+            Ok(n) => n,
+            Err(e) => return fail(StatusCode::SERVICE_UNAVAILABLE, e),
+        },
+    };
+    let result = match kind {
+        PluginKind::Segmenter => {
+            sync::rollback(&state.segmenters, &mut conn, &state.keys, &name).await.map(|p| p.label().to_string())
+        }
+        _ => {
+            let key = sync_kind(kind);
+            match plugin_record::rollback(&mut conn, &state.keys, key, &name).await {
+                Ok(Some(v)) => Ok(format!("{name}@{v}")),
+                Ok(None) => {
+                    return fail(StatusCode::CONFLICT, format!("no earlier version of {key} `{name}` recorded"));
+                }
+                Err(e) => Err(SyncError::Redis(e)),
+            }
+        }
+    };
+    match result {
+        Ok(label) => {
+            tracing::info!(plugin = %label, "rolled back");
             Json(serde_json::json!({ "active": label })).into_response()
         }
-        None => fail(StatusCode::CONFLICT, "no earlier version to roll back to".into()),
+        Err(SyncError::Catalog(e @ crate::plugins::CatalogError::NoPrevious { .. })) => fail(StatusCode::CONFLICT, e),
+        Err(e) => sync_failure(e),
     }
 }
 
-/// `PUT /admin/plugins/files/NAME@VERSION.wasm` with the component as the body: stored in the
-/// plugin directory after it compiles and passes the self-test (it is not activated).
+/// `POST /admin/plugins/{kind}/default?name=N`: the plugin sessions get when they name none.
+pub async fn set_default(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    UrlPath(kind): UrlPath<String>,
+    Query(w): Query<Which>,
+) -> Response {
+    if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
+        return denied.into_response();
+    }
+    let kind = match kind_of(&kind) {
+        Ok(k) => k,
+        Err(r) => return *r,
+    };
+    let Some(name) = w.name else { return fail(StatusCode::BAD_REQUEST, "name is required") };
+    let mut conn = state.redis.clone();
+    let result = match kind {
+        PluginKind::Segmenter => sync::set_default(&state.segmenters, &mut conn, &state.keys, &name).await,
+        _ => {
+            // The processes that run it load it; here it must at least exist.
+            match registry::newest_of(&state.cfg.plugin_dir(), &name, kind) {
+                Ok(Some(_)) => plugin_record::set_default(&mut conn, &state.keys, sync_kind(kind), &name)
+                    .await
+                    .map_err(SyncError::Redis),
+                _ => Err(SyncError::File(format!("no {} plugin {name}@*.wasm here", sync_kind(kind)))),
+            }
+        }
+    };
+    match result {
+        Ok(()) => Json(serde_json::json!({ "default": name })).into_response(),
+        Err(e) => sync_failure(e),
+    }
+}
+
+fn sync_kind(kind: PluginKind) -> &'static str {
+    match kind {
+        PluginKind::Segmenter => sync::kind_key::<SegmenterPlugin>(),
+        PluginKind::Postprocessor => sync::kind_key::<PostprocessorPlugin>(),
+        PluginKind::Router => sync::kind_key::<RouterPlugin>(),
+    }
+}
+
+/// The kind's default name: the record's, else this process's (segmenter) or configuration's.
+async fn default_name(state: &Arc<AppState>, kind: PluginKind) -> Result<String, crate::channels::ChannelError> {
+    if kind == PluginKind::Segmenter {
+        return Ok(state.segmenters.default_name());
+    }
+    let mut conn = state.redis.clone();
+    let record = plugin_record::read(&mut conn, &state.keys).await?;
+    Ok(match record.defaults.get(sync_kind(kind)) {
+        Some(n) => n.clone(),
+        None if kind == PluginKind::Postprocessor => state.cfg.plugins.postprocessor.clone(),
+        None => state.cfg.plugins.router.clone(),
+    })
+}
+
+/// `PUT /admin/plugins/files/NAME@VERSION.wasm` (the component) or `.toml` (its manifest):
+/// stored in the plugin directory, and in Redis for the other nodes, after it compiles and
+/// passes the self-test of its kind (the manifest's, or the world it exports). Not activated.
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -117,83 +271,88 @@ pub async fn upload(
     if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
         return denied.into_response();
     }
-    let Some(parsed) = registry::parse_file_name(Path::new(&file)).filter(|_| !file.contains('/')) else {
-        return fail(StatusCode::BAD_REQUEST, "file name must be NAME@VERSION.wasm".into());
-    };
     let dir = state.cfg.plugin_dir();
-    let tmp = dir.join(format!(".upload-{}", crate::ids::short()));
-    if let Err(e) = std::fs::write(&tmp, &body) {
-        return fail(StatusCode::INTERNAL_SERVER_ERROR, format!("writing {}: {e}", tmp.display()));
+    if let Some(stem) = file.strip_suffix(".toml").filter(|_| !file.contains('/')) {
+        return upload_manifest(&dir, stem, &body);
     }
-    let runtime = state.segmenter.load().runtime().clone();
-    let (name, version, t) = (parsed.name.clone(), parsed.version.clone(), tmp.clone());
-    let checked = tokio::task::spawn_blocking(move || {
-        let p = SegmenterPlugin::load(&runtime, &t, &name, &version)?;
-        p.self_test()
-    })
-    .await;
-    match checked {
-        Ok(Ok(_)) => match std::fs::rename(&tmp, dir.join(&file)) {
-            Ok(()) => (StatusCode::CREATED, Json(serde_json::json!({ "stored": file }))).into_response(),
-            Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    let Some(parsed) = registry::parse_file_name(Path::new(&file)).filter(|_| !file.contains('/')) else {
+        return fail(StatusCode::BAD_REQUEST, "file name must be NAME@VERSION.wasm or NAME@VERSION.toml");
+    };
+    // Checked under its final name in a private folder, so the manifest beside it is read.
+    let staging = dir.join(format!(".upload-{}", crate::ids::short()));
+    let staged = staging.join(&file);
+    let manifest_path = dir.join(format!("{}.toml", parsed.label()));
+    let prepared = std::fs::create_dir_all(&staging).and_then(|()| std::fs::write(&staged, &body)).and_then(|()| {
+        match std::fs::read(&manifest_path) {
+            Ok(m) => std::fs::write(staged.with_extension("toml"), m),
+            Err(_) => Ok(()),
+        }
+    });
+    if let Err(e) = prepared {
+        let _ = std::fs::remove_dir_all(&staging);
+        return fail(StatusCode::INTERNAL_SERVER_ERROR, format!("writing {}: {e}", staged.display()));
+    }
+    let checked = check_any(&state, registry::PluginFile { path: staged.clone(), ..parsed.clone() }).await;
+    // Into the deployment's store first: the directory watchers leave stored files alone, so an
+    // upload goes live only when it is activated.
+    let mut conn = state.redis.clone();
+    let stored = match checked {
+        Ok(kind) => match sync::store_file(&staging, &mut conn, &state.keys, &parsed.label()).await {
+            Ok(()) => std::fs::rename(&staged, dir.join(&file)).map(|()| kind).map_err(|e| e.to_string()),
+            Err(e) => Err(format!("storing it in Redis: {e}")),
         },
-        Ok(Err(e)) => {
-            let _ = std::fs::remove_file(&tmp);
-            fail(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
-        }
+        Err(e) => Err(e),
+    };
+    let _ = std::fs::remove_dir_all(&staging);
+    match stored {
+        Ok(kind) => (StatusCode::CREATED, Json(serde_json::json!({ "stored": file, "kind": kind }))).into_response(),
         Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            fail(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+            state.metrics.plugin_errors.inc();
+            fail(StatusCode::UNPROCESSABLE_ENTITY, e)
         }
     }
 }
 
-/// Compiles and self-tests a version off the async threads, then swaps it in atomically.
-pub async fn swap_in(state: &Arc<AppState>, path: &Path, name: &str, version: &str) -> Result<String, String> {
-    let runtime = state.segmenter.load().runtime().clone();
-    let (p, n, v) = (path.to_path_buf(), name.to_string(), version.to_string());
-    let plugin = tokio::task::spawn_blocking(move || {
-        let plugin = SegmenterPlugin::load(&runtime, &p, &n, &v)?;
-        plugin.self_test()?;
-        Ok::<_, crate::plugins::PluginError>(plugin)
-    })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| {
-        state.metrics.plugin_errors.inc();
-        if let Ok(mut r) = state.history.rejected.lock() {
-            r.push(format!("{name}@{version}"));
+fn upload_manifest(dir: &Path, stem: &str, body: &[u8]) -> Response {
+    let Some(parsed) = registry::parse_file_name(Path::new(&format!("{stem}.wasm"))) else {
+        return fail(StatusCode::BAD_REQUEST, "file name must be NAME@VERSION.toml");
+    };
+    let text = String::from_utf8_lossy(body);
+    match Manifest::parse(&text) {
+        Ok(m) if m.name == parsed.name && m.version == parsed.version => {
+            match std::fs::write(dir.join(format!("{stem}.toml")), text.as_bytes()) {
+                Ok(()) => {
+                    (StatusCode::CREATED, Json(serde_json::json!({ "stored": format!("{stem}.toml") }))).into_response()
+                }
+                Err(e) => fail(StatusCode::INTERNAL_SERVER_ERROR, e),
+            }
         }
-        e.to_string()
-    })?;
-    let label = plugin.label().to_string();
-    let old = state.segmenter.swap(plugin);
-    if let Ok(mut prev) = state.history.previous.lock() {
-        prev.push(old);
+        Ok(m) => fail(StatusCode::UNPROCESSABLE_ENTITY, format!("the manifest describes {}@{}", m.name, m.version)),
+        Err(e) => fail(StatusCode::UNPROCESSABLE_ENTITY, format!("manifest: {e}")),
     }
-    tracing::info!(plugin = %label, "segmenter activated");
-    Ok(label)
 }
 
-/// Activates a newer version of the active segmenter's name when one appears in the directory.
-pub async fn watch(state: Arc<AppState>, every: Duration, shutdown: Shutdown) {
-    let mut tick = tokio::time::interval(every);
-    let mut seen = listing(&state.cfg.plugin_dir());
-    loop {
-        tokio::select! {
-            _ = shutdown.wait() => return,
-            _ = tick.tick() => {}
-        }
-        let active = state.segmenter.load_full();
-        let Ok(Some(newest)) = registry::newest(&state.cfg.plugin_dir(), &active.name) else { continue };
-        let label = newest.label();
-        let rejected = state.history.rejected.lock().map(|r| r.contains(&label)).unwrap_or(true);
-        if rejected || seen.contains(&label) || !registry::is_newer(&newest.version, &active.version) {
+/// Compiles and self-tests `file` as whichever kind it is; returns the kind.
+async fn check_any(state: &Arc<AppState>, file: registry::PluginFile) -> Result<&'static str, String> {
+    let rt = state.segmenters.runtime();
+    let settings = state.cfg.plugins.config.get(&file.name).cloned().unwrap_or_default();
+    let declared = Manifest::beside(&file.path, &file.name, &file.version).map_err(|e| e.to_string())?.map(|m| m.kind);
+    let mut errors = Vec::new();
+    for kind in [PluginKind::Segmenter, PluginKind::Postprocessor, PluginKind::Router] {
+        if declared.is_some_and(|d| d != kind) {
             continue;
         }
-        seen.insert(label.clone());
-        if let Err(e) = swap_in(&state, &newest.path, &newest.name, &newest.version).await {
-            tracing::warn!(plugin = %label, "new version rejected: {e}");
+        let r = match kind {
+            PluginKind::Segmenter => validate::<SegmenterPlugin>(rt, file.clone(), settings.clone()).await.map(drop),
+            PluginKind::Postprocessor => {
+                validate::<PostprocessorPlugin>(rt, file.clone(), settings.clone()).await.map(drop)
+            }
+            PluginKind::Router => validate::<RouterPlugin>(rt, file.clone(), settings.clone()).await.map(drop),
+        };
+        match r {
+            Ok(()) => return Ok(sync_kind(kind)),
+            Err(e) => errors.push(e.to_string()),
         }
     }
+    Err(errors.join("; "))
 }

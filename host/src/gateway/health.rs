@@ -35,7 +35,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
         redis: redis_ok,
         subscriber: state.dispatcher.is_live(),
         workers: alive,
-        segmenter: state.segmenter.load().label().to_string(),
+        segmenter: state.segmenters.default_plugin().map(|p| p.label().to_string()).unwrap_or_default(),
     };
     let code = if r.ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
     (code, Json(r))

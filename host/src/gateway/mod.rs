@@ -18,7 +18,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use arc_swap::ArcSwap;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{DefaultBodyLimit, Extension, Query, State};
@@ -41,7 +40,7 @@ use crate::channels::subscriber::Dispatcher;
 use crate::channels::{Conn, Keys, RedisTarget, tasks};
 use crate::config::Config;
 use crate::metrics::Metrics;
-use crate::plugins::SegmenterPlugin;
+use crate::plugins::{Catalog, SegmenterPlugin};
 use crate::shutdown::Shutdown;
 
 /// State shared by every request and session of one gateway process.
@@ -57,12 +56,10 @@ pub struct AppState {
     /// Replay reads, batched across this gateway's sessions.
     pub replayer: Replayer,
     pub metrics: Arc<Metrics>,
-    /// The active segmenter version; swapped atomically, read per new session.
-    pub segmenter: ArcSwap<SegmenterPlugin>,
+    /// The segmenters sessions may use, each at its live version (swapped atomically).
+    pub segmenters: Arc<Catalog<SegmenterPlugin>>,
     /// Tasks not yet delivered to any worker, polled twice a second (backpressure signal).
     pub backlog: AtomicU64,
-    /// Earlier segmenter versions (rollback) and rejected ones.
-    pub history: admin::History,
     /// Triggered on shutdown: sessions finish as if the client had sent `stop`.
     pub drain: Shutdown,
     /// Access tokens (when configured) and resume tokens.
@@ -82,7 +79,7 @@ impl Gateway {
     pub async fn bind(
         cfg: Config,
         target: RedisTarget,
-        segmenter: Arc<SegmenterPlugin>,
+        segmenters: Arc<Catalog<SegmenterPlugin>>,
         metrics: Arc<Metrics>,
     ) -> anyhow::Result<Self> {
         let id = cfg.gateway.id.clone().unwrap_or_else(crate::ids::short);
@@ -117,9 +114,8 @@ impl Gateway {
             dispatcher,
             replayer,
             metrics,
-            segmenter: ArcSwap::new(segmenter),
+            segmenters,
             backlog: AtomicU64::new(0),
-            history: admin::History::default(),
             drain: Shutdown::new(),
             auth,
             subjects: Limiter::new(cfg_subject_limit, 0),
@@ -141,7 +137,8 @@ impl Gateway {
         tokio::spawn(poll_backlog(state.clone(), stopped.clone()));
         if state.cfg.plugins.watch_ms > 0 {
             let every = Duration::from_millis(state.cfg.plugins.watch_ms);
-            tokio::spawn(admin::watch(state.clone(), every, stopped.clone()));
+            let (cat, conn, keys) = (state.segmenters.clone(), state.redis.clone(), state.keys.clone());
+            tokio::spawn(crate::plugins::sync::run(cat, conn, keys, every, stopped.clone()));
         }
         tokio::spawn(state.dispatcher.clone().run(
             self.target.clone(),
@@ -168,8 +165,9 @@ impl Gateway {
                 post(openai::transcriptions).layer(DefaultBodyLimit::max(openai::MAX_UPLOAD)),
             )
             .route("/admin/plugins", get(admin::list))
-            .route("/admin/plugins/segmenter/activate", post(admin::activate))
-            .route("/admin/plugins/segmenter/rollback", post(admin::rollback))
+            .route("/admin/plugins/{kind}/activate", post(admin::activate))
+            .route("/admin/plugins/{kind}/rollback", post(admin::rollback))
+            .route("/admin/plugins/{kind}/default", post(admin::set_default))
             .route("/admin/plugins/files/{file}", put(admin::upload))
             .route_service("/dashboard", ServeFile::new(web.join("dashboard.html")))
             // FunASR clients connect to the server's root: a WebSocket upgrade there speaks

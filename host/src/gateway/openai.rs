@@ -95,7 +95,10 @@ pub async fn transcriptions(
 
 /// Final cuts of the whole file by a fresh instance of the active segmenter (no partials).
 async fn segment(state: &Arc<AppState>, samples: &[f32]) -> Result<Vec<Cut>, crate::plugins::PluginError> {
-    let plugin = state.segmenter.load_full();
+    let plugin = state
+        .segmenters
+        .default_plugin()
+        .ok_or_else(|| crate::plugins::PluginError::Engine("no segmenter is loaded".into()))?;
     let samples = samples.to_vec();
     tokio::task::spawn_blocking(move || {
         let mut inst = plugin.open(SAMPLE_RATE, &[("partial_ms".into(), "0".into())])?;
@@ -148,6 +151,8 @@ async fn transcribe(
                 hotwords: Vec::new(),
                 prompt: prompt.clone(),
                 beam_size: None,
+                postprocessor: None,
+                router: None,
                 room: None,
             };
             tasks::enqueue(&mut conn, &state.keys, &meta, &audio::to_s16le(&samples[s.min(e)..e]))

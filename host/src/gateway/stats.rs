@@ -123,13 +123,13 @@ pub async fn stats(
     } else {
         reports.iter().fold((0, 0), |(r, d), s| (r + s.reclaimed, d + s.dead_lettered))
     };
-    let seg = state.segmenter.load();
-    // The gateway's segmenter, and the result plugins the workers report (each version once).
-    let mut plugins =
-        vec![PluginInfo { kind: "segmenter".into(), name: seg.name.clone(), version: seg.version.clone() }];
-    for (kind, label) in workers.iter().filter_map(|w| w.stats.as_ref()).flat_map(|s| s.plugins.iter()) {
+    // The gateway's segmenters, and the result plugins the workers report (each version once).
+    let mut plugins: Vec<PluginInfo> = Vec::new();
+    let segmenters = state.segmenters.info().live.into_iter().map(|l| ("segmenter".to_string(), l));
+    let reported = workers.iter().filter_map(|w| w.stats.as_ref()).flat_map(|s| s.plugins.iter().cloned());
+    for (kind, label) in segmenters.chain(reported) {
         let (name, version) = label.split_once('@').unwrap_or((label.as_str(), ""));
-        if !plugins.iter().any(|p| p.kind == *kind && p.name == name && p.version == version) {
+        if !plugins.iter().any(|p| p.kind == kind && p.name == name && p.version == version) {
             plugins.push(PluginInfo { kind: kind.clone(), name: name.to_string(), version: version.to_string() });
         }
     }

@@ -5,8 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::bindings_types::CutKind as WitCutKind;
-use super::{PluginRuntime, PostprocessorPlugin, RouterPlugin, SegmenterPlugin, SessionOptions, Transcript};
+use super::manifest::Manifest;
+use super::{PluginRuntime, PostprocessorPlugin, RouterPlugin, SegmenterPlugin};
 
 /// The report, one line per finding; `ok` is false when the plugin is unusable.
 pub struct Report {
@@ -29,8 +29,29 @@ pub fn check(runtime: &Arc<PluginRuntime>, path: &Path) -> Report {
     }
     lines.push(format!("ok   compiles as a component ({:.1} ms)", t.elapsed().as_secs_f64() * 1e3));
     let empty = Default::default;
+    // A manifest beside the file is read by every load below; report it (or its absence) first.
+    match Manifest::beside(path, &name, &version) {
+        Ok(Some(m)) => lines.push(format!(
+            "ok   manifest {}: a {:?} plugin, options: {}",
+            path.with_extension("toml").display(),
+            m.kind,
+            if m.config.is_empty() {
+                "none".to_string()
+            } else {
+                m.config.keys().cloned().collect::<Vec<_>>().join(", ")
+            }
+        )),
+        Ok(None) => lines.push(format!(
+            "warning: no manifest {} (kind and options are not checked; see docs/plugins.md)",
+            path.with_extension("toml").display()
+        )),
+        Err(e) => {
+            lines.push(format!("FAIL manifest: {e}"));
+            return Report { ok: false, lines };
+        }
+    }
 
-    if let Ok(p) = SegmenterPlugin::load(runtime, path, &name, &version) {
+    if let Ok(p) = SegmenterPlugin::load(runtime, path, &name, &version, empty()) {
         lines.push("ok   exports the segmenter world (kiki:plugin/segmenter@0.1.0)".into());
         let t = Instant::now();
         return match p.self_test() {
@@ -47,26 +68,10 @@ pub fn check(runtime: &Arc<PluginRuntime>, path: &Path) -> Report {
             }
         };
     }
-    let sample = Transcript {
-        session_id: "check".into(),
-        segment_id: 0,
-        kind: WitCutKind::Final,
-        text: "twenty five people met stela at the store".into(),
-        start_ms: 0,
-        end_ms: 2500,
-        words: Vec::new(),
-        language: "en".into(),
-    };
-    let options = SessionOptions {
-        session_id: "check".into(),
-        language: Some("en".into()),
-        hotwords: vec!["Stella".into()],
-        room: Some("check-room".into()),
-        extra: Vec::new(),
-    };
+    let (sample, _) = super::text::sample();
     if let Ok(p) = PostprocessorPlugin::load(runtime, path, &name, &version, empty()) {
         lines.push("ok   exports the postprocessor world (kiki:plugin/postprocessor@0.1.0)".into());
-        return match p.process(&sample, &options) {
+        return match p.self_test() {
             Ok(out) => {
                 lines.push(format!("ok   process({:?}) -> {:?}", sample.text, out.text));
                 Report { ok: true, lines }
@@ -79,7 +84,7 @@ pub fn check(runtime: &Arc<PluginRuntime>, path: &Path) -> Report {
     }
     if let Ok(p) = RouterPlugin::load(runtime, path, &name, &version, empty()) {
         lines.push("ok   exports the router world (kiki:plugin/router@0.1.0)".into());
-        return match p.route(&sample, &options, 0, vec!["check".into(), "listener".into()]) {
+        return match p.self_test() {
             Ok(routes) => {
                 lines.push(format!("ok   route(final, room of 2) -> {routes:?}"));
                 Report { ok: true, lines }

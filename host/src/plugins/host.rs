@@ -35,6 +35,10 @@ impl HostState {
         Self { wasi, table: ResourceTable::new(), limits, label, config, started: Instant::now(), stderr }
     }
 
+    pub fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
     /// Moves what the plugin wrote to stderr into the log.
     pub fn drain_stderr(&mut self) {
         let bytes = self.stderr.contents();

@@ -4,16 +4,21 @@
 //! cheap instance of its own, so a trap or a runaway plugin harms only that one instance.
 
 mod bindings;
+pub mod catalog;
 pub mod check;
 mod host;
 mod limits;
+pub mod manifest;
 pub mod registry;
 mod runtime;
 mod segmenter;
+pub mod sync;
 mod text;
+mod wasi_io;
 
 /// WIT types shared by every world (cut kinds, transcripts).
 pub use bindings::segmenter::kiki::plugin::types as bindings_types;
+pub use catalog::{Catalog, CatalogError, CatalogInfo, Plugin};
 pub use limits::Limits;
 pub use runtime::{PluginError, PluginKind, PluginRuntime};
 pub use segmenter::{Cut, CutKind, SegmenterInstance, SegmenterPlugin};

@@ -1,6 +1,10 @@
-//! Finding plugins on disk: `NAME@VERSION.wasm` files in the plugin directory.
+//! Finding plugins on disk: `NAME@VERSION.wasm` files in the plugin directory, each with its
+//! manifest `NAME@VERSION.toml` beside it.
 
 use std::path::{Path, PathBuf};
+
+use super::manifest::Manifest;
+use super::runtime::PluginKind;
 
 /// A plugin file found on disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,9 +43,13 @@ pub fn scan(dir: &Path) -> std::io::Result<Vec<PluginFile>> {
     Ok(out)
 }
 
-/// The newest version of `name` in `dir`.
-pub fn newest(dir: &Path, name: &str) -> std::io::Result<Option<PluginFile>> {
-    Ok(scan(dir)?.into_iter().rfind(|p| p.name == name))
+/// The newest version of `name` whose manifest does not say it is another kind (names are
+/// per kind: a router and a segmenter may share one).
+pub fn newest_of(dir: &Path, name: &str, kind: PluginKind) -> std::io::Result<Option<PluginFile>> {
+    Ok(scan(dir)?
+        .into_iter()
+        .filter(|p| p.name == name)
+        .rfind(|p| !matches!(Manifest::beside(&p.path, &p.name, &p.version), Ok(Some(m)) if m.kind != kind)))
 }
 
 /// Whether version `a` sorts after version `b`.
@@ -67,6 +75,6 @@ mod tests {
         for f in ["vad@0.9.1.wasm", "vad@0.10.0.wasm", "text@1.0.0.wasm", "notes.txt"] {
             std::fs::write(dir.path().join(f), b"").unwrap();
         }
-        assert_eq!(newest(dir.path(), "vad").unwrap().unwrap().version, "0.10.0");
+        assert_eq!(newest_of(dir.path(), "vad", PluginKind::Segmenter).unwrap().unwrap().version, "0.10.0");
     }
 }

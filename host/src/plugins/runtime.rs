@@ -1,5 +1,6 @@
 //! The wasmtime engine, narrowed to what Kiki needs: component model, fuel, pooling.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -9,6 +10,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use super::Limits;
 use super::bindings::segmenter as seg_bindings;
 use super::host::HostState;
+use super::manifest::Manifest;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -30,8 +32,13 @@ pub enum PluginError {
     OutOfFuel { plugin: String },
     #[error("plugin {plugin} returned an error: {reason}")]
     Returned { plugin: String, reason: String },
+    /// The plugin refused the options it was given (its `invalid-config` error).
+    #[error("plugin {plugin}: invalid config: {reason}")]
+    InvalidConfig { plugin: String, reason: String },
     #[error("wasmtime: {0}")]
     Engine(String),
+    #[error("plugin {plugin}: {reason}")]
+    Manifest { plugin: String, reason: String },
 }
 
 impl PluginError {
@@ -76,6 +83,11 @@ impl PluginRuntime {
         let engine = Engine::new(&cfg).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        // Streams and polls that never need a Tokio runtime (see wasi_io.rs for why).
+        linker.allow_shadowing(true);
+        super::wasi_io::add_to_linker(&mut linker, |s: &mut HostState| super::wasi_io::SyncIo(s.table()))
+            .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
+        linker.allow_shadowing(false);
         seg_bindings::SegmenterPlugin::add_to_linker::<_, HasSelf<HostState>>(&mut linker, |s| s)
             .map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         Ok(Arc::new(Self { engine, limits, linker }))
@@ -91,6 +103,27 @@ impl PluginRuntime {
             .map_err(|e| PluginError::Load { path: path.display().to_string(), reason: e.to_string() })?;
         Component::new(&self.engine, &bytes)
             .map_err(|e| PluginError::Load { path: path.display().to_string(), reason: format!("{e:#}") })
+    }
+
+    /// The manifest beside `path`, checked: it names this file, describes a plugin of `kind`,
+    /// and the operator's `config` for it fits its schema.
+    pub fn manifest(
+        path: &Path,
+        name: &str,
+        version: &str,
+        kind: PluginKind,
+        config: &HashMap<String, String>,
+    ) -> Result<Option<Manifest>, PluginError> {
+        let label = format!("{name}@{version}");
+        let bad =
+            |e: super::manifest::ManifestError| PluginError::Manifest { plugin: label.clone(), reason: e.to_string() };
+        let Some(m) = Manifest::beside(path, name, version).map_err(bad)? else { return Ok(None) };
+        m.check_kind(kind, &path.with_extension("toml").display().to_string()).map_err(bad)?;
+        m.check_options(config.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(|e| PluginError::Manifest {
+            plugin: label.clone(),
+            reason: format!("[plugins.config.{name}]: {e}"),
+        })?;
+        Ok(Some(m))
     }
 
     pub(crate) fn linker(&self) -> &Linker<HostState> {

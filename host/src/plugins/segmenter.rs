@@ -10,6 +10,7 @@ use wasmtime::component::ResourceAny;
 use super::bindings::segmenter::kiki::plugin::types;
 use super::bindings::segmenter::{SegmenterPlugin as Bindings, SegmenterPluginPre};
 use super::host::HostState;
+use super::manifest::Manifest;
 use super::runtime::{PluginError, PluginKind, PluginRuntime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -45,16 +46,22 @@ pub struct SegmenterPlugin {
     label: Arc<str>,
     pre: SegmenterPluginPre<HostState>,
     runtime: Arc<PluginRuntime>,
+    /// Operator config for this plugin (`[plugins.config.NAME]`), served by `host.config`.
+    config: Arc<HashMap<String, String>>,
+    pub manifest: Option<Manifest>,
 }
 
 impl SegmenterPlugin {
-    /// Compiles and links a segmenter component; fails if it does not export the segmenter world.
+    /// Compiles and links a segmenter component; fails if it does not export the segmenter world
+    /// or its manifest (when there is one) disagrees with it or with `config`.
     pub fn load(
         runtime: &Arc<PluginRuntime>,
         path: &Path,
         name: &str,
         version: &str,
+        config: HashMap<String, String>,
     ) -> Result<Arc<Self>, PluginError> {
+        let manifest = PluginRuntime::manifest(path, name, version, PluginKind::Segmenter, &config)?;
         let component = runtime.compile(path)?;
         let label: Arc<str> = format!("{name}@{version}").into();
         let wrong = |e: wasmtime::Error| PluginError::WrongWorld {
@@ -64,7 +71,15 @@ impl SegmenterPlugin {
         };
         let pre = runtime.linker().instantiate_pre(&component).map_err(wrong)?;
         let pre = SegmenterPluginPre::new(pre).map_err(wrong)?;
-        Ok(Arc::new(Self { name: name.into(), version: version.into(), label, pre, runtime: runtime.clone() }))
+        Ok(Arc::new(Self {
+            name: name.into(),
+            version: version.into(),
+            label,
+            pre,
+            runtime: runtime.clone(),
+            config: Arc::new(config),
+            manifest,
+        }))
     }
 
     pub fn label(&self) -> &str {
@@ -93,7 +108,7 @@ impl SegmenterPlugin {
     /// A fresh instance with one open session. `config` is what the session asked for.
     pub fn open(&self, sample_rate: u32, config: &[(String, String)]) -> Result<SegmenterInstance, PluginError> {
         let limits = self.runtime.limits();
-        let state = HostState::new(self.label.clone(), Arc::new(HashMap::new()), limits.store_limits());
+        let state = HostState::new(self.label.clone(), self.config.clone(), limits.store_limits());
         let mut store = self.runtime.new_store(state);
         let call = |store: &mut Store<HostState>| store.set_fuel(limits.fuel_per_call);
         call(&mut store).map_err(|e| PluginError::Engine(e.to_string()))?;
@@ -103,6 +118,9 @@ impl SegmenterPlugin {
         store.data_mut().drain_stderr();
         let session = match opened.map_err(|e| PluginError::from_call(&self.label, e))? {
             Ok(s) => s,
+            Err(types::PluginError::InvalidConfig(reason)) => {
+                return Err(PluginError::InvalidConfig { plugin: self.label.to_string(), reason });
+            }
             Err(e) => {
                 return Err(PluginError::Returned { plugin: self.label.to_string(), reason: plugin_error_text(e) });
             }

@@ -13,6 +13,7 @@ use super::bindings::router::RouterPluginPre;
 use super::bindings::router::exports::kiki::plugin::router::{Destination, RouteContext};
 use super::bindings::segmenter::kiki::plugin::types;
 use super::host::HostState;
+use super::manifest::Manifest;
 use super::runtime::{PluginError, PluginKind, PluginRuntime};
 
 pub use types::{SessionOptions, Transcript, Word};
@@ -34,6 +35,7 @@ pub struct TextPlugin<P> {
     runtime: Arc<PluginRuntime>,
     /// Operator config for this plugin (`[plugins.config.NAME]`), served by `host.config`.
     config: Arc<HashMap<String, String>>,
+    pub manifest: Option<Manifest>,
 }
 
 pub type PostprocessorPlugin = TextPlugin<PostprocessorPluginPre<HostState>>;
@@ -62,6 +64,7 @@ fn compile<P>(
     config: HashMap<String, String>,
     wrap: impl FnOnce(wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<P>,
 ) -> Result<Arc<TextPlugin<P>>, PluginError> {
+    let manifest = PluginRuntime::manifest(path, name, version, kind, &config)?;
     let component = runtime.compile(path)?;
     let label: Arc<str> = format!("{name}@{version}").into();
     let wrong =
@@ -75,6 +78,7 @@ fn compile<P>(
         pre,
         runtime: runtime.clone(),
         config: Arc::new(config),
+        manifest,
     }))
 }
 
@@ -142,6 +146,45 @@ impl RouterPlugin {
                 Destination::Archive(a) => Route::Archive(a),
             })
             .collect())
+    }
+}
+
+/// A final and its session, run through a new version before it goes live (and by `kiki plugin
+/// check`): a version that fails on it is never activated.
+pub fn sample() -> (Transcript, SessionOptions) {
+    let transcript = Transcript {
+        session_id: "check".into(),
+        segment_id: 0,
+        kind: types::CutKind::Final,
+        text: "twenty five people met stela at the store".into(),
+        start_ms: 0,
+        end_ms: 2500,
+        words: Vec::new(),
+        language: "en".into(),
+    };
+    let options = SessionOptions {
+        session_id: "check".into(),
+        language: Some("en".into()),
+        hotwords: vec!["Stella".into()],
+        room: Some("check-room".into()),
+        extra: Vec::new(),
+    };
+    (transcript, options)
+}
+
+impl PostprocessorPlugin {
+    /// Runs a fresh instance on [`sample`].
+    pub fn self_test(&self) -> Result<Transcript, PluginError> {
+        let (t, o) = sample();
+        self.process(&t, &o)
+    }
+}
+
+impl RouterPlugin {
+    /// Routes [`sample`] in a room of two.
+    pub fn self_test(&self) -> Result<Vec<Route>, PluginError> {
+        let (t, o) = sample();
+        self.route(&t, &o, 0, vec!["check".into(), "listener".into()])
     }
 }
 

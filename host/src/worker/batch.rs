@@ -51,6 +51,8 @@ mod tests {
                 room: None,
                 prompt: None,
                 beam_size: None,
+                postprocessor: None,
+                router: None,
             },
             audio: vec![],
         }

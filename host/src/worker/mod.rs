@@ -42,6 +42,8 @@ pub struct Worker {
     max_deliveries: u64,
     reclaim_every: Duration,
     pipeline: Arc<Pipeline>,
+    /// How often the result plugins follow the plugin directory and the deployment's record.
+    plugin_watch: Duration,
 }
 
 impl Worker {
@@ -71,6 +73,7 @@ impl Worker {
             max_deliveries: cfg.channels.max_deliveries.max(1),
             reclaim_every: Duration::from_millis(cfg.channels.reclaim_interval_ms.max(50)),
             pipeline: Arc::new(Pipeline::none()),
+            plugin_watch: Duration::from_millis(cfg.plugins.watch_ms),
         }
     }
 
@@ -87,11 +90,13 @@ impl Worker {
         tasks::ensure_group(&mut conn, &self.keys).await.context("worker: creating the consumer group")?;
         let mut reader = self.target.blocking(BLOCK).await?;
         tracing::info!(worker = %self.id, "worker ready");
+        if !self.plugin_watch.is_zero() {
+            self.pipeline.spawn_sync(conn.clone(), self.keys.clone(), self.plugin_watch, shutdown.clone());
+        }
         let stats = WorkerStats {
             engine: if self.engine.is_some() { "whisper".into() } else { "none".into() },
             model: self.model_label.clone(),
             started_ms: workers::now_ms(),
-            plugins: self.pipeline.labels(),
             ..WorkerStats::default()
         };
         let beat = tokio::spawn(heartbeat(
@@ -99,7 +104,7 @@ impl Worker {
             self.keys.clone(),
             self.id.clone(),
             stats,
-            self.metrics.clone(),
+            (self.metrics.clone(), self.pipeline.clone()),
             shutdown.clone(),
         ));
         let mut last_reclaim = std::time::Instant::now();
@@ -278,9 +283,10 @@ impl Worker {
                 probability: w.probability,
             })
             .collect();
-        let (text, words, routes) = self.pipeline.run(task, transcript.text, &words, &transcript.language, members);
-        let payload = ResultPayload { words, ..result_for(task, text, None) };
-        for route in routes {
+        let out = self.pipeline.run(task, transcript.text, &words, &transcript.language, members).await;
+        let payload =
+            ResultPayload { words: out.words, plugin_error: out.plugin_error, ..result_for(task, out.text, None) };
+        for route in out.routes {
             match route {
                 Route::Owner => {
                     results::publish(conn, &self.keys, &self.policy, &task.meta.reply, &payload, &crate::ids::short())
@@ -371,6 +377,7 @@ fn result_for(task: &Task, text: String, error: Option<String>) -> ResultPayload
         end_ms: task.meta.end_ms,
         words: Vec::new(),
         error,
+        plugin_error: None,
         enqueued_ms: task.meta.enqueued_ms,
         origin: None,
     }
@@ -381,7 +388,7 @@ async fn heartbeat(
     keys: Keys,
     id: String,
     mut stats: WorkerStats,
-    metrics: Arc<Metrics>,
+    (metrics, pipeline): (Arc<Metrics>, Arc<Pipeline>),
     shutdown: Shutdown,
 ) {
     let mut tick = tokio::time::interval(Duration::from_millis(workers::INTERVAL_MS));
@@ -396,6 +403,8 @@ async fn heartbeat(
                 stats.plugin_errors = metrics.plugin_errors.get();
                 stats.reclaimed = metrics.tasks_reclaimed.get();
                 stats.dead_lettered = metrics.tasks_dead_lettered.get();
+                // Versions change with hot swaps: report what runs now.
+                stats.plugins = pipeline.labels();
                 if let Err(e) = workers::beat(&mut conn, &keys, &id, &stats).await {
                     tracing::warn!("heartbeat failed: {e}");
                 }
@@ -423,6 +432,8 @@ mod tests {
             room: None,
             prompt: prompt.map(str::to_string),
             beam_size: None,
+            postprocessor: None,
+            router: None,
         }
     }
 

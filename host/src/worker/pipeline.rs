@@ -1,69 +1,92 @@
 //! What happens to a transcript after the model: the post-processor plugin rewrites its text,
-//! the router plugin decides where it goes. A failing plugin never loses a result: the raw text
-//! goes to its owner, and the failure is logged and counted.
+//! the router plugin decides where it goes. Each session may name its own (within the
+//! operator's allow-list); the rest get the kind's default. A failing plugin never loses a
+//! result: by `plugins.on_failure` the default plugin takes over (`fallback`), or the raw result
+//! goes to its owner with a `plugin_failed` error (`error`); either way the failure is logged
+//! and counted.
 
-use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use crate::channels::tasks::Task;
-use crate::config::Config;
+use crate::channels::results::Word as ResultWord;
+use crate::channels::tasks::{PluginChoice, Task};
+use crate::channels::{Conn, Keys};
+use crate::config::OnFailure;
 use crate::metrics::Metrics;
 use crate::plugins::{
-    CutKind, PluginRuntime, PostprocessorPlugin, Route, RouterPlugin, SessionOptions, Transcript, registry,
+    Catalog, CutKind, Plugin, PluginError, PostprocessorPlugin, Route, RouterPlugin, SessionOptions, Transcript, sync,
 };
+use crate::shutdown::Shutdown;
 
 pub struct Pipeline {
-    post: Option<Arc<PostprocessorPlugin>>,
-    router: Option<Arc<RouterPlugin>>,
+    post: Option<Arc<Catalog<PostprocessorPlugin>>>,
+    router: Option<Arc<Catalog<RouterPlugin>>>,
+    on_failure: OnFailure,
     metrics: Arc<Metrics>,
+}
+
+/// A result after the plugins: what to deliver, where, and what went wrong on the way.
+pub struct Outcome {
+    pub text: String,
+    pub words: Vec<ResultWord>,
+    pub routes: Vec<Route>,
+    /// Set when a plugin failed and `on_failure = "error"`, or the session named a plugin this
+    /// worker cannot run: the session is told with a `plugin_failed` error.
+    pub plugin_error: Option<String>,
 }
 
 impl Pipeline {
     /// No plugins: raw text to the owner.
     pub fn none() -> Self {
-        Self { post: None, router: None, metrics: Metrics::new() }
+        Self { post: None, router: None, on_failure: OnFailure::Fallback, metrics: Metrics::new() }
     }
 
-    /// Compiles the configured plugins; an empty name means "none".
-    pub fn load(cfg: &Config, runtime: &Arc<PluginRuntime>, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
-        let dir = cfg.plugin_dir();
-        let settings = |name: &str| cfg.plugins.config.get(name).cloned().unwrap_or_default();
-        let post = match find(&dir, &cfg.plugins.postprocessor)? {
-            Some(f) => Some(PostprocessorPlugin::load(runtime, &f.path, &f.name, &f.version, settings(&f.name))?),
-            None => None,
-        };
-        let router = match find(&dir, &cfg.plugins.router)? {
-            Some(f) => Some(RouterPlugin::load(runtime, &f.path, &f.name, &f.version, settings(&f.name))?),
-            None => None,
-        };
-        for p in post.iter().map(|p| p.label()).chain(router.iter().map(|r| r.label())) {
-            tracing::info!(plugin = %p, "result plugin loaded");
+    pub fn new(
+        post: Arc<Catalog<PostprocessorPlugin>>,
+        router: Arc<Catalog<RouterPlugin>>,
+        on_failure: OnFailure,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Self { post: Some(post), router: Some(router), on_failure, metrics }
+    }
+
+    /// Keeps both catalogs in line with the deployment's record and the plugin directory.
+    pub fn spawn_sync(&self, conn: Conn, keys: Keys, every: Duration, shutdown: Shutdown) {
+        if let Some(p) = &self.post {
+            tokio::spawn(sync::run(p.clone(), conn.clone(), keys.clone(), every, shutdown.clone()));
         }
-        Ok(Self { post, router, metrics })
+        if let Some(r) = &self.router {
+            tokio::spawn(sync::run(r.clone(), conn, keys, every, shutdown));
+        }
     }
 
-    /// The loaded plugins as (kind, "name@version").
+    /// The live plugins as (kind, "name@version"), defaults first.
     pub fn labels(&self) -> Vec<(String, String)> {
-        let post = self.post.iter().map(|p| ("postprocessor".to_string(), p.label().to_string()));
-        post.chain(self.router.iter().map(|r| ("router".to_string(), r.label().to_string()))).collect()
+        let mut out = Vec::new();
+        if let Some(p) = &self.post {
+            out.extend(p.info().live.into_iter().map(|l| ("postprocessor".to_string(), l)));
+        }
+        if let Some(r) = &self.router {
+            out.extend(r.info().live.into_iter().map(|l| ("router".to_string(), l)));
+        }
+        out
     }
 
-    /// Post-processes `text` (and its word times) and routes it. Returns the text and words to
-    /// deliver and the destinations.
-    pub fn run(
+    /// Post-processes `text` (and its word times) and routes it.
+    pub async fn run(
         &self,
         task: &Task,
         text: String,
-        words: &[crate::channels::results::Word],
+        words: &[ResultWord],
         language: &str,
         room_members: Vec<String>,
-    ) -> (String, Vec<crate::channels::results::Word>, Vec<Route>) {
-        let options = SessionOptions {
+    ) -> Outcome {
+        let options = |choice: Option<&PluginChoice>| SessionOptions {
             session_id: task.meta.session.clone(),
             language: task.meta.language.clone(),
             hotwords: task.meta.hotwords.clone(),
             room: task.meta.room.clone(),
-            extra: Vec::new(),
+            extra: choice.map(|c| c.options.clone()).unwrap_or_default(),
         };
         let mut transcript = Transcript {
             session_id: task.meta.session.clone(),
@@ -86,53 +109,85 @@ impl Pipeline {
                 .collect(),
             language: language.to_string(),
         };
-        if let Some(post) = &self.post
+        let mut errors = Vec::new();
+        if let Some(catalog) = &self.post
             && !transcript.text.is_empty()
         {
-            match post.process(&transcript, &options) {
-                Ok(t) => {
-                    transcript.text = t.text;
-                    transcript.words = t.words;
-                }
-                Err(e) => self.failed(&e),
+            let choice = task.meta.postprocessor.as_ref();
+            let out = self
+                .call(catalog, choice, &mut errors, |p, default| {
+                    p.process(&transcript, &options(if default { None } else { choice }))
+                })
+                .await;
+            if let Some(t) = out {
+                transcript.text = t.text;
+                transcript.words = t.words;
             }
         }
         let routes = match &self.router {
-            Some(router) => match router.route(&transcript, &options, 0, room_members) {
-                Ok(r) => r,
-                Err(e) => {
-                    self.failed(&e);
-                    vec![Route::Owner]
-                }
-            },
+            Some(catalog) => {
+                let choice = task.meta.router.as_ref();
+                self.call(catalog, choice, &mut errors, |r, default| {
+                    r.route(&transcript, &options(if default { None } else { choice }), 0, room_members.clone())
+                })
+                .await
+                .unwrap_or_else(|| vec![Route::Owner])
+            }
             None => vec![Route::Owner],
         };
         let words = transcript
             .words
             .into_iter()
-            .map(|w| crate::channels::results::Word {
-                text: w.text,
-                start_ms: w.start_ms,
-                end_ms: w.end_ms,
-                probability: w.probability,
-            })
+            .map(|w| ResultWord { text: w.text, start_ms: w.start_ms, end_ms: w.end_ms, probability: w.probability })
             .collect();
-        (transcript.text, words, routes)
+        let plugin_error = (!errors.is_empty()).then(|| errors.join("; "));
+        Outcome { text: transcript.text, words, routes, plugin_error }
     }
 
-    fn failed(&self, e: &crate::plugins::PluginError) {
+    /// Runs `f` on the session's plugin of a kind; on failure, by policy, on the kind's default
+    /// (`f`'s flag says which). `None`: no plugin gave an answer (the caller uses the raw result).
+    async fn call<P: Plugin, T>(
+        &self,
+        catalog: &Catalog<P>,
+        choice: Option<&PluginChoice>,
+        errors: &mut Vec<String>,
+        f: impl Fn(&P, bool) -> Result<T, PluginError>,
+    ) -> Option<T> {
+        let name = choice.map(|c| c.name.as_str()).filter(|n| !n.is_empty());
+        let chosen = match catalog.get(name).await {
+            Ok(p) => p,
+            Err(e) => {
+                // Named, but not runnable here: say so, and serve the default.
+                self.metrics.plugin_errors.inc();
+                errors.push(e.to_string());
+                catalog.default_plugin()
+            }
+        };
+        let chosen = chosen?;
+        let is_default = chosen.name() == catalog.default_name();
+        let err = match f(&chosen, is_default) {
+            Ok(v) => return Some(v),
+            Err(e) => e,
+        };
         self.metrics.plugin_errors.inc();
-        tracing::warn!("result plugin failed, falling back to the raw result: {e}");
+        tracing::warn!(plugin = %chosen.label(), kind = catalog.kind(), "result plugin failed: {err}");
+        match self.on_failure {
+            OnFailure::Error => {
+                errors.push(format!("{} {} failed: {err}; the result is unprocessed", catalog.kind(), chosen.label()));
+                None
+            }
+            OnFailure::Fallback if !is_default => {
+                let default = catalog.default_plugin()?;
+                match f(&default, true) {
+                    Ok(v) => Some(v),
+                    Err(e) => {
+                        self.metrics.plugin_errors.inc();
+                        tracing::warn!(plugin = %default.label(), "default {} failed too: {e}", catalog.kind());
+                        None
+                    }
+                }
+            }
+            OnFailure::Fallback => None,
+        }
     }
-}
-
-fn find(dir: &Path, name: &str) -> anyhow::Result<Option<registry::PluginFile>> {
-    if name.is_empty() {
-        return Ok(None);
-    }
-    let found = registry::newest(dir, name).map_err(|e| anyhow::anyhow!("reading {}: {e}", dir.display()))?;
-    if found.is_none() {
-        tracing::warn!("plugin {name} not found in {}; results go out unprocessed", dir.display());
-    }
-    Ok(found)
 }

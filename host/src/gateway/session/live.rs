@@ -15,11 +15,14 @@ use crate::audio::{self, PcmFormat, SAMPLE_RATE, StreamResampler};
 use crate::channels::results::{self, Sequenced};
 use crate::channels::rooms;
 use crate::channels::subscriber::Delivery;
+use crate::channels::tasks::PluginChoice;
 use crate::channels::tasks::{self, TaskMeta};
 use crate::channels::workers::now_ms;
-use crate::plugins::{Cut, CutKind, SegmenterInstance};
+use crate::config::OnFailure;
+use crate::plugins::{CatalogError, Cut, CutKind, SegmenterInstance, SegmenterPlugin};
 
 use super::audio_buf::AudioBuf;
+use super::choices::{self, Choices};
 
 /// Samples kept before the last final's end, for a segmenter's pre-roll padding.
 const KEEP_BEFORE: u64 = SAMPLE_RATE as u64;
@@ -43,8 +46,15 @@ pub struct Live {
     room: Option<String>,
     resampler: StreamResampler,
     segmenter: SegmenterInstance,
+    /// The segmenter the session runs, by name (its live version may change at a boundary).
+    seg_name: String,
     /// Options the client gave the segmenter, reused when the instance is replaced.
     seg_options: Vec<(String, String)>,
+    /// The result plugins the session chose, passed to the workers with each task.
+    postprocessor: Option<PluginChoice>,
+    router: Option<PluginChoice>,
+    /// The segmenter failed and `plugins.on_failure = "error"`: the session ends.
+    failed: bool,
     /// Absolute sample at which the current segmenter instance started.
     seg_offset: u64,
     /// End of the last final cut: where a replacement instance takes over.
@@ -100,16 +110,32 @@ impl Live {
         }
         let resampler = StreamResampler::new(start.sample_rate, SAMPLE_RATE)
             .map_err(|e| ServerMessage::error(ErrorCode::UnsupportedFormat, e.to_string()))?;
-        let options: Vec<(String, String)> = start
-            .plugins
-            .get("segmenter")
-            .and_then(|v| v.as_object())
-            .map(|o| o.iter().filter(|(k, _)| *k != "name").map(|(k, v)| (k.clone(), json_to_string(v))).collect())
-            .unwrap_or_default();
-        let plugin = state.segmenter.load_full();
-        let segmenter = plugin.open(SAMPLE_RATE, &options).map_err(|e| {
-            state.metrics.plugin_errors.inc();
-            ServerMessage::error(ErrorCode::PluginFailed, e.to_string())
+        let choices = Choices::parse(&start.plugins)?;
+        choices.check_result_plugins(&state.cfg)?;
+        let seg_choice = choices.segmenter;
+        let plugin = match state.segmenters.get(Some(&seg_choice.name)).await {
+            Ok(Some(p)) => p,
+            Ok(None) => return Err(ServerMessage::error(ErrorCode::Internal, "no segmenter is configured")),
+            Err(e @ (CatalogError::NotAllowed { .. } | CatalogError::NotFound { .. })) => {
+                return Err(ServerMessage::error(ErrorCode::InvalidOption, format!("plugins.segmenter: {e}")));
+            }
+            Err(e) => {
+                state.metrics.plugin_errors.inc();
+                return Err(ServerMessage::error(ErrorCode::PluginFailed, e.to_string()));
+            }
+        };
+        if let Some(m) = &plugin.manifest {
+            choices::check_options(m, "segmenter", &seg_choice.options)?;
+        }
+        let options = seg_choice.options;
+        let segmenter = plugin.open(SAMPLE_RATE, &options).map_err(|e| match e {
+            crate::plugins::PluginError::InvalidConfig { .. } => {
+                ServerMessage::error(ErrorCode::InvalidOption, format!("plugins.segmenter: {e}"))
+            }
+            e => {
+                state.metrics.plugin_errors.inc();
+                ServerMessage::error(ErrorCode::PluginFailed, e.to_string())
+            }
         })?;
         let mut conn = state.redis.clone();
         let busy = |e: crate::channels::ChannelError| {
@@ -167,7 +193,11 @@ impl Live {
             beam_size: start.beam_size,
             resampler,
             segmenter,
+            seg_name: plugin.name.clone(),
             seg_options: options,
+            postprocessor: choices.postprocessor,
+            router: choices.router,
+            failed: false,
             // A resumed session's clock goes on from where its last final left it.
             seg_offset: position,
             last_final_end: position,
@@ -271,11 +301,20 @@ impl Live {
         self.segmenter.push(samples, None).map(|cuts| shift(cuts, offset))
     }
 
-    /// Replaces the segmenter instance with a fresh one of the active version, at the last final
-    /// boundary: the audio after that boundary is fed to the new instance, so no frame is lost
-    /// and every segment comes from one version.
-    async fn switch_segmenter(&mut self, state: &Arc<AppState>, replies: &mut Vec<ServerMessage>) {
-        let plugin = state.segmenter.load_full();
+    /// The segmenter failed and the session is to end (`plugins.on_failure = "error"`).
+    pub fn failed(&self) -> bool {
+        self.failed
+    }
+
+    /// Replaces the segmenter instance with a fresh one of `plugin`, at the last final boundary:
+    /// the audio after that boundary is fed to the new instance, so no frame is lost and every
+    /// segment comes from one version.
+    async fn switch_segmenter(
+        &mut self,
+        state: &Arc<AppState>,
+        plugin: Arc<SegmenterPlugin>,
+        replies: &mut Vec<ServerMessage>,
+    ) {
         let fresh = match plugin.open(SAMPLE_RATE, &self.seg_options) {
             Ok(f) => f,
             Err(e) => {
@@ -316,6 +355,9 @@ impl Live {
     }
 
     pub async fn finish(&mut self, state: &Arc<AppState>) -> Vec<ServerMessage> {
+        if self.failed {
+            return Vec::new();
+        }
         let offset = self.seg_offset;
         let cuts = self.segmenter.flush().map(|c| shift(c, offset));
         self.apply_cuts(state, cuts).await
@@ -330,11 +372,7 @@ impl Live {
         let cuts = match cuts {
             Ok(c) => c,
             Err(e) => {
-                // The instance is unusable after a trap: replace it and carry on.
-                state.metrics.plugin_errors.inc();
-                tracing::warn!(session = %self.id, "segmenter failed: {e}");
-                replies.push(ServerMessage::error(ErrorCode::PluginFailed, e.to_string()));
-                self.switch_segmenter(state, &mut replies).await;
+                self.segmenter_failed(state, e, &mut replies).await;
                 return replies;
             }
         };
@@ -350,10 +388,56 @@ impl Live {
             }
         }
         // A new version was activated: live sessions move to it at a segment boundary.
-        if boundary && state.segmenter.load().label() != self.segmenter.label() {
-            self.switch_segmenter(state, &mut replies).await;
+        if boundary
+            && let Some(live) = state.segmenters.live(&self.seg_name)
+            && live.label() != self.segmenter.label()
+        {
+            self.switch_segmenter(state, live, &mut replies).await;
         }
         replies
+    }
+
+    /// The instance trapped, ran out of fuel or memory: it is unusable. By policy the session
+    /// moves to the default segmenter (a fresh instance of it, if that was the one), or ends.
+    async fn segmenter_failed(
+        &mut self,
+        state: &Arc<AppState>,
+        e: crate::plugins::PluginError,
+        replies: &mut Vec<ServerMessage>,
+    ) {
+        state.metrics.plugin_errors.inc();
+        tracing::warn!(session = %self.id, "segmenter failed: {e}");
+        if state.cfg.plugins.on_failure == OnFailure::Error {
+            self.failed = true;
+            replies.push(ServerMessage::error(ErrorCode::PluginFailed, format!("{e}; the session ends")));
+            return;
+        }
+        let default = state.segmenters.default_name();
+        let next = if self.seg_name != default { state.segmenters.default_plugin() } else { None };
+        let next = match next {
+            Some(d) => {
+                // The session's options were for the plugin that failed.
+                if d.manifest
+                    .as_ref()
+                    .is_some_and(|m| choices::check_options(m, "segmenter", &self.seg_options).is_err())
+                {
+                    self.seg_options.clear();
+                }
+                self.seg_name = default;
+                replies.push(ServerMessage::error(
+                    ErrorCode::PluginFailed,
+                    format!("{e}; this session continues with {}", d.label()),
+                ));
+                Some(d)
+            }
+            None => {
+                replies.push(ServerMessage::error(ErrorCode::PluginFailed, format!("{e}; restarted it")));
+                state.segmenters.live(&self.seg_name)
+            }
+        };
+        if let Some(p) = next {
+            self.switch_segmenter(state, p, replies).await;
+        }
     }
 
     async fn enqueue(&mut self, state: &Arc<AppState>, cut: Cut) -> Result<(), ServerMessage> {
@@ -403,6 +487,8 @@ impl Live {
             room: self.room.clone(),
             prompt: self.prompt.clone(),
             beam_size: self.beam_size,
+            postprocessor: self.postprocessor.clone(),
+            router: self.router.clone(),
         };
         let mut conn = state.redis.clone();
         tasks::enqueue(&mut conn, &state.keys, &meta, pcm)
@@ -514,6 +600,16 @@ impl Live {
             });
             return;
         }
+        // A result plugin failed on this final (or could not run): the text comes unprocessed.
+        if let (CutKind::Final, Some(why)) = (p.kind, &p.plugin_error) {
+            out.push(ServerMessage::Error {
+                code: ErrorCode::PluginFailed,
+                message: why.clone(),
+                retryable: false,
+                segment: Some(p.segment),
+                resume_token: None,
+            });
+        }
         match p.kind {
             CutKind::Final => {
                 // Finals of earlier connections (resume) are delivered once, as seq ordering
@@ -539,11 +635,4 @@ impl Live {
 
 fn shift(cuts: Vec<Cut>, offset: u64) -> Vec<Cut> {
     cuts.into_iter().map(|c| Cut { start: c.start + offset, end: c.end + offset, ..c }).collect()
-}
-
-fn json_to_string(v: &serde_json::Value) -> String {
-    match v {
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
 }

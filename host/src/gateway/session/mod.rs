@@ -4,6 +4,7 @@
 
 mod audio_buf;
 mod budget;
+mod choices;
 mod live;
 
 use std::collections::HashMap;
@@ -284,6 +285,10 @@ async fn handle(
             let msgs = slot.live.on_audio(state, &bytes).await;
             state.metrics.frame_seconds.observe(started.elapsed().as_secs_f64());
             out.extend(msgs.into_iter().map(|m| (key.clone(), m)));
+            // Its segmenter failed and the policy is to end it: as after `stop`, without a flush.
+            if slot.live.failed() && slot.stop_deadline.is_none() {
+                slot.stop_deadline = Some(Instant::now() + final_timeout);
+            }
         }
         Input::Utterance { key, samples, rate } => {
             let Some(slot) = slots.get_mut(&key) else {

@@ -4,6 +4,9 @@
 //! - `every` (u32, default 16000, at least 1): the cut period of version 1, in samples.
 //! - `tag` (u32, default 0): checked and logged on `open` (at info), nothing else; a value that
 //!   is not a u32 makes `open` fail with `invalid-config`.
+//! - `spin` (bool, default false): `push` never returns (only the host's fuel limit ends it).
+//!   A plugin that passes its self-test and then fails on a session's traffic, for the host's
+//!   failure-policy tests.
 //!
 //! The cut period is `every / DIVISOR` samples (at least 1). `push` returns one final cut
 //! `[k * period, (k + 1) * period)` for every period boundary the stream has passed, so each
@@ -19,6 +22,7 @@ pub const DEFAULT_EVERY: u32 = 16_000;
 pub struct Echo<const DIVISOR: u64> {
     pub period: u64,
     pub tag: u32,
+    spin: bool,
     cut_until: u64,
     seen: u64,
 }
@@ -27,12 +31,20 @@ impl<const DIVISOR: u64> Segmenter for Echo<DIVISOR> {
     fn open(_sample_rate: u32, config: &Config) -> Result<Self, PluginError> {
         let every = config.get_u32_in("every", DEFAULT_EVERY, 1, u32::MAX)?;
         let tag = config.get_u32("tag", 0)?;
+        let spin = config.get_bool("spin", false)?;
         let period = (u64::from(every) / DIVISOR).max(1);
         kiki_plugin_sdk::info!("echo v{DIVISOR}: every={every} period={period} tag={tag}");
-        Ok(Echo { period, tag, cut_until: 0, seen: 0 })
+        Ok(Echo { period, tag, spin, cut_until: 0, seen: 0 })
     }
 
     fn push(&mut self, frame: Frame) -> Vec<Cut> {
+        if self.spin {
+            let p: *mut u64 = &mut self.seen;
+            loop {
+                // SAFETY: `p` points at a live, aligned field of `self` for the whole loop.
+                unsafe { p.write_volatile(p.read_volatile().wrapping_add(1)) };
+            }
+        }
         self.seen += frame.samples.len() as u64;
         let mut cuts = Vec::new();
         while self.cut_until + self.period <= self.seen {
