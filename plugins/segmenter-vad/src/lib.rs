@@ -166,15 +166,26 @@ impl Vad {
         let mut rest = samples;
         self.received += samples.len() as u64;
         while !rest.is_empty() {
-            let take = (self.sub_len - self.buf.len()).min(rest.len());
-            self.buf.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if self.buf.len() == self.sub_len {
-                let speech = self.classify(speech_prob);
+            // Whole sub-frames on the grid are read in place; only a split one is buffered.
+            let speech = if self.buf.is_empty() && rest.len() >= self.sub_len {
+                let (sub, after) = rest.split_at(self.sub_len);
+                rest = after;
+                self.classify(sub, speech_prob)
+            } else {
+                let take = (self.sub_len - self.buf.len()).min(rest.len());
+                self.buf.extend_from_slice(&rest[..take]);
+                rest = &rest[take..];
+                if self.buf.len() < self.sub_len {
+                    continue;
+                }
+                let buf = std::mem::take(&mut self.buf);
+                let speech = self.classify(&buf, speech_prob);
+                self.buf = buf;
                 self.buf.clear();
-                self.pos += self.sub_len as u64;
-                self.step(speech, &mut cuts);
-            }
+                speech
+            };
+            self.pos += self.sub_len as u64;
+            self.step(speech, &mut cuts);
         }
         cuts
     }
@@ -205,22 +216,10 @@ impl Vad {
         }
     }
 
-    /// Speech decision for the sub-frame in `buf`; also updates the noise floor.
-    fn classify(&mut self, prob: Option<f32>) -> bool {
-        let n = self.buf.len() as f32;
-        let mean = self.buf.iter().sum::<f32>() / n;
-        let mut power = 0.0f32;
-        let mut crossings = 0u32;
-        let mut prev = self.buf[0] - mean;
-        for &s in &self.buf {
-            let x = s - mean;
-            power += x * x;
-            if (x >= 0.0) != (prev >= 0.0) {
-                crossings += 1;
-            }
-            prev = x;
-        }
-        power /= n;
+    /// Speech decision for one sub-frame; also updates the noise floor.
+    fn classify(&mut self, sub: &[f32], prob: Option<f32>) -> bool {
+        let n = sub.len() as f32;
+        let (power, crossings) = features(sub);
         let zcr = crossings as f32 / n;
         let floor = *self.floor.get_or_insert(power.clamp(FLOOR_MIN, FLOOR_INIT_MAX));
         let energetic = power > MIN_POWER && power > floor * self.cfg.threshold_ratio;
@@ -317,6 +316,33 @@ impl Vad {
             }
         }
     }
+}
+
+/// Mean-removed power and zero crossings of a sub-frame. The float sums run in four interleaved
+/// lanes, so that built with `simd128` they vectorise, and the native build (tests, the host's
+/// baseline) adds in the same order and decides exactly alike.
+pub fn features(buf: &[f32]) -> (f32, u32) {
+    let n = buf.len().max(1) as f32;
+    let chunks = buf.chunks_exact(4);
+    let rest = chunks.remainder();
+    let mut sum = [0f32; 4];
+    for c in chunks.clone() {
+        for l in 0..4 {
+            sum[l] += c[l];
+        }
+    }
+    let mean = (rest.iter().sum::<f32>() + (sum[0] + sum[1]) + (sum[2] + sum[3])) / n;
+    let mut pow = [0f32; 4];
+    for c in chunks {
+        for l in 0..4 {
+            let x = c[l] - mean;
+            pow[l] += x * x;
+        }
+    }
+    let tail: f32 = rest.iter().map(|s| (s - mean) * (s - mean)).sum();
+    let power = (tail + (pow[0] + pow[1]) + (pow[2] + pow[3])) / n;
+    let crossings = buf.windows(2).filter(|w| (w[0] - mean >= 0.0) != (w[1] - mean >= 0.0)).count() as u32;
+    (power, crossings)
 }
 
 /// The exported segmenter: one [`Vad`] per session.
