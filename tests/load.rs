@@ -20,7 +20,7 @@ async fn load_tool_streams_sessions_and_accounts_for_every_final() {
         std::fs::write(path.with_extension("txt"), text).unwrap();
     }
     let report = kiki::load::run(kiki::load::LoadOptions {
-        url: format!("ws://{}/ws", stack.addr),
+        urls: vec![format!("ws://{}/ws", stack.addr)],
         sessions: 3,
         duration: Duration::from_secs(8),
         talk: 0.5,
@@ -65,7 +65,7 @@ async fn transport_only_runs_are_labelled_and_lose_nothing() {
     let clips = tempfile::tempdir().unwrap();
     write_wav(&clips.path().join("a.wav"), &speak("Testing one two three."), 16_000, 1);
     let report = kiki::load::run(kiki::load::LoadOptions {
-        url: format!("ws://{}/ws", stack.addr),
+        urls: vec![format!("ws://{}/ws", stack.addr)],
         sessions: 100,
         duration: Duration::from_secs(6),
         talk: 0.5,

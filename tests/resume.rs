@@ -47,8 +47,12 @@ async fn a_dropped_socket_resumes_with_every_missed_final_exactly_once() {
         "resume": {"token": resume_token, "last_seq": last_seq}}))
         .await;
     match c.recv(Duration::from_secs(5)).await {
-        Some(ServerMessage::Ready { session: s, recovered: Some(true), .. }) => assert_eq!(s, session),
-        other => panic!("expected a recovered ready, got {other:?}"),
+        // The clock goes on from the end of the last final cut (at least the first's).
+        Some(ServerMessage::Ready { session: s, recovered: Some(true), position_ms: Some(p), .. }) => {
+            assert_eq!(s, session);
+            assert!(p >= 1000, "position {p} ms");
+        }
+        other => panic!("expected a recovered ready with its position, got {other:?}"),
     }
     // Third utterance live on the resumed session.
     c.stream(&speak_sentences(&["She sells sea shells by the sea shore."], 800), 4.0).await;

@@ -248,6 +248,7 @@ class Stream {
     this.lastSeq = 0;
     this.offsetMs = 0; // recording time at which the current session's audio starts
     this.sentSamples = 0; // samples sent in the current session
+    this.sent = []; // recent frames sent, {at, buf}: resent after a resume (see `ready`)
     this.onOnline = () => {
       if (this.timer) {
         clearTimeout(this.timer);
@@ -321,7 +322,18 @@ class Stream {
             "Reconnected as a new session: the server could not resume the old one, so the results still pending when the connection dropped are missing.",
           );
         }
-        if (fresh) this.sentSamples = 0;
+        if (fresh) {
+          this.sentSamples = 0;
+          this.sent = [];
+        } else if (typeof msg.position_ms === "number") {
+          // The server goes on from the end of the last final: what the lost connection carried
+          // after it is sent again, so no word is lost and both clocks agree.
+          const from = (msg.position_ms * RATE) / 1000;
+          const again = this.sent.filter((f) => f.at + f.buf.byteLength / 2 > from).map((f) => f.buf);
+          this.sent = [];
+          this.sentSamples = from;
+          this.queue = again.concat(this.queue);
+        }
         this.session = { session: msg.session, epoch: msg.epoch, token: msg.resume_token };
         this.ready = true;
         this.attempt = 0;
@@ -391,6 +403,8 @@ class Stream {
 
   sendNow(buf) {
     this.ws.send(buf);
+    this.sent.push({ at: this.sentSamples, buf });
+    if (this.sent.length > Math.ceil(MAX_QUEUE_MS / FRAME_MS)) this.sent.shift();
     this.sentSamples += buf.byteLength / 2;
   }
 

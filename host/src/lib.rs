@@ -20,5 +20,6 @@ pub mod redis_server;
 pub mod roles;
 pub mod shutdown;
 pub mod subtitles;
+pub mod topology;
 pub mod transcribe;
 pub mod worker;

@@ -35,8 +35,19 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Everything in one process: gateway + worker (+ a private Redis when none is configured).
-    Up,
+    /// Everything on this machine: gateway + worker in one process (+ a private Redis when none
+    /// is configured); with --gateways/--workers/--redis-cluster, each role as its own process.
+    Up {
+        /// Gateway processes, on consecutive ports from --listen.
+        #[arg(long, default_value_t = 1)]
+        gateways: usize,
+        /// Worker processes.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// A private 3-master Redis Cluster (sharded Pub/Sub) instead of one redis-server.
+        #[arg(long)]
+        redis_cluster: bool,
+    },
     /// The gateway role only.
     Gateway,
     /// The worker role only.
@@ -108,9 +119,10 @@ enum BenchCommand {
     /// Stream N sessions of real speech at real time to a gateway and report latency, finals
     /// delivered, and the CPU/memory of the watched processes and of Redis.
     Load {
-        /// Gateway WebSocket URL.
-        #[arg(long, default_value = "ws://127.0.0.1:8080/ws")]
-        url: String,
+        /// Gateway WebSocket URL; repeat it for several gateways (sessions are spread over them,
+        /// and a session that loses its gateway resumes on the next).
+        #[arg(long = "url", default_value = "ws://127.0.0.1:8080/ws")]
+        urls: Vec<String>,
         #[arg(long, default_value_t = 10)]
         sessions: usize,
         /// Seconds each session streams.
@@ -193,7 +205,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
     shutdown.on_signals();
     match cli.command {
-        Command::Up => kiki::roles::run_up(cfg, shutdown).await,
+        Command::Up { gateways: 1, workers: 1, redis_cluster: false } => kiki::roles::run_up(cfg, shutdown).await,
+        Command::Up { gateways, workers, redis_cluster } => {
+            let topo = kiki::topology::Topology { gateways, workers, redis_cluster, config_file: cli.config.clone() };
+            kiki::topology::run(cfg, topo, shutdown).await
+        }
         Command::Gateway => kiki::roles::run_gateway(cfg, shutdown).await,
         Command::Worker => kiki::roles::run_worker(cfg, shutdown).await,
         Command::Transcribe { files, json, srt, vtt, model, language, beam_size, prompt, quiet } => {
@@ -224,7 +240,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench {
             command:
                 BenchCommand::Load {
-                    url,
+                    urls,
                     sessions,
                     duration,
                     talk,
@@ -242,7 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let mut watch = watch;
             watch.push(("load-tool".into(), std::process::id()));
             let opts = kiki::load::LoadOptions {
-                url,
+                urls,
                 sessions,
                 duration: std::time::Duration::from_secs(duration),
                 talk,

@@ -232,6 +232,7 @@ mod tests {
             sample_rate: 16000,
             resume_token: "t".into(),
             recovered: None,
+            position_ms: None,
         };
         let ack: serde_json::Value = serde_json::from_str(&w.render("s1", &ready)[0]).unwrap();
         assert_eq!((ack["type"].as_str(), ack["status"].as_str()), (Some("ack"), Some("session_started")));

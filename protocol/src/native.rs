@@ -92,6 +92,11 @@ pub enum ServerMessage {
         /// false when the session or part of its replay window is gone (a fresh session starts).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         recovered: Option<bool>,
+        /// With `recovered: true`: where the session's clock goes on, in ms: the end of its last
+        /// final. Audio after it that the old socket carried is not kept; a client that buffers
+        /// what it sent resends from here, so no word is lost and both clocks agree.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        position_ms: Option<u64>,
     },
     Partial(Segment),
     Final(Segment),

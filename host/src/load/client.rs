@@ -36,52 +36,97 @@ pub struct SessionReport {
     pub finals_reported: usize,
     pub errors: Vec<String>,
     pub audio_seconds: f64,
+    /// Times the session resumed on a gateway after losing its socket.
+    pub reconnects: usize,
+    /// Finals received twice (the same segment): must stay 0.
+    pub duplicates: usize,
+}
+
+type Tx = futures_util::stream::SplitSink<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    Message,
+>;
+type Rx = futures_util::stream::SplitStream<
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+>;
+
+/// What `ready` said.
+struct Ready {
+    token: String,
+    recovered: Option<bool>,
+    position_ms: Option<u64>,
+}
+
+/// Audio sent in the last this-many frames is kept, to resend after a resume.
+const HISTORY_MS: u64 = 60_000;
+
+/// Connects to `url` and starts (or, with `resume`, resumes) a session.
+async fn connect(url: &str, opts: &LoadOptions, resume: Option<(&str, u64)>) -> Result<(Tx, Rx, Ready), String> {
+    let (ws, _) = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio_tungstenite::connect_async_with_config(url, Some(socket_config()), false),
+    )
+    .await
+    .map_err(|_| "connect: timed out".to_string())?
+    .map_err(|e| format!("connect: {e}"))?;
+    let (mut tx, mut rx) = ws.split();
+    let options: serde_json::Map<String, serde_json::Value> =
+        opts.segmenter.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+    let mut start = serde_json::json!({
+        "type": "start", "sample_rate": 16_000, "format": "pcm_s16le", "plugins": {"segmenter": options},
+    });
+    if let Some((token, last_seq)) = resume {
+        start["resume"] = serde_json::json!({"token": token, "last_seq": last_seq});
+    }
+    tx.send(Message::text(start.to_string())).await.map_err(|e| format!("send start: {e}"))?;
+    match tokio::time::timeout(Duration::from_secs(10), next_message(&mut rx)).await {
+        Ok(Some(ServerMessage::Ready { resume_token, recovered, position_ms, .. })) => {
+            Ok((tx, rx, Ready { token: resume_token, recovered, position_ms }))
+        }
+        Ok(Some(ServerMessage::Error { code, .. })) => Err(format!("start refused: {code:?}")),
+        Ok(_) => Err("no ready".into()),
+        Err(_) => Err("ready: timed out".into()),
+    }
+}
+
+/// Reconnects to the next gateway after `url_index` and resumes; `None` when every attempt failed.
+async fn reconnect(
+    opts: &LoadOptions,
+    url_index: &mut usize,
+    token: &str,
+    last_seq: u64,
+    report: &mut SessionReport,
+) -> Option<(Tx, Rx, Ready)> {
+    for attempt in 0..opts.urls.len() * 3 {
+        *url_index = (*url_index + 1) % opts.urls.len();
+        match connect(&opts.urls[*url_index], opts, Some((token, last_seq))).await {
+            Ok((tx, rx, ready)) => {
+                report.reconnects += 1;
+                if ready.recovered != Some(true) {
+                    report.errors.push("resume: recovered false".into());
+                }
+                return Some((tx, rx, ready));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(200 * (attempt as u64 + 1))).await,
+        }
+    }
+    None
 }
 
 pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> SessionReport {
     let mut report = SessionReport::default();
-    let (ws, _) = match tokio::time::timeout(
-        Duration::from_secs(10),
-        tokio_tungstenite::connect_async_with_config(&opts.url, Some(socket_config()), false),
-    )
-    .await
-    {
-        Ok(Ok(ws)) => ws,
-        Ok(Err(e)) => {
-            report.errors.push(format!("connect: {e}"));
-            return report;
-        }
-        Err(_) => {
-            report.errors.push("connect: timed out".into());
+    // Sessions spread over the gateways; one that loses its gateway resumes on the next.
+    let mut url_index = index % opts.urls.len().max(1);
+    let (mut tx, mut rx, mut token) = match connect(&opts.urls[url_index], opts, None).await {
+        Ok((tx, rx, ready)) => (tx, rx, ready.token),
+        Err(e) => {
+            report.errors.push(e);
             return report;
         }
     };
-    let (mut tx, mut rx) = ws.split();
-    let options: serde_json::Map<String, serde_json::Value> =
-        opts.segmenter.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
-    let start = serde_json::json!({
-        "type": "start", "sample_rate": 16_000, "format": "pcm_s16le", "plugins": {"segmenter": options},
-    });
-    if let Err(e) = tx.send(Message::text(start.to_string())).await {
-        report.errors.push(format!("send start: {e}"));
-        return report;
-    }
-    // Wait for `ready`.
-    match tokio::time::timeout(Duration::from_secs(10), next_message(&mut rx)).await {
-        Ok(Some(ServerMessage::Ready { .. })) => report.connected = true,
-        Ok(Some(ServerMessage::Error { code, .. })) => {
-            report.errors.push(format!("start refused: {code:?}"));
-            return report;
-        }
-        Ok(_) => {
-            report.errors.push("no ready".into());
-            return report;
-        }
-        Err(_) => {
-            report.errors.push("ready: timed out".into());
-            return report;
-        }
-    }
+    report.connected = true;
+    let mut last_seq = 0u64;
+    let mut finals_seen = std::collections::HashSet::new();
     // Samples per frame (20 ms by default, as the WebApp's worklet sends them).
     let frame = (opts.frame_ms.max(1) * 16) as usize;
     let t0 = Instant::now();
@@ -89,6 +134,9 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> Se
     let mut clip = index % clips.len();
     let streaming_until = t0 + opts.duration;
     let mut pending: Vec<(u64, Vec<u8>, bool)> = Vec::new(); // (frame index, pcm, last frame of an utterance)
+    // What was sent, by frame index, for resending after a resume.
+    let mut history: std::collections::VecDeque<(u64, Vec<u8>, bool)> = Default::default();
+    let keep = (HISTORY_MS / opts.frame_ms.max(1)) as usize;
     let mut frame_no = 0u64;
     let mut stopped = false;
     let mut stop_deadline = None;
@@ -124,11 +172,15 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> Se
         let next_send = pending.last().map(|(n, _, _)| t0 + Duration::from_millis(n * opts.frame_ms));
         tokio::select! {
             _ = async { tokio::time::sleep_until(next_send.unwrap_or(t0).into()).await }, if next_send.is_some() => {
-                if let Some((_, pcm, last)) = pending.pop() {
-                    sent_samples += pcm.len() / 2;
-                    if let Err(e) = tx.send(Message::binary(pcm)).await {
-                        report.errors.push(format!("send: {e}"));
-                        break;
+                if let Some((n, pcm, last)) = pending.pop() {
+                    sent_samples = sent_samples.max((n + 1) as usize * frame);
+                    history.push_back((n, pcm.clone(), last));
+                    if history.len() > keep {
+                        history.pop_front();
+                    }
+                    if tx.send(Message::binary(pcm)).await.is_err() {
+                        // The gateway is gone: the next receive sees the close and reconnects.
+                        continue;
                     }
                     if last && let Some(u) = report.utterances.last_mut() {
                         u.sent_at = Instant::now();
@@ -141,13 +193,36 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> Se
             }
             msg = next_message(&mut rx) => {
                 let Some(msg) = msg else {
-                    if !report.ended {
-                        report.errors.push("connection closed early".into());
+                    // Closed before `end`: resume on another gateway (the same one, if it is
+                    // the only one), unless there is none to go to.
+                    match reconnect(opts, &mut url_index, &token, last_seq, &mut report).await {
+                        Some((t, r, ready)) => {
+                            (tx, rx, token) = (t, r, ready.token);
+                            // The server goes on from the end of the last final: resend what
+                            // followed it (it is due already, so it goes at once).
+                            if let Some(from) = ready.position_ms {
+                                let first = from / opts.frame_ms.max(1);
+                                pending.extend(history.iter().rev().filter(|(n, _, _)| *n >= first).cloned());
+                                history.retain(|(n, _, _)| *n < first);
+                            }
+                            // A `stop` sent to the lost socket is sent again after the resent audio.
+                            stopped = false;
+                            stop_deadline = None;
+                            continue;
+                        }
+                        None => {
+                            report.errors.push("connection closed early".into());
+                            break;
+                        }
                     }
-                    break;
                 };
                 match msg {
                     ServerMessage::Final(s) => {
+                        last_seq = last_seq.max(s.seq);
+                        if !finals_seen.insert(s.segment) {
+                            report.duplicates += 1;
+                            continue;
+                        }
                         report.finals += 1;
                         let now = Instant::now();
                         for u in report.utterances.iter_mut().filter(|u| u.final_ms.is_none()) {
@@ -157,6 +232,7 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> Se
                         }
                     }
                     ServerMessage::Partial(s) => {
+                        last_seq = last_seq.max(s.seq);
                         let audio_end = t0 + Duration::from_millis(s.end_ms);
                         report.partial_ms.push(Instant::now().saturating_duration_since(audio_end).as_secs_f64() * 1e3);
                     }

@@ -23,6 +23,28 @@ impl Histogram {
         (status == 200).then(|| Self::parse(&body, "kiki_frame_seconds_bucket"))
     }
 
+    /// The sum over several gateways (`None` if any cannot be read).
+    pub async fn read_all(bases: &[String]) -> Option<Self> {
+        let mut total: Option<Histogram> = None;
+        for base in bases {
+            let h = Self::read(base).await?;
+            total = Some(match total {
+                None => h,
+                Some(mut t) => {
+                    for (le, n) in h.0 {
+                        match t.0.iter_mut().find(|b| b.0 == le) {
+                            Some(b) => b.1 += n,
+                            None => t.0.push((le, n)),
+                        }
+                    }
+                    t.0.sort_by(|a, b| a.0.total_cmp(&b.0));
+                    t
+                }
+            });
+        }
+        total
+    }
+
     fn parse(text: &str, name: &str) -> Self {
         let mut buckets: Vec<(f64, f64)> = text
             .lines()

@@ -22,8 +22,9 @@ use procs::{ProcSample, RedisSample};
 /// What to run.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// `ws://host:port/ws`.
-    pub url: String,
+    /// `ws://host:port/ws` of each gateway: sessions are spread over them, and one that loses
+    /// its gateway resumes on the next.
+    pub urls: Vec<String>,
     pub sessions: usize,
     /// Seconds of streaming per session (after the ramp).
     pub duration: Duration,
@@ -59,6 +60,10 @@ pub struct LoadReport {
     pub partials: usize,
     /// Finals the server reported sending (`end.segments`), to compare with `finals`.
     pub finals_reported: usize,
+    /// Sessions resumed on another (or the same) gateway after losing their socket.
+    pub reconnects: usize,
+    /// Finals received twice for the same segment (must be 0: exactly once across resumes).
+    pub duplicates: usize,
     pub errors: Vec<(String, usize)>,
     /// End of speech → final arrival, ms.
     pub final_ms: Percentiles,
@@ -131,12 +136,10 @@ pub fn load_clips(dir: &Path) -> anyhow::Result<Vec<Vec<f32>>> {
 pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
     anyhow::ensure!(opts.talk > 0.0 && opts.talk <= 1.0, "talk must be in (0, 1]");
     anyhow::ensure!(opts.sessions > 0, "at least one session");
+    anyhow::ensure!(!opts.urls.is_empty(), "at least one gateway URL");
     let clips = Arc::new(load_clips(&opts.clips)?);
-    let http = gateway::http_base(&opts.url);
-    let frames_before = match &http {
-        Some(base) => gateway::Histogram::read(base).await,
-        None => None,
-    };
+    let bases: Vec<String> = opts.urls.iter().filter_map(|u| gateway::http_base(u)).collect();
+    let frames_before = gateway::Histogram::read_all(&bases).await;
     let started = Instant::now();
     let proc_start: Vec<Option<ProcSample>> = opts.watch.iter().map(|(_, pid)| ProcSample::read(*pid)).collect();
     let mut redis_conn = match &opts.redis_url {
@@ -195,11 +198,14 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
         _ => None,
     };
     let mut report = summarise(&opts, reports, wall, processes, redis);
-    if let Some(base) = &http {
-        if let (Some(before), Some(after)) = (frames_before, gateway::Histogram::read(base).await) {
-            report.frame_handling_ms = Some(after.since(&before));
-        }
+    if let (Some(before), Some(after)) = (frames_before, gateway::Histogram::read_all(&bases).await) {
+        report.frame_handling_ms = Some(after.since(&before));
+    }
+    for base in &bases {
         report.workers = gateway::worker_models(base, None).await;
+        if !report.workers.is_empty() {
+            break;
+        }
     }
     Ok(report)
 }
@@ -225,6 +231,8 @@ fn summarise(
         finals: reports.iter().map(|r| r.finals).sum(),
         partials: reports.iter().map(|r| r.partial_ms.len()).sum(),
         finals_reported: reports.iter().map(|r| r.finals_reported).sum(),
+        reconnects: reports.iter().map(|r| r.reconnects).sum(),
+        duplicates: reports.iter().map(|r| r.duplicates).sum(),
         errors: errors.into_iter().collect(),
         final_ms: Percentiles::of(utterances.iter().filter_map(|u| u.final_ms).collect()),
         partial_ms: Percentiles::of(reports.iter().flat_map(|r| r.partial_ms.iter().copied()).collect()),
@@ -256,6 +264,13 @@ impl std::fmt::Display for LoadReport {
             self.finals_reported,
             self.partials,
         )?;
+        if self.reconnects > 0 || self.duplicates > 0 {
+            writeln!(
+                f,
+                "resumed       {} times after a lost socket; {} finals received twice",
+                self.reconnects, self.duplicates
+            )?;
+        }
         for (e, n) in &self.errors {
             writeln!(f, "errors        {n} × {e}")?;
         }

@@ -29,6 +29,7 @@ fn events(seed: u8, text: &str) -> ServerMessage {
             sample_rate: 16000,
             resume_token: "t".into(),
             recovered: None,
+            position_ms: None,
         },
     }
 }

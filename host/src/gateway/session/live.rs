@@ -223,6 +223,7 @@ impl Live {
             sample_rate: self.rate,
             resume_token: self.resume_token.clone(),
             recovered: self.recovered,
+            position_ms: (self.recovered == Some(true)).then(|| audio::samples_to_ms(self.first_position as usize)),
         }];
         if self.recovered == Some(true) {
             self.replay(state, &mut out).await;
@@ -499,8 +500,9 @@ impl Live {
             self.last_final_end = self.last_final_end.max(end);
             self.outstanding.insert(self.segment, Instant::now());
             self.segment += 1;
-            let position = self.buf.end();
-            let _ = results::set_progress(&mut conn, &state.keys, &self.id, self.segment, position).await;
+            // A resumed session goes on from the end of its last final (the client resends
+            // from there; `ready.position_ms`).
+            let _ = results::set_progress(&mut conn, &state.keys, &self.id, self.segment, end).await;
             self.rev = 0;
             // Keep a little audio before the cut for the next utterance's pre-roll.
             self.buf.forget_before(end.saturating_sub(KEEP_BEFORE));

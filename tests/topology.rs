@@ -1,0 +1,192 @@
+//! The loopback topologies of `kiki up --gateways N --workers M [--redis-cluster]`, as separate
+//! processes (the short CI versions of the runs in docs/performance.md): results reach a
+//! session only through its own gateway's subscriber; a worker killed mid-load is replaced by
+//! the others (reclaim); a gateway killed mid-load loses its sockets, and its clients resume on
+//! the other gateway without losing or repeating a final.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// A `kiki up` deployment and what it printed about its processes.
+struct Deployment {
+    child: Child,
+    /// (id, pid, http base) per gateway.
+    gateways: Vec<(String, u32, String)>,
+    /// (id, pid) per worker.
+    workers: Vec<(String, u32)>,
+}
+
+impl Deployment {
+    fn start(gateways: usize, workers: usize, cluster: bool) -> Self {
+        let port = loop {
+            let p = kiki::redis_server::free_port().unwrap();
+            if (1..gateways as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
+                break p;
+            }
+        };
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_kiki"));
+        cmd.arg("up")
+            .args(["--gateways", &gateways.to_string(), "--workers", &workers.to_string()])
+            .args(["--listen", &format!("127.0.0.1:{port}")]);
+        if cluster {
+            cmd.arg("--redis-cluster");
+        }
+        let mut child = cmd
+            .env("KIKI_DATA_DIR", repo_root().join(".cache"))
+            .env("KIKI_GATEWAY__WEB_DIR", repo_root().join("web"))
+            .env("KIKI_MODEL__PRECISION", "int8")
+            // Several model processes on two cores: one thread each.
+            .env("KIKI_MODEL__THREADS", "1")
+            .env("KIKI_CHANNELS__MIN_IDLE_MS", "3000")
+            .env("KIKI_CHANNELS__RECLAIM_INTERVAL_MS", "500")
+            .env("KIKI_LOG", "warn")
+            .env_remove("KIKI_REDIS_URL")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("kiki up starts");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let (mut gws, mut wks) = (Vec::new(), Vec::new());
+        while gws.len() < gateways || wks.len() < workers {
+            let line = lines.next().expect("kiki up printed its processes").unwrap();
+            let f: Vec<&str> = line.split_whitespace().collect();
+            match f.as_slice() {
+                ["gateway", id, "pid", pid, addr] => gws.push((id.to_string(), pid.parse().unwrap(), addr.to_string())),
+                ["worker", id, "pid", pid] => wks.push((id.to_string(), pid.parse().unwrap())),
+                _ => {}
+            }
+        }
+        // Keep draining its stdout so that it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Deployment { child, gateways: gws, workers: wks }
+    }
+
+    async fn wait_ready(&self) {
+        for (_, _, base) in &self.gateways {
+            let addr: std::net::SocketAddr = base.trim_start_matches("http://").parse().unwrap();
+            let mut ok = false;
+            for _ in 0..300 {
+                if let Ok((200, body)) = http_get(addr, "/readyz").await
+                    && body.contains(&format!("\"workers\":{}", self.workers.len()))
+                {
+                    ok = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            assert!(ok, "{base} not ready with {} workers", self.workers.len());
+        }
+    }
+
+    fn ws(&self, i: usize) -> String {
+        self.gateways[i].2.replace("http://", "ws://") + "/ws"
+    }
+
+    async fn counter(&self, i: usize, name: &str) -> f64 {
+        let addr: std::net::SocketAddr = self.gateways[i].2.trim_start_matches("http://").parse().unwrap();
+        let (_, body) = http_get(addr, "/metrics").await.unwrap();
+        body.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    }
+}
+
+impl Drop for Deployment {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child with a valid signal.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn sigkill(pid: u32) {
+    // SAFETY: kill(2) with a pid the deployment printed and SIGKILL.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+}
+
+fn clips() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, text) in
+        ["The quick brown fox jumps over the lazy dog.", "I would like a cup of coffee."].iter().enumerate()
+    {
+        write_wav(&dir.path().join(format!("c{i}.wav")), &speak(text), 16_000, 1);
+    }
+    dir
+}
+
+fn options(urls: Vec<String>, sessions: usize, seconds: u64, clips: &std::path::Path) -> kiki::load::LoadOptions {
+    kiki::load::LoadOptions {
+        urls,
+        sessions,
+        duration: Duration::from_secs(seconds),
+        talk: 0.5,
+        ramp: Duration::from_secs(1),
+        clips: clips.to_path_buf(),
+        watch: vec![],
+        redis_url: None,
+        drain: Duration::from_secs(60),
+        segmenter: vec![("hangover_ms".into(), "300".into())],
+        frame_ms: 20,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_gateways_three_workers_lose_nothing_when_a_worker_or_a_gateway_dies() {
+    let _g = serial().await;
+    let d = Deployment::start(2, 3, false);
+    d.wait_ready().await;
+    let clips = clips();
+
+    // Sessions on gateway 1 only: their results never reach gateway 2's subscriber.
+    let report = kiki::load::run(options(vec![d.ws(0)], 2, 6, clips.path())).await.unwrap();
+    eprintln!("{report}");
+    assert_eq!(report.finalized, report.utterances, "{report}");
+    assert!(report.errors.is_empty(), "{report}");
+    assert!(d.counter(0, "kiki_finals_delivered_total").await >= report.utterances as f64);
+    assert_eq!(d.counter(1, "kiki_finals_delivered_total").await, 0.0);
+    assert_eq!(d.counter(1, "kiki_partials_delivered_total").await, 0.0);
+    for i in 0..2 {
+        assert_eq!(d.counter(i, "kiki_results_unroutable_total").await, 0.0, "gateway {i} got others' results");
+    }
+
+    // Both gateways; a worker and then a gateway are killed mid-load.
+    let (worker, gateway) = (d.workers[0].1, d.gateways[0].1);
+    let killer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        sigkill(worker);
+        tokio::time::sleep(Duration::from_secs(4)).await;
+        sigkill(gateway);
+    });
+    let report = kiki::load::run(options(vec![d.ws(0), d.ws(1)], 4, 18, clips.path())).await.unwrap();
+    killer.await.unwrap();
+    eprintln!("{report}");
+    assert_eq!((report.connected, report.held), (4, 4), "{report}");
+    assert_eq!(report.finalized, report.utterances, "every utterance gets its final: {report}");
+    assert_eq!(report.duplicates, 0, "{report}");
+    assert!(report.reconnects >= 2, "gateway 1's sessions resumed on gateway 2: {report}");
+    assert!(report.errors.is_empty(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_around_a_three_master_redis_cluster() {
+    let _g = serial().await;
+    let d = Deployment::start(2, 2, true);
+    d.wait_ready().await;
+    let clips = clips();
+    let report = kiki::load::run(options(vec![d.ws(0), d.ws(1)], 4, 10, clips.path())).await.unwrap();
+    eprintln!("{report}");
+    assert_eq!((report.connected, report.held), (4, 4), "{report}");
+    assert_eq!(report.finalized, report.utterances, "{report}");
+    assert_eq!(report.finals, report.finals_reported, "{report}");
+    assert!(report.errors.is_empty(), "{report}");
+    for i in 0..2 {
+        assert!(d.counter(i, "kiki_finals_delivered_total").await > 0.0);
+        assert_eq!(d.counter(i, "kiki_results_unroutable_total").await, 0.0);
+    }
+}
