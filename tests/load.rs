@@ -50,6 +50,18 @@ async fn load_tool_streams_sessions_and_accounts_for_every_final() {
     let frames = report.frame_handling_ms.as_ref().expect("frame histogram read from /metrics");
     assert!(frames.n > 100 && frames.p99 > 0.0, "{report}");
     assert!(report.workers.iter().any(|m| m.starts_with("tiny.en")), "{report}");
+    // The autoscaling signals: backlog, oldest pending age, what each worker has done.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let (_, metrics) = http_get(stack.addr, "/metrics").await.unwrap();
+    for name in ["kiki_tasks_backlog ", "kiki_tasks_oldest_pending_ms ", "kiki_workers_alive 1"] {
+        assert!(metrics.contains(name), "{name} missing");
+    }
+    let segments = metrics
+        .lines()
+        .find(|l| l.starts_with("kiki_worker_segments{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .expect("per-worker segments");
+    assert!(segments >= report.finals as f64, "{segments}");
 }
 
 /// The transport figure's set-up in miniature: a worker with no model (`worker.engine = none`)

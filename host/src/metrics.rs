@@ -15,6 +15,12 @@ pub struct Metrics {
     pub sessions_active: Gauge,
     /// Tasks delivered to each consumer (worker) and not yet acknowledged.
     pub pending_per_consumer: Family<Vec<(String, String)>, Gauge>,
+    /// What each live worker reported with its last beat (totals since it started), so that an
+    /// autoscaler reading any gateway sees per-worker throughput and load.
+    pub workers_alive: Gauge,
+    pub worker_segments: Family<Vec<(String, String)>, Gauge>,
+    pub worker_audio_ms: Family<Vec<(String, String)>, Gauge>,
+    pub worker_busy_ms: Family<Vec<(String, String)>, Gauge>,
     pub sessions_total: Counter,
     /// Tasks queued and not yet delivered to any worker (scale workers on it).
     pub tasks_backlog: Gauge,
@@ -152,6 +158,22 @@ impl Metrics {
                 "Tasks delivered to a consumer and not yet acknowledged, per consumer",
                 Family::default()
             ),
+            workers_alive: reg!("workers_alive", "Workers that beat within the expiry", Gauge::default()),
+            worker_segments: reg!(
+                "worker_segments",
+                "Segments a worker transcribed since it started (its last report), per worker",
+                Family::default()
+            ),
+            worker_audio_ms: reg!(
+                "worker_audio_ms",
+                "Audio a worker transcribed since it started, ms (its last report), per worker",
+                Family::default()
+            ),
+            worker_busy_ms: reg!(
+                "worker_busy_ms",
+                "Time a worker spent in the model since it started, ms (its last report), per worker",
+                Family::default()
+            ),
             recent_latency: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
             registry: r,
         })
@@ -170,6 +192,20 @@ impl Metrics {
         self.pending_per_consumer.clear();
         for (consumer, n) in per_consumer {
             self.pending_per_consumer.get_or_create(&vec![("consumer".to_string(), consumer.clone())]).set(*n as i64);
+        }
+    }
+
+    /// Sets the per-worker gauges from the workers' reports (id, segments, audio ms, busy ms).
+    pub fn set_workers(&self, reports: &[(String, u64, u64, u64)]) {
+        self.workers_alive.set(reports.len() as i64);
+        for family in [&self.worker_segments, &self.worker_audio_ms, &self.worker_busy_ms] {
+            family.clear();
+        }
+        for (id, segments, audio, busy) in reports {
+            let label = vec![("worker".to_string(), id.clone())];
+            self.worker_segments.get_or_create(&label).set(*segments as i64);
+            self.worker_audio_ms.get_or_create(&label).set(*audio as i64);
+            self.worker_busy_ms.get_or_create(&label).set(*busy as i64);
         }
     }
 

@@ -323,7 +323,8 @@ async fn shared_resume_key(conn: &mut Conn, keys: &Keys) -> Result<String, crate
     Ok(key)
 }
 
-/// Keeps `AppState::backlog` current from the consumer group's lag.
+/// Keeps `AppState::backlog` current from the consumer group's lag (backpressure), and the
+/// autoscaling signals in `/metrics`: backlog, oldest pending age, per-worker reports.
 async fn poll_backlog(state: Arc<AppState>, shutdown: Shutdown) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut conn = state.redis.clone();
@@ -339,6 +340,16 @@ async fn poll_backlog(state: Arc<AppState>, shutdown: Shutdown) {
                     state.metrics.set_pending(&pending.per_consumer);
                     let age = pending.oldest_age_ms(crate::channels::workers::now_ms());
                     state.metrics.tasks_oldest_pending_ms.set(age as i64);
+                }
+                if let Ok(live) = crate::channels::workers::alive_with_stats(&mut conn, &state.keys).await {
+                    let reports: Vec<(String, u64, u64, u64)> = live
+                        .into_iter()
+                        .map(|(id, _, s)| {
+                            let s = s.unwrap_or_default();
+                            (id, s.segments, s.audio_ms, s.busy_ms)
+                        })
+                        .collect();
+                    state.metrics.set_workers(&reports);
                 }
             }
         }
