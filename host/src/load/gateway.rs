@@ -87,6 +87,31 @@ impl Histogram {
     }
 }
 
+/// The workers' reported totals, summed over the workers a gateway sees (from its `/metrics`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WorkerTotals {
+    pub segments: f64,
+    pub audio_ms: f64,
+    pub busy_ms: f64,
+}
+
+impl WorkerTotals {
+    pub async fn read(base: &str) -> Option<Self> {
+        let (status, body) = crate::http_get::get(base, "/metrics", Duration::from_secs(5)).await.ok()?;
+        if status != 200 {
+            return None;
+        }
+        let sum = |name: &str| -> f64 {
+            body.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+        };
+        Some(Self {
+            segments: sum("kiki_worker_segments{"),
+            audio_ms: sum("kiki_worker_audio_ms{"),
+            busy_ms: sum("kiki_worker_busy_ms{"),
+        })
+    }
+}
+
 /// The models of the workers the gateway sees (`none (transport only ...)` for no-op workers).
 pub async fn worker_models(base: &str, token: Option<&str>) -> Vec<String> {
     let path = match token {

@@ -80,6 +80,13 @@ pub struct LoadReport {
     /// The models of the workers the gateway saw at the end (`none (transport only ...)` when
     /// the run measured the channels alone).
     pub workers: Vec<String>,
+    /// What the workers did during the run, from their reports: segments, audio transcribed
+    /// and model time (so RTF = busy / audio, throughput = audio / wall).
+    pub worker_segments: f64,
+    pub worker_audio_s: f64,
+    pub worker_busy_s: f64,
+    /// Once a minute: (seconds, RSS MiB per watched process, Redis used memory MiB).
+    pub timeline: Vec<(u64, Vec<f64>, f64)>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -140,6 +147,10 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
     let clips = Arc::new(load_clips(&opts.clips)?);
     let bases: Vec<String> = opts.urls.iter().filter_map(|u| gateway::http_base(u)).collect();
     let frames_before = gateway::Histogram::read_all(&bases).await;
+    let workers_before = match bases.first() {
+        Some(b) => gateway::WorkerTotals::read(b).await,
+        None => None,
+    };
     let started = Instant::now();
     let proc_start: Vec<Option<ProcSample>> = opts.watch.iter().map(|(_, pid)| ProcSample::read(*pid)).collect();
     let mut redis_conn = match &opts.redis_url {
@@ -198,6 +209,18 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
         _ => None,
     };
     let mut report = summarise(&opts, reports, wall, processes, redis);
+    report.timeline = peaks.timeline;
+    // Worker reports trail by one beat: wait for it, so the run's last segments count.
+    tokio::time::sleep(Duration::from_millis(crate::channels::workers::INTERVAL_MS + 500)).await;
+    let workers_after = match bases.first() {
+        Some(b) => gateway::WorkerTotals::read(b).await,
+        None => None,
+    };
+    if let (Some(a), Some(b)) = (workers_before, workers_after) {
+        report.worker_segments = (b.segments - a.segments).max(0.0);
+        report.worker_audio_s = (b.audio_ms - a.audio_ms).max(0.0) / 1e3;
+        report.worker_busy_s = (b.busy_ms - a.busy_ms).max(0.0) / 1e3;
+    }
     if let (Some(before), Some(after)) = (frames_before, gateway::Histogram::read_all(&bases).await) {
         report.frame_handling_ms = Some(after.since(&before));
     }
@@ -243,6 +266,10 @@ fn summarise(
         frame_ms: opts.frame_ms,
         frame_handling_ms: None,
         workers: Vec::new(),
+        worker_segments: 0.0,
+        worker_audio_s: 0.0,
+        worker_busy_s: 0.0,
+        timeline: Vec::new(),
     }
 }
 
@@ -297,6 +324,17 @@ impl std::fmt::Display for LoadReport {
         if !self.workers.is_empty() {
             writeln!(f, "workers       {}", self.workers.join(", "))?;
         }
+        if self.worker_audio_s > 0.0 {
+            writeln!(
+                f,
+                "model         {:.0} segments, {:.0} s of audio in {:.0} s of model time: RTF {:.3}, {:.2} s of audio per wall second",
+                self.worker_segments,
+                self.worker_audio_s,
+                self.worker_busy_s,
+                self.worker_busy_s / self.worker_audio_s,
+                self.worker_audio_s / self.wall_seconds.max(1e-9),
+            )?;
+        }
         let held = self.connected.max(1) as f64;
         for u in &self.processes {
             writeln!(
@@ -311,6 +349,14 @@ impl std::fmt::Display for LoadReport {
                 u.cpu_cores * 1e3 / held,
                 (u.rss_peak_mib - u.rss_start_mib).max(0.0) * 1024.0 / held,
             )?;
+        }
+        if self.timeline.len() > 1 {
+            let labels: Vec<&str> = self.processes.iter().map(|p| p.label.as_str()).collect();
+            writeln!(f, "timeline      every 60 s: seconds, RSS MiB ({}), Redis MiB", labels.join(", "))?;
+            for (t, rss, redis) in &self.timeline {
+                let rss: Vec<String> = rss.iter().map(|r| format!("{r:.0}")).collect();
+                writeln!(f, "              {t:>5} s  {}  {redis:.1}", rss.join(" "))?;
+            }
         }
         if let Some(r) = &self.redis {
             writeln!(

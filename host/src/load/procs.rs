@@ -61,7 +61,13 @@ impl RedisSample {
 pub struct Peaks {
     pub rss_peak_mib: Vec<f64>,
     pub redis_clients_peak: u64,
+    /// Every `TIMELINE_EVERY`: seconds since the start, RSS (MiB) per watched process, Redis
+    /// used memory (MiB): what a soak run reads for growth.
+    pub timeline: Vec<(u64, Vec<f64>, f64)>,
 }
+
+/// How often the timeline is sampled.
+const TIMELINE_EVERY: u64 = 60;
 
 /// Samples once a second until `stop` turns true.
 pub async fn sample_peaks(
@@ -69,22 +75,31 @@ pub async fn sample_peaks(
     mut redis: Option<redis::aio::MultiplexedConnection>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Peaks {
-    let mut peaks = Peaks { rss_peak_mib: vec![0.0; watch.len()], redis_clients_peak: 0 };
+    let mut peaks = Peaks { rss_peak_mib: vec![0.0; watch.len()], ..Peaks::default() };
     let mut tick = tokio::time::interval(Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let mut seconds = 0u64;
     loop {
         tokio::select! {
             _ = stop.changed() => return peaks,
             _ = tick.tick() => {
+                let mut rss = Vec::with_capacity(watch.len());
                 for (peak, (_, pid)) in peaks.rss_peak_mib.iter_mut().zip(&watch) {
-                    if let Some(s) = ProcSample::read(*pid) {
-                        *peak = peak.max(s.rss_mib);
-                    }
+                    let now = ProcSample::read(*pid).map_or(0.0, |s| s.rss_mib);
+                    *peak = peak.max(now);
+                    rss.push(now);
                 }
+                let mut redis_mib = 0.0;
                 if let Some(conn) = redis.as_mut()
                     && let Ok(s) = RedisSample::read(conn).await
                 {
                     peaks.redis_clients_peak = peaks.redis_clients_peak.max(s.clients);
+                    redis_mib = s.used_memory_mib;
                 }
+                if seconds % TIMELINE_EVERY == 0 {
+                    peaks.timeline.push((started.elapsed().as_secs(), rss, redis_mib));
+                }
+                seconds += 1;
             }
         }
     }
