@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One point of the end-to-end capacity curve (docs/performance.md, "Capacity and scale-out"):
-# a private redis-server, `kiki gateway` and `kiki worker` (the configured model, tiny.en int8
-# by default) as separate processes, and `kiki bench load` streaming SESSIONS sessions of the
+# a private redis-server, `kiki gateway` and `kiki worker` (tiny.en int8 unless
+# KIKI_MODEL__PRECISION says otherwise) as separate processes, and `kiki bench load` streaming SESSIONS sessions of the
 # espeak clips at real time for DURATION seconds, watching all three processes.
 #
 #   bash scripts/capacity.sh SESSIONS [DURATION_S]       (after `make build`)
@@ -27,6 +27,7 @@ redis-server --port "$rport" --save "" --appendonly no >/dev/null &
 pids+=($!)
 redis_pid=$!
 export KIKI_REDIS_URL="redis://127.0.0.1:$rport/"
+export KIKI_MODEL__PRECISION=${KIKI_MODEL__PRECISION:-int8}
 until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.1; done
 
 KIKI_LISTEN="127.0.0.1:$gport" "$kiki" gateway >/tmp/kiki-capacity-gateway.log 2>&1 &

@@ -96,7 +96,7 @@ pub async fn sample_peaks(
                     peaks.redis_clients_peak = peaks.redis_clients_peak.max(s.clients);
                     redis_mib = s.used_memory_mib;
                 }
-                if seconds % TIMELINE_EVERY == 0 {
+                if seconds.is_multiple_of(TIMELINE_EVERY) {
                     peaks.timeline.push((started.elapsed().as_secs(), rss, redis_mib));
                 }
                 seconds += 1;
