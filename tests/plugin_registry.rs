@@ -150,6 +150,70 @@ async fn with_on_failure_error_a_failing_segmenter_ends_its_session() {
     assert!(matches!(m, ServerMessage::Ready { .. }), "{m:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_default_segmenter_that_fails_on_every_call_is_restarted_twice_then_the_session_ends() {
+    let dir = plugin_dir(&["echo@0.1.0"]);
+    let mut cfg = test_config();
+    cfg.plugins.dir = Some(dir.path().to_path_buf());
+    cfg.plugins.segmenter = "echo".into();
+    cfg.plugins.watch_ms = 0;
+    let stack = Stack::gateway_only(cfg).await;
+    // The default itself, with an option that makes every push run out of fuel: a restart
+    // fed the same audio fails the same way, so the audio is skipped, then the session ends
+    // (rather than restarting and replaying for ever).
+    let (mut c, m) = start(&stack, json!({"plugins": {"segmenter": {"spin": true}}})).await;
+    assert!(matches!(m, ServerMessage::Ready { .. }), "{m:?}");
+    let mut errors = Vec::new();
+    let mut ended = false;
+    for _ in 0..4 {
+        c.send_binary(vec![0; 640]).await;
+        while let Some(m) = c.recv(Duration::from_secs(3)).await {
+            match m {
+                ServerMessage::Error { code: ErrorCode::PluginFailed, message, .. } => errors.push(message),
+                ServerMessage::End { .. } => ended = true,
+                other => panic!("{other:?}"),
+            }
+            if ended {
+                break;
+            }
+        }
+        if ended {
+            break;
+        }
+    }
+    assert!(ended, "{errors:?}");
+    assert_eq!(errors.len(), 4, "{errors:?}");
+    assert!(errors[0].contains("restarted it"), "{errors:?}");
+    assert!(errors[1].contains("restarted it") && errors[2].contains("is skipped"), "{errors:?}");
+    assert!(errors[3].contains("3 times in a row"), "{errors:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_longer_than_the_gateway_keeps_is_reported_not_silently_cut() {
+    let dir = plugin_dir(&["echo@0.1.0"]);
+    let mut cfg = test_config();
+    cfg.plugins.dir = Some(dir.path().to_path_buf());
+    cfg.plugins.allow.segmenter = vec!["echo".into()];
+    cfg.plugins.watch_ms = 0;
+    cfg.gateway.max_segment_s = 1;
+    let stack = Stack::gateway_only(cfg).await;
+    // Finals every 2 s of audio, the gateway keeping 1 s.
+    let (mut c, m) = start(&stack, json!({"plugins": {"segmenter": {"name": "echo", "every": 32_000}}})).await;
+    let ServerMessage::Ready { session, .. } = m else { panic!("{m:?}") };
+    let tone: Vec<f32> = (0..40_000).map(|i| (i as f32 * 0.05).sin() * 0.3).collect();
+    c.stream(&tone, 8.0).await;
+    match c.recv(Duration::from_secs(5)).await {
+        Some(ServerMessage::Error { code: ErrorCode::PluginFailed, segment: Some(_), message, .. }) => {
+            assert!(message.contains("its first 1000 ms were not kept"), "{message}")
+        }
+        other => panic!("expected plugin_failed for the segment, got {other:?}"),
+    }
+    // The part that was kept is queued all the same.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let lengths = task_lengths(&stack).await;
+    assert_eq!(lengths.get(&session).map(|v| v[0]), Some(1000), "{lengths:?}");
+}
+
 /// Finals of one utterance streamed with `start`'s options: (text, errors).
 async fn transcribe(stack: &Stack, audio: &[f32], options: Value) -> (String, Vec<String>) {
     let (mut c, m) = start(stack, options).await;
@@ -222,6 +286,20 @@ async fn result_plugins_are_chosen_per_session_and_hot_swapped_through_the_admin
     let (code, body) = http(stack.addr, "PUT", "/admin/plugins/files/text@0.2.0.wasm", &shouting).await.unwrap();
     assert_eq!(code, 201, "{body}");
     assert!(body.contains("\"kind\":\"postprocessor\""), "{body}");
+    // Versions are immutable: the same bytes again are a no-op, other bytes a conflict.
+    let (code, body) = http(stack.addr, "PUT", "/admin/plugins/files/text@0.2.0.wasm", &shouting).await.unwrap();
+    assert_eq!((code, body.contains("unchanged")), (200, true), "{body}");
+    let other = std::fs::read(dir.path().join("text@0.1.0.wasm")).unwrap();
+    let (code, body) = http(stack.addr, "PUT", "/admin/plugins/files/text@0.2.0.wasm", &other).await.unwrap();
+    assert_eq!(code, 409, "{body}");
+    // Names and versions that no plugin file can have are refused before anything is touched.
+    for bad in ["name=..%2Fx&version=1", "name=text&version=..", "name=&version=1"] {
+        let (code, body) =
+            http(stack.addr, "POST", &format!("/admin/plugins/postprocessor/activate?{bad}"), b"").await.unwrap();
+        assert_eq!(code, 400, "{bad}: {body}");
+    }
+    let (code, body) = http(stack.addr, "POST", "/admin/plugins/postprocessor/default?name=", b"").await.unwrap();
+    assert_eq!(code, 400, "{body}");
     let (code, body) =
         http(stack.addr, "POST", "/admin/plugins/postprocessor/activate?name=text&version=0.2.0", b"").await.unwrap();
     assert_eq!(code, 200, "{body}");
@@ -245,6 +323,10 @@ async fn result_plugins_are_chosen_per_session_and_hot_swapped_through_the_admin
     wait_for_worker(&stack, "shout@0.1.0").await;
     let (text, _) = transcribe(&stack, &audio, json!({})).await;
     assert!(is_shouted(&text), "{text:?}");
+    // A session that names the default gets its options passed on all the same.
+    let (text, _) =
+        transcribe(&stack, &audio, json!({"plugins": {"postprocessor": {"name": "shout", "suffix": "?"}}})).await;
+    assert!(is_shouted(&text) && text.ends_with('?'), "{text:?}");
     // The listing shows the deployment's record and the files with their manifests.
     let (code, body) = http_get(stack.addr, "/admin/plugins").await.unwrap();
     let v: Value = serde_json::from_str(&body).unwrap();

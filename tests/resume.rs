@@ -84,3 +84,26 @@ async fn a_forged_or_unknown_token_is_not_recovered_and_starts_fresh() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_pause_moves_the_resume_point_so_the_client_need_not_keep_it() {
+    let _g = serial().await;
+    let stack = Stack::gateway_only(test_config()).await;
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start"})).await;
+    let Some(ServerMessage::Ready { resume_token, .. }) = c.recv(Duration::from_secs(5)).await else { panic!() };
+    // Twelve seconds of silence and no final: the segmenter releases the pause as it goes.
+    c.stream(&vec![0.0; 12 * 16_000], 8.0).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(c);
+
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start", "resume": {"token": resume_token, "last_seq": 0}})).await;
+    match c.recv(Duration::from_secs(5)).await {
+        // Saved every 5 s of a pause: at 10 s less the segmenter's pre-roll.
+        Some(ServerMessage::Ready { recovered: Some(true), position_ms: Some(p), .. }) => {
+            assert!((9_000..=12_000).contains(&p), "position {p} ms");
+        }
+        other => panic!("expected a recovered ready with its position, got {other:?}"),
+    }
+}

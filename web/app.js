@@ -13,6 +13,8 @@ const RATE = 16000;
 const FRAME_MS = 40;
 /** Audio kept while the socket is down, replayed on reconnect (older frames are dropped). */
 const MAX_QUEUE_MS = 15000;
+// Most silence sent in place of audio no longer kept, after a resume (the server keeps 30 s).
+const MAX_PAD_S = 30;
 const BACKOFF_BASE_MS = 500;
 const BACKOFF_MAX_MS = 15000;
 
@@ -328,8 +330,19 @@ class Stream {
         } else if (typeof msg.position_ms === "number") {
           // The server goes on from the end of the last final: what the lost connection carried
           // after it is sent again, so no word is lost and both clocks agree.
-          const from = (msg.position_ms * RATE) / 1000;
-          const again = this.sent.filter((f) => f.at + f.buf.byteLength / 2 > from).map((f) => f.buf);
+          const from = Math.round((msg.position_ms * RATE) / 1000);
+          const kept = this.sent.filter((f) => f.at + f.buf.byteLength / 2 > from);
+          const again = [];
+          // What this tab no longer keeps (a long pause after the last final) goes as silence,
+          // so that the server's clock and ours still agree.
+          let gap = Math.min((kept.length ? kept[0].at : this.sentSamples) - from, MAX_PAD_S * RATE);
+          while (gap > 0) {
+            const n = Math.min(gap, RATE);
+            again.push(new ArrayBuffer(n * 2));
+            gap -= n;
+          }
+          // The frame the resume point falls in is cut there.
+          for (const f of kept) again.push(f.at < from ? f.buf.slice((from - f.at) * 2) : f.buf);
           this.sent = [];
           this.sentSamples = from;
           this.queue = again.concat(this.queue);
@@ -349,7 +362,11 @@ class Stream {
         this.h.onSegment(msg, this.offsetMs);
         break;
       case "error":
-        if (typeof msg.segment === "number") {
+        if (typeof msg.segment === "number" && msg.code === "plugin_failed") {
+          // A plugin failed on that segment, but its final comes all the same (unprocessed, or
+          // shortened): a notice, not a failed segment.
+          this.h.onNotice(`Segment ${msg.segment}: ${msg.message}`);
+        } else if (typeof msg.segment === "number") {
           this.h.onSegmentError(msg, this.offsetMs);
         } else {
           this.h.onError(`Server error (${msg.code}): ${msg.message}`);

@@ -66,7 +66,11 @@ pub async fn run(cfg: Config, topo: Topology, shutdown: Shutdown) -> anyhow::Res
     let mut procs = Vec::new();
     for i in 0..topo.gateways {
         let mut addr = cfg.listen;
-        addr.set_port(cfg.listen.port() + i as u16);
+        let port = u16::try_from(i)
+            .ok()
+            .and_then(|i| cfg.listen.port().checked_add(i))
+            .with_context(|| format!("{} gateways from port {} run past 65535", topo.gateways, cfg.listen.port()))?;
+        addr.set_port(port);
         let id = format!("gw{}", i + 1);
         let mut cmd = child(&exe, "gateway", &topo, &url);
         cmd.env("KIKI_LISTEN", addr.to_string()).env("KIKI_GATEWAY__ID", &id);

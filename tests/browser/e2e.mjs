@@ -353,6 +353,56 @@ describe("kiki in a real browser", () => {
     await page.screenshot({ path: path.join(ARTIFACTS, "index-phone.png"), fullPage: true });
   });
 
+  it("resumes after the connection drops mid-recording, on the same clock", async () => {
+    await page.bringToFront();
+    await page.setViewportSize({ width: 1200, height: 900 });
+    // Every socket of the page goes through Playwright, which can close the server's side.
+    const links = [];
+    await page.routeWebSocket(
+      (url) => url.pathname === "/ws",
+      (ws) => {
+        links.push(ws.connectToServer());
+      },
+    );
+    // The route is installed into documents loaded from now on.
+    await page.reload();
+    await page.getByRole("button", { name: "Start recording" }).waitFor();
+    const finals = () => page.locator("#finals li.seg:not(.failed)").count();
+    const finalsAbove = (n) =>
+      page.waitForFunction((n) => document.querySelectorAll("#finals li.seg:not(.failed)").length > n, n, {
+        timeout: WORDS_TIMEOUT_MS,
+        polling: 200,
+      });
+    const before = await finals();
+    await page.getByRole("button", { name: "Start recording" }).click();
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 15_000 });
+    await finalsAbove(before);
+
+    // The network drops under the page; it reconnects by itself and resumes the session.
+    const dropped = await finals();
+    await links[0].close();
+    await page.waitForSelector('#conn[data-state="reconnecting"]', { timeout: 10_000 });
+    await page.waitForSelector('#conn[data-state="live"]', { timeout: 20_000 });
+    assert.ok(links.length >= 2, "the page opened no new socket");
+    await finalsAbove(dropped);
+
+    await page.getByRole("button", { name: "Stop recording" }).click();
+    await page.waitForSelector('#conn[data-state="idle"]', { timeout: 70_000 });
+    const alert = page.locator("#alert");
+    // A session that could not be resumed says so ("Reconnected as a new session ...").
+    assert.ok(await alert.isHidden(), `the page shows a message: ${await alert.textContent()}`);
+    // One clock across both sockets: each final starts after the one before it ended.
+    const secs = (t) => t.split(":").reduce((acc, x) => acc * 60 + Number(x), 0);
+    const spans = (await page.locator("#finals li.seg:not(.failed) .time").allTextContents())
+      .slice(before)
+      .map((t) => t.split(" – ").map(secs));
+    assert.ok(spans.length >= 2, `too few finals: ${JSON.stringify(spans)}`);
+    for (let i = 1; i < spans.length; i++) {
+      assert.ok(spans[i][0] >= spans[i - 1][1] - 0.25, `finals out of order or overlapping: ${JSON.stringify(spans)}`);
+    }
+    await page.screenshot({ path: path.join(ARTIFACTS, "index-resumed.png"), fullPage: true });
+  });
+
   it("logged no page errors", () => {
     assert.deepEqual(problems, []);
   });

@@ -125,7 +125,8 @@ pub async fn get_file<C: ConnectionLike + Send + Sync>(
     Ok(Some((wasm, manifest)))
 }
 
-async fn previous<C: ConnectionLike + Send + Sync>(
+/// The versions `name` replaced, newest last (what rollback goes back to).
+pub async fn previous<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
     keys: &Keys,
     kind: &str,

@@ -51,6 +51,23 @@ pub struct Which {
     version: Option<String>,
 }
 
+impl Which {
+    /// A 400 answer when a name or version given is not one a plugin file can have.
+    fn check(&self) -> Result<(), Box<Response>> {
+        for (what, v) in [("name", &self.name), ("version", &self.version)] {
+            if let Some(v) = v
+                && !registry::valid_part(v)
+            {
+                return Err(Box::new(fail(
+                    StatusCode::BAD_REQUEST,
+                    format!("{what} `{v}` is not valid: use letters, digits, `.`, `_` and `-`, not first `.`"),
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn fail(code: StatusCode, msg: impl std::fmt::Display) -> Response {
     (code, Json(serde_json::json!({ "error": msg.to_string() }))).into_response()
 }
@@ -110,6 +127,9 @@ pub async fn activate(
     if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
         return denied.into_response();
     }
+    if let Err(bad) = w.check() {
+        return *bad;
+    }
     let (Some(name), Some(version)) = (w.name, w.version) else {
         return fail(StatusCode::BAD_REQUEST, "name and version are required");
     };
@@ -166,6 +186,9 @@ pub async fn rollback(
     if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
         return denied.into_response();
     }
+    if let Err(bad) = w.check() {
+        return *bad;
+    }
     let kind = match kind_of(&kind) {
         Ok(k) => k,
         Err(r) => return *r,
@@ -212,6 +235,9 @@ pub async fn set_default(
 ) -> Response {
     if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
         return denied.into_response();
+    }
+    if let Err(bad) = w.check() {
+        return *bad;
     }
     let kind = match kind_of(&kind) {
         Ok(k) => k,
@@ -278,6 +304,26 @@ pub async fn upload(
     let Some(parsed) = registry::parse_file_name(Path::new(&file)).filter(|_| !file.contains('/')) else {
         return fail(StatusCode::BAD_REQUEST, "file name must be NAME@VERSION.wasm or NAME@VERSION.toml");
     };
+    // A version, once stored (here, or in the deployment's store by another node), is what it
+    // is: rollbacks and other nodes rely on it. The same bytes again go through (and are stored
+    // where they are missing).
+    let mut conn = state.redis.clone();
+    let stored_copy = match plugin_record::get_file(&mut conn, &state.keys, &parsed.label()).await {
+        Ok(f) => f.map(|(wasm, _)| wasm),
+        Err(e) => return fail(StatusCode::SERVICE_UNAVAILABLE, format!("reading the deployment's store: {e}")),
+    };
+    let local = std::fs::read(dir.join(&file)).ok();
+    if let Some(existing) = local.as_ref().or(stored_copy.as_ref())
+        && existing.as_slice() != body.as_ref()
+    {
+        return fail(
+            StatusCode::CONFLICT,
+            format!("{file} exists with other contents; versions are immutable, upload a new version"),
+        );
+    }
+    if local.is_some() && stored_copy.is_some() {
+        return (StatusCode::OK, Json(serde_json::json!({ "stored": file, "unchanged": true }))).into_response();
+    }
     // Checked under its final name in a private folder, so the manifest beside it is read.
     let staging = dir.join(format!(".upload-{}", crate::ids::short()));
     let staged = staging.join(&file);
@@ -295,7 +341,6 @@ pub async fn upload(
     let checked = check_any(&state, registry::PluginFile { path: staged.clone(), ..parsed.clone() }).await;
     // Into the deployment's store first: the directory watchers leave stored files alone, so an
     // upload goes live only when it is activated.
-    let mut conn = state.redis.clone();
     let stored = match checked {
         Ok(kind) => match sync::store_file(&staging, &mut conn, &state.keys, &parsed.label()).await {
             Ok(()) => std::fs::rename(&staged, dir.join(&file)).map(|()| kind).map_err(|e| e.to_string()),

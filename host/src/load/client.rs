@@ -156,7 +156,10 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> Se
                 let peak = speech.iter().fold(0.0f32, |m, s| m.max(s.abs()));
                 let last = frames.iter().rposition(|f| f.iter().any(|s| s.abs() > peak * 0.05)).unwrap_or(0);
                 for (i, f) in frames.iter().enumerate() {
-                    pending.push((frame_no, crate::audio::to_s16le(f), i == last));
+                    // Every frame whole, so that frame n starts at sample n * frame (resume).
+                    let mut pcm = crate::audio::to_s16le(f);
+                    pcm.resize(frame * 2, 0);
+                    pending.push((frame_no, pcm, i == last));
                     frame_no += 1;
                 }
                 let end_ms = start_ms + ((last + 1) * frame) as u64 / 16;
@@ -201,8 +204,16 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> Se
                             // The server goes on from the end of the last final: resend what
                             // followed it (it is due already, so it goes at once).
                             if let Some(from) = ready.position_ms {
-                                let first = from / opts.frame_ms.max(1);
-                                pending.extend(history.iter().rev().filter(|(n, _, _)| *n >= first).cloned());
+                                let from = from as usize * 16;
+                                let first = (from / frame) as u64;
+                                let again = history.iter().rev().filter(|(n, _, _)| *n >= first).cloned();
+                                // The frame the resume point falls in is cut there. A frame
+                                // cut at an earlier resume holds the end of frame n only.
+                                pending.extend(again.map(|(n, pcm, last)| {
+                                    let start = (n as usize + 1) * frame - pcm.len() / 2;
+                                    let skip = from.saturating_sub(start) * 2;
+                                    (n, pcm[skip.min(pcm.len())..].to_vec(), last)
+                                }));
                                 history.retain(|(n, _, _)| *n < first);
                             }
                             // A `stop` sent to the lost socket is sent again after the resent audio.

@@ -25,10 +25,19 @@ impl PluginFile {
 pub fn parse_file_name(path: &Path) -> Option<PluginFile> {
     let stem = path.file_name()?.to_str()?.strip_suffix(".wasm")?;
     let (name, version) = stem.split_once('@')?;
-    if name.is_empty() || version.is_empty() {
+    if !valid_part(name) || !valid_part(version) {
         return None;
     }
     Some(PluginFile { name: name.into(), version: version.into(), path: path.to_path_buf() })
+}
+
+/// Whether `s` may be a plugin's name or version: letters, digits, `.`, `_` and `-`, not
+/// starting with a dot (so that neither can reach outside the plugin directory).
+pub fn valid_part(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with('.')
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 /// Every plugin file in `dir`.

@@ -57,12 +57,16 @@ pub async fn rollback<P: Plugin>(
     keys: &Keys,
     name: &str,
 ) -> Result<Arc<P>, SyncError> {
-    let Some(version) = plugin_record::rollback(conn, keys, kind_key::<P>(), name).await? else {
+    let recorded = plugin_record::previous(conn, keys, kind_key::<P>(), name).await?;
+    let Some(version) = recorded.last() else {
         // Nothing recorded (e.g. only local activations): the local stack decides.
         return Ok(catalog.rollback(name)?);
     };
+    // The record moves back only once the earlier version runs here.
     fetch_if_missing(catalog.dir(), conn, keys, &format!("{name}@{version}")).await?;
-    Ok(catalog.activate(name, &version).await?)
+    let plugin = catalog.activate(name, version).await?;
+    plugin_record::rollback(conn, keys, kind_key::<P>(), name).await?;
+    Ok(plugin)
 }
 
 /// Makes `name` this kind's default, here and in the record.
@@ -151,6 +155,9 @@ pub async fn run<P: Plugin>(catalog: Arc<Catalog<P>>, mut conn: Conn, keys: Keys
             _ = tick.tick() => {}
         }
         for file in catalog.newer_files() {
+            if still_being_written(&file.path) {
+                continue;
+            }
             let label = file.label();
             if !seen.insert(label.clone()) || in_store(&mut conn, &keys, &label).await {
                 // Files uploaded through the admin API, or fetched from another node, are in
@@ -166,6 +173,13 @@ pub async fn run<P: Plugin>(catalog: Arc<Catalog<P>>, mut conn: Conn, keys: Keys
             tracing::debug!(kind = catalog.kind(), "plugin record not applied: {e}");
         }
     }
+}
+
+/// Modified within the last half second: maybe a copy in progress, so it is looked at on a
+/// later tick rather than compiled half-written (and rejected for good).
+fn still_being_written(path: &Path) -> bool {
+    let age = path.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+    age.is_some_and(|a| a < Duration::from_millis(500))
 }
 
 /// Files present now: only files that appear later are activated by the watcher, so that a

@@ -14,7 +14,8 @@ use crate::channels::{Conn, Keys};
 use crate::config::OnFailure;
 use crate::metrics::Metrics;
 use crate::plugins::{
-    Catalog, CutKind, Plugin, PluginError, PostprocessorPlugin, Route, RouterPlugin, SessionOptions, Transcript, sync,
+    Catalog, CatalogError, CutKind, Plugin, PluginError, PostprocessorPlugin, Route, RouterPlugin, SessionOptions,
+    Transcript, sync,
 };
 use crate::shutdown::Shutdown;
 
@@ -115,8 +116,8 @@ impl Pipeline {
         {
             let choice = task.meta.postprocessor.as_ref();
             let out = self
-                .call(catalog, choice, &mut errors, |p, default| {
-                    p.process(&transcript, &options(if default { None } else { choice }))
+                .call(catalog, choice, &mut errors, |p, fallback| {
+                    p.process(&transcript, &options(if fallback { None } else { choice }))
                 })
                 .await;
             if let Some(t) = out {
@@ -127,8 +128,8 @@ impl Pipeline {
         let routes = match &self.router {
             Some(catalog) => {
                 let choice = task.meta.router.as_ref();
-                self.call(catalog, choice, &mut errors, |r, default| {
-                    r.route(&transcript, &options(if default { None } else { choice }), 0, room_members.clone())
+                self.call(catalog, choice, &mut errors, |r, fallback| {
+                    r.route(&transcript, &options(if fallback { None } else { choice }), 0, room_members.clone())
                 })
                 .await
                 .unwrap_or_else(|| vec![Route::Owner])
@@ -144,8 +145,10 @@ impl Pipeline {
         Outcome { text: transcript.text, words, routes, plugin_error }
     }
 
-    /// Runs `f` on the session's plugin of a kind; on failure, by policy, on the kind's default
-    /// (`f`'s flag says which). `None`: no plugin gave an answer (the caller uses the raw result).
+    /// Runs `f` on the session's plugin of a kind; on failure, by policy, on the kind's default.
+    /// `f`'s flag is set when it runs a plugin other than the one the session asked for (so the
+    /// session's options, meant for that plugin, are not passed on). `None`: no plugin gave an
+    /// answer (the caller uses the raw result).
     async fn call<P: Plugin, T>(
         &self,
         catalog: &Catalog<P>,
@@ -154,18 +157,20 @@ impl Pipeline {
         f: impl Fn(&P, bool) -> Result<T, PluginError>,
     ) -> Option<T> {
         let name = choice.map(|c| c.name.as_str()).filter(|n| !n.is_empty());
-        let chosen = match catalog.get(name).await {
-            Ok(p) => p,
+        let (chosen, swapped) = match catalog.get(name).await {
+            Ok(p) => (p, false),
+            // No default deployed: warned at start, results go out unprocessed, not as errors.
+            Err(CatalogError::NotFound { .. }) if name.is_none() => (None, false),
             Err(e) => {
                 // Named, but not runnable here: say so, and serve the default.
                 self.metrics.plugin_errors.inc();
                 errors.push(e.to_string());
-                catalog.default_plugin()
+                (catalog.default_plugin(), true)
             }
         };
         let chosen = chosen?;
         let is_default = chosen.name() == catalog.default_name();
-        let err = match f(&chosen, is_default) {
+        let err = match f(&chosen, swapped) {
             Ok(v) => return Some(v),
             Err(e) => e,
         };

@@ -53,8 +53,10 @@ impl Choices {
         Ok(out)
     }
 
-    /// Checks the result plugins' names against the allow-list and their options against the
-    /// manifests in this gateway's plugin directory (the workers check again with theirs).
+    /// Checks the result plugins' names against the allow-list (plus the configured default)
+    /// and their options against the manifests in this gateway's plugin directory. A default
+    /// changed at run time through the admin API is not known here: a session may name it only
+    /// when it is in `[plugins.allow]` too (sessions that name no plugin get it regardless).
     pub fn check_result_plugins(&self, cfg: &Config) -> Result<(), ServerMessage> {
         let p = &cfg.plugins;
         for (kind, choice, default, allowed) in [

@@ -28,6 +28,8 @@ use super::choices::{self, Choices};
 const KEEP_BEFORE: u64 = SAMPLE_RATE as u64;
 /// Widest beam a session may ask for: each beam is one more decoder row per step.
 const MAX_BEAM: u8 = 8;
+/// How far a release must move the resume point before it is written (5 s of audio).
+const RELEASE_SAVE_EVERY: u64 = 5 * SAMPLE_RATE as u64;
 /// Whisper keeps at most 223 prompt tokens; this is a generous bound on the text.
 const MAX_PROMPT_BYTES: usize = 2_000;
 /// A client-cut utterance shorter than this is answered with an empty final, without a task.
@@ -53,12 +55,21 @@ pub struct Live {
     /// The result plugins the session chose, passed to the workers with each task.
     postprocessor: Option<PluginChoice>,
     router: Option<PluginChoice>,
-    /// The segmenter failed and `plugins.on_failure = "error"`: the session ends.
+    /// The segmenter failed and `plugins.on_failure = "error"` (or kept failing): the session ends.
     failed: bool,
+    /// Segmenter failures since it last handled audio: bounds the restart-and-replay loop when
+    /// the audio itself makes the plugin fail every time.
+    seg_failures: u32,
+    /// Segmenter failures in all (each one replaced the instance).
+    seg_restarts: u64,
     /// Absolute sample at which the current segmenter instance started.
     seg_offset: u64,
-    /// End of the last final cut: where a replacement instance takes over.
+    /// End of the last final cut (or a later release): where a replacement instance takes over.
     last_final_end: u64,
+    /// The resume point last written to Redis.
+    progress_saved: u64,
+    /// Messages for the client raised while queueing a cut.
+    notices: Vec<ServerMessage>,
     /// Recent audio at 16 kHz, by absolute sample.
     buf: AudioBuf,
     /// Absolute sample at which this connection's audio began (a resumed session's clock goes on).
@@ -198,9 +209,13 @@ impl Live {
             postprocessor: choices.postprocessor,
             router: choices.router,
             failed: false,
+            seg_failures: 0,
+            seg_restarts: 0,
             // A resumed session's clock goes on from where its last final left it.
             seg_offset: position,
             last_final_end: position,
+            progress_saved: position,
+            notices: Vec::new(),
             first_position: position,
             buf: AudioBuf::new(position, state.cfg.gateway.max_segment_s.max(1) as usize * SAMPLE_RATE as usize),
             segment: next_segment,
@@ -316,6 +331,17 @@ impl Live {
         plugin: Arc<SegmenterPlugin>,
         replies: &mut Vec<ServerMessage>,
     ) {
+        self.open_segmenter(state, plugin, true, replies).await;
+    }
+
+    /// Replaces the instance; with `replay`, the new one is fed the audio since the last final.
+    async fn open_segmenter(
+        &mut self,
+        state: &Arc<AppState>,
+        plugin: Arc<SegmenterPlugin>,
+        replay: bool,
+        replies: &mut Vec<ServerMessage>,
+    ) {
         let fresh = match plugin.open(SAMPLE_RATE, &self.seg_options) {
             Ok(f) => f,
             Err(e) => {
@@ -326,6 +352,11 @@ impl Live {
         };
         tracing::debug!(session = %self.id, from = %self.segmenter.label(), to = %fresh.label(), "segmenter switched");
         self.segmenter = fresh;
+        if !replay {
+            self.seg_offset = self.buf.end();
+            self.last_final_end = self.buf.end();
+            return;
+        }
         // From the last final boundary, or from what is still kept if the old instance
         // released audio after it.
         let (from, end) = self.buf.clamp(self.last_final_end, self.buf.end());
@@ -359,9 +390,19 @@ impl Live {
         if self.failed {
             return Vec::new();
         }
-        let offset = self.seg_offset;
-        let cuts = self.segmenter.flush().map(|c| shift(c, offset));
-        self.apply_cuts(state, cuts).await
+        let mut replies = Vec::new();
+        // A flush that fails hands the audio to a fresh instance, which is flushed in turn
+        // (twice at most: a plugin may fail at every flush).
+        for _ in 0..3 {
+            let restarts = self.seg_restarts;
+            let offset = self.seg_offset;
+            let cuts = self.segmenter.flush().map(|c| shift(c, offset));
+            replies.extend(self.apply_cuts(state, cuts).await);
+            if self.failed || self.seg_restarts == restarts {
+                break;
+            }
+        }
+        replies
     }
 
     async fn apply_cuts(
@@ -371,7 +412,10 @@ impl Live {
     ) -> Vec<ServerMessage> {
         let mut replies = Vec::new();
         let cuts = match cuts {
-            Ok(c) => c,
+            Ok(c) => {
+                self.seg_failures = 0;
+                c
+            }
             Err(e) => {
                 self.segmenter_failed(state, e, &mut replies).await;
                 return replies;
@@ -381,12 +425,14 @@ impl Live {
         for cut in cuts {
             if cut.is_release() {
                 self.buf.forget_before(cut.start);
+                self.save_release(state, cut.start, false).await;
                 continue;
             }
             boundary |= cut.kind == CutKind::Final;
             if let Err(e) = self.enqueue(state, cut).await {
                 replies.push(e);
             }
+            replies.append(&mut self.notices);
         }
         // A new version was activated: live sessions move to it at a segment boundary.
         if boundary
@@ -396,6 +442,21 @@ impl Live {
             self.switch_segmenter(state, live, &mut replies).await;
         }
         replies
+    }
+
+    /// The segmenter will not need audio before `at`: a resumed session may start there, so the
+    /// client need not keep what came before (a long silence after the last final). Saved at
+    /// most every few seconds per session, unless `now`.
+    async fn save_release(&mut self, state: &Arc<AppState>, at: u64, now: bool) {
+        if at < self.progress_saved + if now { 0 } else { RELEASE_SAVE_EVERY } {
+            return;
+        }
+        self.progress_saved = at;
+        self.last_final_end = self.last_final_end.max(at);
+        let mut conn = state.redis.clone();
+        if let Err(e) = results::set_progress(&mut conn, &state.keys, &self.id, self.segment, at).await {
+            tracing::debug!(session = %self.id, "resume point not saved: {e}");
+        }
     }
 
     /// The instance trapped, ran out of fuel or memory: it is unusable. By policy the session
@@ -408,6 +469,16 @@ impl Live {
     ) {
         state.metrics.plugin_errors.inc();
         tracing::warn!(session = %self.id, "segmenter failed: {e}");
+        self.seg_failures += 1;
+        self.seg_restarts += 1;
+        if self.seg_failures > 2 {
+            self.failed = true;
+            replies.push(ServerMessage::error(
+                ErrorCode::PluginFailed,
+                format!("{e}; the segmenter failed {} times in a row, the session ends", self.seg_failures),
+            ));
+            return;
+        }
         if state.cfg.plugins.on_failure == OnFailure::Error {
             self.failed = true;
             replies.push(ServerMessage::error(ErrorCode::PluginFailed, format!("{e}; the session ends")));
@@ -436,15 +507,49 @@ impl Live {
                 state.segmenters.live(&self.seg_name)
             }
         };
-        if let Some(p) = next {
-            self.switch_segmenter(state, p, replies).await;
+        // Once a fresh instance has failed on the same audio, that audio is skipped rather
+        // than fed to it again.
+        let Some(next) = next else { return };
+        let replay = self.seg_failures < 2;
+        if !replay {
+            let (from, to) = self.buf.clamp(self.last_final_end, self.buf.end());
+            replies.push(ServerMessage::error(
+                ErrorCode::PluginFailed,
+                format!(
+                    "the segmenter failed twice on the audio from {} ms to {} ms; that audio is skipped",
+                    from * 1000 / u64::from(SAMPLE_RATE),
+                    to * 1000 / u64::from(SAMPLE_RATE)
+                ),
+            ));
+            // A resumed session must not be fed that audio again either.
+            self.save_release(state, to, true).await;
         }
+        self.open_segmenter(state, next, replay, replies).await;
     }
 
     async fn enqueue(&mut self, state: &Arc<AppState>, cut: Cut) -> Result<(), ServerMessage> {
         let (start, end) = self.buf.clamp(cut.start, cut.end);
         if end <= start {
             return Ok(());
+        }
+        if start > cut.start && cut.kind == CutKind::Final {
+            // The segmenter let an utterance run past what the gateway keeps (a segmenter option
+            // above `gateway.max_segment_s`): say what was not transcribed rather than hide it.
+            state.metrics.plugin_errors.inc();
+            let mut notice = ServerMessage::error(
+                ErrorCode::PluginFailed,
+                format!(
+                    "the segmenter cut segment {} longer than gateway.max_segment_s ({} s): its first {} ms were \
+                     not kept; its final follows",
+                    self.segment,
+                    state.cfg.gateway.max_segment_s,
+                    (start - cut.start) * 1000 / u64::from(SAMPLE_RATE)
+                ),
+            );
+            if let ServerMessage::Error { segment, .. } = &mut notice {
+                *segment = Some(self.segment);
+            }
+            self.notices.push(notice);
         }
         let pcm = self.buf.s16le(start, end);
         self.enqueue_audio(state, cut.kind, start, end, &pcm).await
@@ -503,6 +608,7 @@ impl Live {
             // A resumed session goes on from the end of its last final (the client resends
             // from there; `ready.position_ms`).
             let _ = results::set_progress(&mut conn, &state.keys, &self.id, self.segment, end).await;
+            self.progress_saved = end;
             self.rev = 0;
             // Keep a little audio before the cut for the next utterance's pre-roll.
             self.buf.forget_before(end.saturating_sub(KEEP_BEFORE));
