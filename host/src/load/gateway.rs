@@ -1,6 +1,6 @@
-//! What the load tool reads from the gateway it drives: the frame-handling histogram from
-//! `/metrics` (before and after the run, so that the difference is the run's) and the workers'
-//! reports from `/api/stats` (so that a transport-only run says so).
+//! What the load tool reads from the gateway it drives: the frame-handling histogram and the
+//! workers' totals from `/metrics` (before and after the run, so that the difference is the
+//! run's) and the workers' models from `/api/stats` (so that a transport-only run says so).
 
 use std::time::Duration;
 
@@ -13,14 +13,19 @@ pub fn http_base(ws_url: &str) -> Option<String> {
     Some(format!("http://{host}"))
 }
 
+/// The gateway's `/metrics` page.
+async fn metrics_text(base: &str) -> Option<String> {
+    let (status, body) = crate::http_get::get(base, "/metrics", Duration::from_secs(5)).await.ok()?;
+    (status == 200).then_some(body)
+}
+
 /// Cumulative bucket counts of `kiki_frame_seconds`, by upper bound (seconds).
 #[derive(Debug, Clone, Default)]
 pub struct Histogram(Vec<(f64, f64)>);
 
 impl Histogram {
     pub async fn read(base: &str) -> Option<Self> {
-        let (status, body) = crate::http_get::get(base, "/metrics", Duration::from_secs(5)).await.ok()?;
-        (status == 200).then(|| Self::parse(&body, "kiki_frame_seconds_bucket"))
+        Some(Self::parse(&metrics_text(base).await?, "kiki_frame_seconds_bucket"))
     }
 
     /// The sum over several gateways (`None` if any cannot be read).
@@ -87,28 +92,35 @@ impl Histogram {
     }
 }
 
-/// The workers' reported totals, summed over the workers a gateway sees (from its `/metrics`).
-#[derive(Debug, Clone, Copy, Default)]
+/// The workers' reported totals, summed over the workers a gateway sees (from its `/metrics`):
+/// segments, audio transcribed and model time (so RTF = busy / audio).
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
 pub struct WorkerTotals {
     pub segments: f64,
-    pub audio_ms: f64,
-    pub busy_ms: f64,
+    pub audio_s: f64,
+    pub busy_s: f64,
 }
 
 impl WorkerTotals {
     pub async fn read(base: &str) -> Option<Self> {
-        let (status, body) = crate::http_get::get(base, "/metrics", Duration::from_secs(5)).await.ok()?;
-        if status != 200 {
-            return None;
-        }
+        let body = metrics_text(base).await?;
         let sum = |name: &str| -> f64 {
             body.lines().filter(|l| l.starts_with(name)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
         };
         Some(Self {
             segments: sum("kiki_worker_segments{"),
-            audio_ms: sum("kiki_worker_audio_ms{"),
-            busy_ms: sum("kiki_worker_busy_ms{"),
+            audio_s: sum("kiki_worker_audio_ms{") / 1e3,
+            busy_s: sum("kiki_worker_busy_ms{") / 1e3,
         })
+    }
+
+    /// What was done between `before` and `self`.
+    pub fn since(&self, before: &Self) -> Self {
+        Self {
+            segments: (self.segments - before.segments).max(0.0),
+            audio_s: (self.audio_s - before.audio_s).max(0.0),
+            busy_s: (self.busy_s - before.busy_s).max(0.0),
+        }
     }
 }
 

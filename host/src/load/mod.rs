@@ -80,11 +80,8 @@ pub struct LoadReport {
     /// The models of the workers the gateway saw at the end (`none (transport only ...)` when
     /// the run measured the channels alone).
     pub workers: Vec<String>,
-    /// What the workers did during the run, from their reports: segments, audio transcribed
-    /// and model time (so RTF = busy / audio, throughput = audio / wall).
-    pub worker_segments: f64,
-    pub worker_audio_s: f64,
-    pub worker_busy_s: f64,
+    /// What the workers did during the run, from their reports (throughput = audio / wall).
+    pub worker_totals: Option<gateway::WorkerTotals>,
     /// Once a minute: (seconds, RSS MiB per watched process, Redis used memory MiB).
     pub timeline: Vec<(u64, Vec<f64>, f64)>,
 }
@@ -216,10 +213,8 @@ pub async fn run(opts: LoadOptions) -> anyhow::Result<LoadReport> {
         Some(b) => gateway::WorkerTotals::read(b).await,
         None => None,
     };
-    if let (Some(a), Some(b)) = (workers_before, workers_after) {
-        report.worker_segments = (b.segments - a.segments).max(0.0);
-        report.worker_audio_s = (b.audio_ms - a.audio_ms).max(0.0) / 1e3;
-        report.worker_busy_s = (b.busy_ms - a.busy_ms).max(0.0) / 1e3;
+    if let (Some(before), Some(after)) = (workers_before, workers_after) {
+        report.worker_totals = Some(after.since(&before));
     }
     if let (Some(before), Some(after)) = (frames_before, gateway::Histogram::read_all(&bases).await) {
         report.frame_handling_ms = Some(after.since(&before));
@@ -266,9 +261,7 @@ fn summarise(
         frame_ms: opts.frame_ms,
         frame_handling_ms: None,
         workers: Vec::new(),
-        worker_segments: 0.0,
-        worker_audio_s: 0.0,
-        worker_busy_s: 0.0,
+        worker_totals: None,
         timeline: Vec::new(),
     }
 }
@@ -324,15 +317,15 @@ impl std::fmt::Display for LoadReport {
         if !self.workers.is_empty() {
             writeln!(f, "workers       {}", self.workers.join(", "))?;
         }
-        if self.worker_audio_s > 0.0 {
+        if let Some(w) = self.worker_totals.filter(|w| w.audio_s > 0.0) {
             writeln!(
                 f,
                 "model         {:.0} segments, {:.0} s of audio in {:.0} s of model time: RTF {:.3}, {:.2} s of audio per wall second",
-                self.worker_segments,
-                self.worker_audio_s,
-                self.worker_busy_s,
-                self.worker_busy_s / self.worker_audio_s,
-                self.worker_audio_s / self.wall_seconds.max(1e-9),
+                w.segments,
+                w.audio_s,
+                w.busy_s,
+                w.busy_s / w.audio_s,
+                w.audio_s / self.wall_seconds.max(1e-9),
             )?;
         }
         let held = self.connected.max(1) as f64;

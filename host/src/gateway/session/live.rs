@@ -60,16 +60,12 @@ pub struct Live {
     /// Segmenter failures since it last handled audio: bounds the restart-and-replay loop when
     /// the audio itself makes the plugin fail every time.
     seg_failures: u32,
-    /// Segmenter failures in all (each one replaced the instance).
-    seg_restarts: u64,
     /// Absolute sample at which the current segmenter instance started.
     seg_offset: u64,
     /// End of the last final cut (or a later release): where a replacement instance takes over.
     last_final_end: u64,
     /// The resume point last written to Redis.
     progress_saved: u64,
-    /// Messages for the client raised while queueing a cut.
-    notices: Vec<ServerMessage>,
     /// Recent audio at 16 kHz, by absolute sample.
     buf: AudioBuf,
     /// Absolute sample at which this connection's audio began (a resumed session's clock goes on).
@@ -210,12 +206,10 @@ impl Live {
             router: choices.router,
             failed: false,
             seg_failures: 0,
-            seg_restarts: 0,
             // A resumed session's clock goes on from where its last final left it.
             seg_offset: position,
             last_final_end: position,
             progress_saved: position,
-            notices: Vec::new(),
             first_position: position,
             buf: AudioBuf::new(position, state.cfg.gateway.max_segment_s.max(1) as usize * SAMPLE_RATE as usize),
             segment: next_segment,
@@ -394,11 +388,11 @@ impl Live {
         // A flush that fails hands the audio to a fresh instance, which is flushed in turn
         // (twice at most: a plugin may fail at every flush).
         for _ in 0..3 {
-            let restarts = self.seg_restarts;
             let offset = self.seg_offset;
             let cuts = self.segmenter.flush().map(|c| shift(c, offset));
+            let flushed = cuts.is_ok();
             replies.extend(self.apply_cuts(state, cuts).await);
-            if self.failed || self.seg_restarts == restarts {
+            if flushed || self.failed {
                 break;
             }
         }
@@ -425,14 +419,15 @@ impl Live {
         for cut in cuts {
             if cut.is_release() {
                 self.buf.forget_before(cut.start);
-                self.save_release(state, cut.start, false).await;
+                if cut.start >= self.progress_saved + RELEASE_SAVE_EVERY {
+                    self.save_progress(state, cut.start).await;
+                }
                 continue;
             }
             boundary |= cut.kind == CutKind::Final;
-            if let Err(e) = self.enqueue(state, cut).await {
+            if let Err(e) = self.enqueue(state, cut, &mut replies).await {
                 replies.push(e);
             }
-            replies.append(&mut self.notices);
         }
         // A new version was activated: live sessions move to it at a segment boundary.
         if boundary
@@ -444,13 +439,10 @@ impl Live {
         replies
     }
 
-    /// The segmenter will not need audio before `at`: a resumed session may start there, so the
-    /// client need not keep what came before (a long silence after the last final). Saved at
-    /// most every few seconds per session, unless `now`.
-    async fn save_release(&mut self, state: &Arc<AppState>, at: u64, now: bool) {
-        if at < self.progress_saved + if now { 0 } else { RELEASE_SAVE_EVERY } {
-            return;
-        }
+    /// Where a resumed session goes on (`ready.position_ms`; the client resends from there):
+    /// nothing before `at` is needed again. Written at the end of each final, in a pause the
+    /// segmenter released (every few seconds of it, not each second), and past skipped audio.
+    async fn save_progress(&mut self, state: &Arc<AppState>, at: u64) {
         self.progress_saved = at;
         self.last_final_end = self.last_final_end.max(at);
         let mut conn = state.redis.clone();
@@ -470,7 +462,6 @@ impl Live {
         state.metrics.plugin_errors.inc();
         tracing::warn!(session = %self.id, "segmenter failed: {e}");
         self.seg_failures += 1;
-        self.seg_restarts += 1;
         if self.seg_failures > 2 {
             self.failed = true;
             replies.push(ServerMessage::error(
@@ -522,12 +513,18 @@ impl Live {
                 ),
             ));
             // A resumed session must not be fed that audio again either.
-            self.save_release(state, to, true).await;
+            self.save_progress(state, to).await;
         }
         self.open_segmenter(state, next, replay, replies).await;
     }
 
-    async fn enqueue(&mut self, state: &Arc<AppState>, cut: Cut) -> Result<(), ServerMessage> {
+    /// Queues a cut of the kept audio; `replies` gets what the client should hear of it besides.
+    async fn enqueue(
+        &mut self,
+        state: &Arc<AppState>,
+        cut: Cut,
+        replies: &mut Vec<ServerMessage>,
+    ) -> Result<(), ServerMessage> {
         let (start, end) = self.buf.clamp(cut.start, cut.end);
         if end <= start {
             return Ok(());
@@ -536,20 +533,19 @@ impl Live {
             // The segmenter let an utterance run past what the gateway keeps (a segmenter option
             // above `gateway.max_segment_s`): say what was not transcribed rather than hide it.
             state.metrics.plugin_errors.inc();
-            let mut notice = ServerMessage::error(
-                ErrorCode::PluginFailed,
-                format!(
+            replies.push(ServerMessage::Error {
+                code: ErrorCode::PluginFailed,
+                message: format!(
                     "the segmenter cut segment {} longer than gateway.max_segment_s ({} s): its first {} ms were \
                      not kept; its final follows",
                     self.segment,
                     state.cfg.gateway.max_segment_s,
                     (start - cut.start) * 1000 / u64::from(SAMPLE_RATE)
                 ),
-            );
-            if let ServerMessage::Error { segment, .. } = &mut notice {
-                *segment = Some(self.segment);
-            }
-            self.notices.push(notice);
+                retryable: false,
+                segment: Some(self.segment),
+                resume_token: None,
+            });
         }
         let pcm = self.buf.s16le(start, end);
         self.enqueue_audio(state, cut.kind, start, end, &pcm).await
@@ -602,13 +598,9 @@ impl Live {
             .map_err(|e| ServerMessage::error(ErrorCode::Busy, format!("cannot queue the segment: {e}")))?;
         state.metrics.tasks_enqueued.inc();
         if cut.kind == CutKind::Final {
-            self.last_final_end = self.last_final_end.max(end);
             self.outstanding.insert(self.segment, Instant::now());
             self.segment += 1;
-            // A resumed session goes on from the end of its last final (the client resends
-            // from there; `ready.position_ms`).
-            let _ = results::set_progress(&mut conn, &state.keys, &self.id, self.segment, end).await;
-            self.progress_saved = end;
+            self.save_progress(state, end).await;
             self.rev = 0;
             // Keep a little audio before the cut for the next utterance's pre-roll.
             self.buf.forget_before(end.saturating_sub(KEEP_BEFORE));
