@@ -149,3 +149,53 @@ async fn long_silence_then_speech_keeps_the_clock_and_the_words() {
     let w = wer("I would like a cup of coffee with milk and sugar.", &finals[0].text);
     assert!(w <= 0.2, "WER {w:.2}: {}", finals[0].text);
 }
+
+/// With `gateway.speech_prob`, the gateway runs Silero VAD on the session's audio and the
+/// segmenter hears its veto: a loud beep in each pause is neither cut as an utterance of its
+/// own nor bridges the pause, so each sentence comes back as one final. (Frames of 100 ms,
+/// which the gateway re-cuts at Silero's 32 ms chunks.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn speech_probability_keeps_beeps_out_of_the_segments() {
+    let mut cfg = test_config();
+    cfg.gateway.speech_prob = true;
+    let stack = Stack::start_with(cfg).await;
+    let mut audio = vec![0.0f32; 16 * 500];
+    let mut beeps = Vec::new();
+    for (i, s) in SENTENCES.iter().enumerate() {
+        audio.extend(speak(s));
+        if i + 1 < SENTENCES.len() {
+            // 500 ms pause, 300 ms beep at 1 kHz (about speech level), 500 ms pause.
+            audio.extend(vec![0.0f32; 16 * 500]);
+            beeps.push(audio.len() / 16 + 150);
+            audio
+                .extend((0..16 * 300).map(|k| 0.3 * (2.0 * std::f32::consts::PI * 1000.0 * k as f32 / 16_000.0).sin()));
+            audio.extend(vec![0.0f32; 16 * 500]);
+        }
+    }
+    audio.extend(vec![0.0f32; 16 * 1000]);
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start", "plugins": {"segmenter": {"partial_ms": "0"}}})).await;
+    assert!(matches!(c.recv(Duration::from_secs(10)).await, Some(ServerMessage::Ready { .. })));
+    for chunk in audio.chunks(1600) {
+        c.send_binary(to_s16le(chunk)).await;
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    let msgs = c.stop_and_collect().await;
+    let finals: Vec<_> = msgs
+        .iter()
+        .filter_map(|m| match m {
+            ServerMessage::Final(s) => Some(s),
+            _ => None,
+        })
+        .collect();
+    eprintln!(
+        "beeps at {beeps:?} ms; finals {:?}",
+        finals.iter().map(|f| (f.start_ms, f.end_ms, &f.text)).collect::<Vec<_>>()
+    );
+    assert_eq!(finals.len(), SENTENCES.len(), "{msgs:?}");
+    for f in &finals {
+        assert!(beeps.iter().all(|&b| !(f.start_ms..f.end_ms).contains(&(b as u64))), "a final spans a beep: {f:?}");
+    }
+    let w = wer(&SENTENCES.join(" "), &final_text(&msgs));
+    assert!(w <= 0.35, "WER {w:.3}: {}", final_text(&msgs));
+}

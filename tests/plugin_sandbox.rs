@@ -29,8 +29,8 @@ fn frame() -> Vec<f32> {
 }
 
 fn default_vad(rt: &Arc<PluginRuntime>) -> Arc<SegmenterPlugin> {
-    let path = repo_root().join(".cache/plugins/vad@0.1.0.wasm");
-    SegmenterPlugin::load(rt, &path, "vad", "0.1.0", Default::default()).unwrap()
+    let path = repo_root().join(".cache/plugins/vad@0.2.0.wasm");
+    SegmenterPlugin::load(rt, &path, "vad", "0.2.0", Default::default()).unwrap()
 }
 
 #[test]
@@ -129,7 +129,7 @@ fn kiki_plugin_check_reports_what_a_component_is() {
             .unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let (ok, out) = run(repo_root().join(".cache/plugins/vad@0.1.0.wasm"));
+    let (ok, out) = run(repo_root().join(".cache/plugins/vad@0.2.0.wasm"));
     assert!(ok && out.contains("segmenter world") && out.contains("self-test"), "{out}");
     let (ok, out) = run(repo_root().join(".cache/plugins/text@0.1.0.wasm"));
     assert!(ok && out.contains("postprocessor world") && out.contains("Stella"), "{out}");

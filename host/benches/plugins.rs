@@ -1,4 +1,4 @@
-//! Benchmark of the wasm plugin runtime with the real default segmenter (vad@0.1.0.wasm).
+//! Benchmark of the wasm plugin runtime with the real default segmenter (vad@0.2.0.wasm).
 //!
 //! 1. `push` of one 20 ms frame (320 samples at 16 kHz) through the host runtime: the boundary
 //!    crossing, the fuel reset and the sandbox limits included (`SegmenterInstance::push`), median
@@ -15,7 +15,10 @@
 //!    into each, divided by their number; VmSize beside it (the pool's address-space reservation).
 //! 5. Swap time: what the admin `swap_in` does before its atomic store, i.e. `SegmenterPlugin::load`
 //!    + `self_test()` of a version; the store itself is an `ArcSwap` pointer swap.
-//! 6. The targets, met or not.
+//! 6. The host's speech probability for the segmenter (`gateway.speech_prob`): Silero VAD through
+//!    ort on one thread, per 32 ms chunk of the same audio, median; as a share of one core per
+//!    live session.
+//! 7. The targets, met or not.
 //!
 //! Run: `cargo bench --bench plugins [-- --calls 20000 --instances 2000 --compiles 5]`.
 
@@ -25,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use kiki::inference::{SILERO_CHUNK, SileroState, SileroVad};
 use kiki::plugins::{Limits, PluginRuntime, SegmenterInstance, SegmenterPlugin};
 use segmenter_vad::{Vad, VadConfig};
 
@@ -56,6 +60,10 @@ struct Args {
     /// Folder with the built plugins; default: the repository's .cache/plugins.
     #[arg(long)]
     plugin_dir: Option<PathBuf>,
+    /// Another segmenter build (e.g. an earlier vad release) whose `push` is timed in the same
+    /// run, interleaved with this tree's, as a baseline.
+    #[arg(long)]
+    baseline: Option<PathBuf>,
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -133,11 +141,44 @@ fn row(what: impl Into<String>, value: impl Into<String>) -> Row {
     Row { what: what.into(), value: value.into(), target: String::new(), met: None }
 }
 
+/// `push` of this tree's segmenter and of a baseline build, in alternating blocks of 1,000 frames
+/// (so that both see the same machine load), medians side by side.
+fn baseline_push(
+    rt: &std::sync::Arc<PluginRuntime>,
+    vad: &SegmenterPlugin,
+    path: &std::path::Path,
+    frames: &[Vec<f32>],
+) -> anyhow::Result<Vec<Row>> {
+    let label = path.file_stem().and_then(|s| s.to_str()).unwrap_or("baseline").to_string();
+    let (name, version) = label.split_once('@').unwrap_or((&label, "0"));
+    let base =
+        SegmenterPlugin::load(rt, path, name, version, Default::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let mut a = vad.open(RATE, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut b = base.open(RATE, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+    for block in frames.chunks(1000) {
+        for (inst, out) in [(&mut a, &mut ours), (&mut b, &mut theirs)] {
+            for f in block {
+                let f = f.clone();
+                let t = Instant::now();
+                let cuts = inst.push(f, None);
+                out.push(t.elapsed().as_nanos() as f64);
+                cuts.map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+        }
+    }
+    let (m_ours, m_theirs) = (median(&mut ours), median(&mut theirs));
+    Ok(vec![
+        row(format!("push, interleaved with the baseline: {}", vad.label()), format!("{m_ours:.0} ns")),
+        row(format!("push, interleaved: baseline {label}"), format!("{m_theirs:.0} ns ({:.2}x)", m_ours / m_theirs)),
+    ])
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir =
         args.plugin_dir.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/plugins"));
-    let vad_path = dir.join("vad@0.1.0.wasm");
+    let vad_path = dir.join("vad@0.2.0.wasm");
     let text_path = dir.join("text@0.1.0.wasm");
     let default_path = dir.join("default@0.1.0.wasm");
     for p in [&vad_path, &text_path, &default_path] {
@@ -155,7 +196,7 @@ fn main() -> anyhow::Result<()> {
     );
     let rt = PluginRuntime::new(limits).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (vm_rt, rss_rt) = vm()?;
-    let vad = SegmenterPlugin::load(&rt, &vad_path, "vad", "0.1.0", Default::default())
+    let vad = SegmenterPlugin::load(&rt, &vad_path, "vad", "0.2.0", Default::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut rows = Vec::new();
 
@@ -235,6 +276,43 @@ fn main() -> anyhow::Result<()> {
     rows.push(row("  wasm / native", format!("{:.1}x (+{:.0} ns)", push_wasm / push_native, push_wasm - push_native)));
     rows.push(row("  cuts in the run (wasm = native)", format!("{cuts_wasm}")));
     rows.push(row("  timer overhead in each figure", format!("{timer:.0} ns")));
+    if let Some(path) = &args.baseline {
+        rows.extend(baseline_push(&rt, &vad, path, &frames)?);
+    }
+
+    // 6. Silero speech probability per 32 ms chunk.
+    let cache = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache");
+    let silero = cache.join("silero_vad.onnx");
+    if silero.exists() {
+        let model =
+            SileroVad::load(&silero, &cache.join("libonnxruntime.so"), 1).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let samples: Vec<f32> = frames.iter().flatten().copied().collect();
+        let mut st = SileroState::default();
+        let chunks: Vec<&[f32]> = samples.chunks_exact(SILERO_CHUNK).take(5000).collect();
+        for c in chunks.iter().take(100) {
+            model.prob(&mut st, c).map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+        let mut ns: Vec<f64> = chunks
+            .iter()
+            .map(|c| {
+                let t = Instant::now();
+                black_box(model.prob(&mut st, c)).map(|_| t.elapsed().as_nanos() as f64)
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let m = median(&mut ns);
+        rows.push(row(
+            format!("speech prob: Silero VAD per 32 ms chunk, ort 1 thread (median of {})", ns.len()),
+            format!(
+                "{:.0} us (p90 {:.0}); {:.2}% of a core per session",
+                m / 1e3,
+                pct(&ns, 0.9) / 1e3,
+                m / 32e6 * 100.0
+            ),
+        ));
+    } else {
+        rows.push(row("speech prob: Silero VAD", format!("skipped: {} missing (make setup)", silero.display())));
+    }
 
     // 2 + 4. Live instances: fresh-slot open time, memory and address space.
     let one = vad.open(RATE, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -305,8 +383,8 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     };
     let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len() / 1024).unwrap_or(0);
-    compile(&format!("vad@0.1.0, SegmenterPlugin::load, {} KiB", size(&vad_path)), &|| {
-        SegmenterPlugin::load(&rt, &vad_path, "vad", "0.1.0", Default::default())
+    compile(&format!("vad@0.2.0, SegmenterPlugin::load, {} KiB", size(&vad_path)), &|| {
+        SegmenterPlugin::load(&rt, &vad_path, "vad", "0.2.0", Default::default())
             .map(drop)
             .map_err(|e| anyhow::anyhow!("{e}"))
     })?;
@@ -321,7 +399,7 @@ fn main() -> anyhow::Result<()> {
     let mut swap_ms = Vec::new();
     for _ in 0..args.compiles {
         let t = Instant::now();
-        let p = SegmenterPlugin::load(&rt, &vad_path, "vad", "0.1.0", Default::default())
+        let p = SegmenterPlugin::load(&rt, &vad_path, "vad", "0.2.0", Default::default())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         p.self_test().map_err(|e| anyhow::anyhow!("{e}"))?;
         swap_ms.push(t.elapsed().as_secs_f64() * 1e3);
@@ -333,7 +411,7 @@ fn main() -> anyhow::Result<()> {
         self_test_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     rows.push(row(
-        format!("swap: load + self_test vad@0.1.0 (median of {})", args.compiles),
+        format!("swap: load + self_test vad@0.2.0 (median of {})", args.compiles),
         format!("{:.1} ms (of which self_test {:.2} ms)", median(&mut swap_ms), median(&mut self_test_ms)),
     ));
 

@@ -52,6 +52,8 @@ pub struct Metrics {
     /// Finals overdue after their enqueue, looked up in the replay stream.
     pub overdue_finals: Counter,
     pub plugin_errors: Counter,
+    /// Silero VAD failures on a chunk (that audio is segmented by energy alone).
+    pub speech_prob_errors: Counter,
     pub pubsub_messages: Counter,
     pub pubsub_bytes: Counter,
     pub subscriber_reconnects: Counter,
@@ -138,6 +140,11 @@ impl Metrics {
                 Counter::default()
             ),
             plugin_errors: reg!("plugin_errors", "Plugin traps, fuel exhaustion and errors", Counter::default()),
+            speech_prob_errors: reg!(
+                "speech_prob_errors",
+                "Silero VAD failures on a 32 ms chunk (segmented by energy alone)",
+                Counter::default()
+            ),
             pubsub_messages: reg!("pubsub_messages", "Pub/Sub messages received", Counter::default()),
             pubsub_bytes: reg!("pubsub_bytes", "Pub/Sub bytes received", Counter::default()),
             probe_rtt_us: reg!("subscriber_probe_rtt_us", "Liveness probe round trip, microseconds", Gauge::default()),

@@ -39,6 +39,7 @@ use crate::channels::replayer::Replayer;
 use crate::channels::subscriber::Dispatcher;
 use crate::channels::{Conn, Keys, RedisTarget, tasks};
 use crate::config::Config;
+use crate::inference::SileroVad;
 use crate::metrics::Metrics;
 use crate::plugins::{Catalog, SegmenterPlugin};
 use crate::shutdown::Shutdown;
@@ -66,6 +67,8 @@ pub struct AppState {
     pub auth: Auth,
     /// WebSocket connections per token subject.
     pub subjects: Arc<Limiter<String>>,
+    /// Silero VAD for the segmenters' speech probability (`gateway.speech_prob`).
+    pub speech: Option<Arc<SileroVad>>,
 }
 
 pub struct Gateway {
@@ -100,6 +103,18 @@ impl Gateway {
         tasks::ensure_group(&mut redis, &keys).await.context("gateway: creating the task stream")?;
         let resume_key = shared_resume_key(&mut redis, &keys).await.context("gateway: reading the resume key")?;
         let auth = Auth::new(secret.as_deref(), resume_key.as_bytes(), cfg.gateway.admin_token.clone());
+        let speech = if cfg.gateway.speech_prob {
+            let path = cfg.speech_model();
+            // One model copy per core: sessions on different runtime threads do not queue.
+            let copies = std::thread::available_parallelism().map_or(2, |n| n.get());
+            let vad = SileroVad::load(&path, &cfg.ort_library(), copies).context(
+                "gateway.speech_prob: loading Silero VAD (set gateway.speech_prob = false to run without it)",
+            )?;
+            tracing::info!(model = %path.display(), "speech probability for the segmenters: Silero VAD");
+            Some(Arc::new(vad))
+        } else {
+            None
+        };
         let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
         let channel = keys.gateway_channel(&id);
         let cfg_subject_limit = cfg.gateway.max_connections_per_subject;
@@ -119,6 +134,7 @@ impl Gateway {
             drain: Shutdown::new(),
             auth,
             subjects: Limiter::new(cfg_subject_limit, 0),
+            speech,
         });
         Ok(Self { state, listener, target })
     }

@@ -8,6 +8,7 @@ mod align;
 mod mel;
 mod model;
 mod search;
+mod silero;
 mod tokenizer;
 mod whisper;
 mod windows;
@@ -16,6 +17,7 @@ use std::path::Path;
 
 pub use mel::{FULL_FRAMES, MelFrontEnd, N_MELS, frames_for};
 pub use model::ModelInfo;
+pub use silero::{CHUNK as SILERO_CHUNK, SileroState, SileroVad};
 pub use tokenizer::Tokenizer;
 pub use whisper::{Engine, EngineOptions, Request, is_unspaced};
 pub use windows::{WINDOW, split as split_windows};

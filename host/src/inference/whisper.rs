@@ -113,7 +113,7 @@ pub struct Engine {
 /// ONNX Runtime allows one environment per process; every engine shares it.
 static ORT_ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
 
-fn environment(library: &Path) -> Result<&'static ort::environment::Environment, InferenceError> {
+pub(super) fn environment(library: &Path) -> Result<&'static ort::environment::Environment, InferenceError> {
     let lib_err = |reason: String| InferenceError::Library { path: library.display().to_string(), reason };
     if !library.exists() {
         return Err(lib_err("file not found".into()));

@@ -2,11 +2,15 @@
 //!
 //! Audio is re-chunked into 10 ms sub-frames on the absolute sample grid, so the cuts do not
 //! depend on the size of the frames the host pushes. Per sub-frame we compute the mean-removed
-//! power and the zero-crossing rate. A noise floor tracks the power with a fast-falling /
-//! slow-rising minimum; a sub-frame is speech-like when its power exceeds `floor *
-//! threshold_ratio` and an absolute minimum (-55 dBFS), and its ZCR is plausible for speech.
-//! When the host supplies `speech_prob`, `prob >= 0.5` counts as speech and `prob < 0.15`
-//! vetoes the energy decision.
+//! power and the zero-crossing rate, and smooth the power over the last 50 ms. The noise floor
+//! is the 20th percentile of that smoothed power over the last 5 s ([`floor`]); a sub-frame is
+//! speech-like when its smoothed power exceeds `floor * threshold_ratio` and an absolute
+//! minimum (-55 dBFS), and its ZCR is plausible for speech.
+//!
+//! When the host supplies `speech_prob` (Silero VAD), it can only veto: `prob < 0.3` marks
+//! the sub-frame as non-speech whatever its energy (a door, a beep, music). It never makes a
+//! quiet sub-frame speech: a speech model hears the talkers in the background as speech too,
+//! and with babble behind the speaker it would bridge every pause.
 //!
 //! An utterance opens at the first speech sub-frame and closes after `hangover_ms` without
 //! speech. Utterances with less than `min_speech_ms` of speech are dropped. A final cut spans
@@ -15,6 +19,9 @@
 //! `partial_ms` while an utterance is open; `max_segment_ms` forces a final cut, and speech
 //! that goes on continues in a new segment starting exactly where the forced cut ended.
 
+mod floor;
+
+pub use floor::NoiseFloor;
 use kiki_plugin_sdk::{Config, Cut, CutKind, Frame, PluginError, Segmenter, export_segmenter, release};
 
 /// Padding after the last speech sub-frame.
@@ -27,11 +34,14 @@ pub const RELEASE_EVERY_MS: u32 = 1000;
 pub const MIN_POWER: f32 = 3.2e-6;
 /// Lowest value the noise floor may take (-70 dBFS).
 pub const FLOOR_MIN: f32 = 1e-7;
-/// Highest initial noise floor (-40 dBFS), so a stream that starts with speech still detects it.
-pub const FLOOR_INIT_MAX: f32 = 1e-4;
-/// Per-10 ms rise factor of the floor outside speech / inside speech.
-pub const FLOOR_RISE_IDLE: f32 = 1.02;
-pub const FLOOR_RISE_SPEECH: f32 = 1.0015;
+/// The noise floor is this percentile of the smoothed power ...
+pub const FLOOR_PERCENTILE: usize = 20;
+/// ... over this many 10 ms sub-frames (5 s).
+pub const FLOOR_WINDOW: usize = 500;
+/// Sub-frames the power is averaged over (50 ms): one loud 10 ms click is not an onset.
+pub const SMOOTH: usize = 5;
+/// A host speech probability below this vetoes the energy decision.
+pub const PROB_VETO: f32 = 0.3;
 /// Plausible ZCR band for speech (crossings per sample).
 pub const ZCR_MAX: f32 = 0.7;
 
@@ -55,7 +65,7 @@ impl Default for VadConfig {
             hangover_ms: 400,
             min_speech_ms: 250,
             max_segment_ms: 25_000,
-            threshold_ratio: 4.0,
+            threshold_ratio: 3.5,
             pad_ms: 200,
         }
     }
@@ -122,7 +132,10 @@ pub struct Vad {
     pos: u64,
     /// Samples received (pos + buffered).
     received: u64,
-    floor: Option<f32>,
+    floor: NoiseFloor,
+    /// The last `SMOOTH` sub-frame powers (a ring) and how many sub-frames were seen.
+    recent: [f32; SMOOTH],
+    recent_at: usize,
     /// Samples before this belong to an earlier final cut.
     min_start: u64,
     utt: Option<Utterance>,
@@ -150,7 +163,9 @@ impl Vad {
             buf: Vec::with_capacity(sub_len),
             pos: 0,
             received: 0,
-            floor: None,
+            floor: NoiseFloor::new(FLOOR_WINDOW, FLOOR_PERCENTILE),
+            recent: [0.0; SMOOTH],
+            recent_at: 0,
             min_start: 0,
             utt: None,
         })
@@ -221,23 +236,16 @@ impl Vad {
         let n = sub.len() as f32;
         let (power, crossings) = features(sub);
         let zcr = crossings as f32 / n;
-        let floor = *self.floor.get_or_insert(power.clamp(FLOOR_MIN, FLOOR_INIT_MAX));
-        let energetic = power > MIN_POWER && power > floor * self.cfg.threshold_ratio;
+        // Causal 50 ms mean (over fewer sub-frames at the start of the stream).
+        self.recent[self.recent_at % SMOOTH] = power;
+        self.recent_at += 1;
+        let smooth = self.recent.iter().sum::<f32>() / self.recent_at.min(SMOOTH) as f32;
+        self.floor.add(smooth);
+        let floor = self.floor.get().unwrap_or(FLOOR_MIN).max(FLOOR_MIN);
+        let energetic = smooth > MIN_POWER && smooth > floor * self.cfg.threshold_ratio;
         let zcr_ok = crossings >= 1 && zcr <= ZCR_MAX;
-        let by_energy = energetic && zcr_ok;
-        let speech = match prob {
-            Some(p) if p.is_finite() => p >= 0.5 || (by_energy && p >= 0.15),
-            _ => by_energy,
-        };
-        // Fast-falling, slow-rising minimum; rises even slower inside speech.
-        let new_floor = if power < floor {
-            0.5 * floor + 0.5 * power
-        } else {
-            let rise = if speech { FLOOR_RISE_SPEECH } else { FLOOR_RISE_IDLE };
-            (floor * rise).min(power)
-        };
-        self.floor = Some(new_floor.max(FLOOR_MIN));
-        speech
+        let vetoed = prob.is_some_and(|p| p.is_finite() && p < PROB_VETO);
+        energetic && zcr_ok && !vetoed
     }
 
     /// Advance the state machine by one sub-frame ending at `self.pos`.

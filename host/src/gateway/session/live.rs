@@ -23,6 +23,7 @@ use crate::plugins::{CatalogError, Cut, CutKind, SegmenterInstance, SegmenterPlu
 
 use super::audio_buf::AudioBuf;
 use super::choices::{self, Choices};
+use super::speech::SpeechProbs;
 
 /// Samples kept before the last final's end, for a segmenter's pre-roll padding.
 const KEEP_BEFORE: u64 = SAMPLE_RATE as u64;
@@ -62,6 +63,11 @@ pub struct Live {
     seg_failures: u32,
     /// Absolute sample at which the current segmenter instance started.
     seg_offset: u64,
+    /// Absolute sample up to which the current instance has been fed.
+    seg_fed: u64,
+    /// Silero's speech probability per 32 ms (`gateway.speech_prob`): audio reaches the
+    /// segmenter once its chunk has one.
+    speech: Option<SpeechProbs>,
     /// End of the last final cut (or a later release): where a replacement instance takes over.
     last_final_end: u64,
     /// The resume point last written to Redis.
@@ -208,10 +214,12 @@ impl Live {
             seg_failures: 0,
             // A resumed session's clock goes on from where its last final left it.
             seg_offset: position,
+            seg_fed: position,
+            speech: state.speech.clone().map(|m| SpeechProbs::new(m, position, max_kept(state))),
             last_final_end: position,
             progress_saved: position,
             first_position: position,
-            buf: AudioBuf::new(position, state.cfg.gateway.max_segment_s.max(1) as usize * SAMPLE_RATE as usize),
+            buf: AudioBuf::new(position, max_kept(state)),
             segment: next_segment,
             first_segment: next_segment,
             rev: 0,
@@ -281,7 +289,7 @@ impl Live {
             let segment = self.segment;
             self.segment += 1;
             self.finals_delivered += 1;
-            self.buf.push(&samples);
+            self.push_unsegmented(&samples);
             let end = self.buf.end();
             let (start_ms, end_ms) = (audio::samples_to_ms(start as usize), audio::samples_to_ms(end as usize));
             return vec![ServerMessage::Final(Segment {
@@ -297,7 +305,7 @@ impl Live {
         // Sent whole, not sliced from the buffer: a client-cut utterance may be longer than the
         // buffer keeps.
         let pcm = audio::to_s16le(&samples);
-        self.buf.push(&samples);
+        self.push_unsegmented(&samples);
         let end = self.buf.end();
         match self.enqueue_audio(state, CutKind::Final, start, end, &pcm).await {
             Ok(()) => Vec::new(),
@@ -305,10 +313,41 @@ impl Live {
         }
     }
 
-    /// Pushes samples through the segmenter; cut offsets come back absolute.
-    fn segment(&mut self, samples: Vec<f32>) -> Result<Vec<Cut>, crate::plugins::PluginError> {
-        let offset = self.seg_offset;
-        self.segmenter.push(samples, None).map(|cuts| shift(cuts, offset))
+    /// Audio the client cut itself: kept, but not for the segmenter, whose clock skips it (and
+    /// anything it had not been fed yet).
+    fn push_unsegmented(&mut self, samples: &[f32]) {
+        let fed = self.seg_fed;
+        self.buf.push(samples);
+        if let Some(sp) = self.speech.as_mut() {
+            // Keeps the probabilities on the session's clock.
+            sp.push(samples);
+        }
+        self.seg_offset += self.buf.end() - fed;
+        self.seg_fed = self.buf.end();
+    }
+
+    /// Feeds the segmenter the kept audio after what it has seen, up to `to` (absolute); with
+    /// speech probabilities, in pieces that each carry their chunk's. Cuts come back absolute.
+    fn feed(&mut self, to: u64) -> Result<Vec<Cut>, crate::plugins::PluginError> {
+        let (from, to) = self.buf.clamp(self.seg_fed, to);
+        if from >= to {
+            return Ok(Vec::new());
+        }
+        self.seg_fed = to;
+        let pieces = match &self.speech {
+            Some(sp) => sp.pieces(from, to),
+            None => vec![(from, to, None)],
+        };
+        let mut cuts = Vec::new();
+        for (a, b, prob) in pieces {
+            cuts.extend(self.segmenter.push(self.buf.f32(a, b), prob)?);
+        }
+        Ok(shift(cuts, self.seg_offset))
+    }
+
+    /// How far the segmenter may be fed: audio waits for its speech probability, if any.
+    fn feedable(&self) -> u64 {
+        self.speech.as_ref().map_or(self.buf.end(), |sp| sp.known_end().min(self.buf.end()))
     }
 
     /// The segmenter failed and the session is to end (`plugins.on_failure = "error"`).
@@ -348,18 +387,17 @@ impl Live {
         self.segmenter = fresh;
         if !replay {
             self.seg_offset = self.buf.end();
+            self.seg_fed = self.buf.end();
             self.last_final_end = self.buf.end();
             return;
         }
         // From the last final boundary, or from what is still kept if the old instance
         // released audio after it.
-        let (from, end) = self.buf.clamp(self.last_final_end, self.buf.end());
+        let (from, _) = self.buf.clamp(self.last_final_end, self.buf.end());
         self.seg_offset = from;
-        let pending = self.buf.f32(from, end);
-        if !pending.is_empty() {
-            let cuts = self.segment(pending);
-            replies.extend(Box::pin(self.apply_cuts(state, cuts)).await);
-        }
+        self.seg_fed = from;
+        let cuts = self.feed(self.feedable());
+        replies.extend(Box::pin(self.apply_cuts(state, cuts)).await);
     }
 
     pub async fn on_audio(&mut self, state: &Arc<AppState>, bytes: &[u8]) -> Vec<ServerMessage> {
@@ -376,7 +414,13 @@ impl Live {
             return Vec::new();
         }
         self.buf.push(&samples);
-        let cuts = self.segment(samples);
+        if let Some(sp) = self.speech.as_mut() {
+            for e in sp.push(&samples) {
+                state.metrics.speech_prob_errors.inc();
+                tracing::warn!(session = %self.id, "Silero VAD failed on a chunk (the segmenter decides by energy): {e}");
+            }
+        }
+        let cuts = self.feed(self.feedable());
         self.apply_cuts(state, cuts).await
     }
 
@@ -388,6 +432,17 @@ impl Live {
         // A flush that fails hands the audio to a fresh instance, which is flushed in turn
         // (twice at most: a plugin may fail at every flush).
         for _ in 0..3 {
+            // The last audio (under 32 ms waits for a speech probability) goes in without one.
+            let tail = self.feed(self.buf.end());
+            let fed = tail.is_ok();
+            replies.extend(self.apply_cuts(state, tail).await);
+            if self.failed {
+                break;
+            }
+            if !fed {
+                // Replaced and replayed: the new instance's tail, then its flush.
+                continue;
+            }
             let offset = self.seg_offset;
             let cuts = self.segmenter.flush().map(|c| shift(c, offset));
             let flushed = cuts.is_ok();
@@ -735,4 +790,9 @@ impl Live {
 
 fn shift(cuts: Vec<Cut>, offset: u64) -> Vec<Cut> {
     cuts.into_iter().map(|c| Cut { start: c.start + offset, end: c.end + offset, ..c }).collect()
+}
+
+/// Audio a session keeps (and speech probabilities for it): the longest segment a cut may span.
+fn max_kept(state: &AppState) -> usize {
+    state.cfg.gateway.max_segment_s.max(1) as usize * SAMPLE_RATE as usize
 }

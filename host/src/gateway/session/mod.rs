@@ -6,6 +6,7 @@ mod audio_buf;
 mod budget;
 mod choices;
 mod live;
+mod speech;
 
 use std::collections::HashMap;
 use std::sync::Arc;
