@@ -141,6 +141,21 @@ fn kiki_plugin_check_reports_what_a_component_is() {
     assert!(!ok && out.contains("FAIL compile"), "{out}");
 }
 
+/// A plugin in a second language: the Python example (componentize-py, CPython inside, 14 core
+/// instances) passes the same check under the same sandbox limits.
+#[test]
+fn a_python_plugin_passes_the_check() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kiki"))
+        .args(["plugin", "check"])
+        .arg(test_plugin("python/shout@0.1.0.wasm"))
+        .env("KIKI_LOG", "warn")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("postprocessor world") && text.contains("TWENTY FIVE PEOPLE MET STELA"), "{text}");
+}
+
 /// The gateway calls plugins from async tasks. A plugin that writes to stderr there (Rust's
 /// panic handler does) must fail only its own call: wasmtime-wasi's blocking stream calls would
 /// otherwise start a nested runtime and panic the calling task.

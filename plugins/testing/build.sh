@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the test-only Kiki plugins (hostile segmenters, a wrong-world postprocessor, a shouting
 # and a panicking postprocessor, two versions of a deterministic segmenter and one built against
-# the frozen 0.1.0 contract) for
+# the frozen 0.1.0 contract, and the Python example postprocessor) for
 # wasm32-wasip2 (release) and copy them into OUT_DIR as NAME@VERSION.wasm. They are for the
 # host's tests only: plugins/build.sh never installs them.
 # Usage: plugins/testing/build.sh [OUT_DIR]   (default .cache/test-plugins)
@@ -48,4 +48,18 @@ for entry in "${plugins[@]}"; do
   install -m 0644 "$wasm" "$out/$file"
   printf '%-28s %10s\n' "$file" "$(stat -c %s "$out/$file")"
 done
+
+# The Python example (plugins/examples/postprocessor-python), built with componentize-py from
+# PyPI into the set-up's venv, so that the tests load a second-language plugin too.
+venv="$here/../../.cache/venv"
+if [ ! -x "$venv/bin/componentize-py" ]; then
+  "$venv/bin/pip" install -q --disable-pip-version-check componentize-py==0.25.1
+fi
+py_out="$out/python"
+mkdir -p "$py_out"
+if [ ! -f "$py_out/shout@0.1.0.wasm" ] \
+  || [ -n "$(find "$here/../examples/postprocessor-python" "$here/../../wit/kiki.wit" -newer "$py_out/shout@0.1.0.wasm")" ]; then
+  COMPONENTIZE_PY="$venv/bin/componentize-py" bash "$here/../examples/postprocessor-python/build.sh" "$py_out" >/dev/null
+fi
+printf '%-28s %10s\n' "python/shout@0.1.0.wasm" "$(stat -c %s "$py_out/shout@0.1.0.wasm")"
 echo "installed into $out"

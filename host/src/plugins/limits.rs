@@ -21,10 +21,13 @@ impl Default for Limits {
 }
 
 impl Limits {
+    /// Per-instance counts: a Rust component on wasip2 holds 3 core instances, a Python one
+    /// (componentize-py, CPython inside) 14; 16 admits both and still bounds what one plugin
+    /// takes from the shared pool.
     pub fn store_limits(&self) -> StoreLimits {
         StoreLimitsBuilder::new()
             .memory_size(self.max_memory_bytes)
-            .instances(8)
+            .instances(16)
             .tables(8)
             .memories(4)
             .trap_on_grow_failure(false)
