@@ -1,6 +1,7 @@
-//! Benchmark of the inference core: speed (real-time factor) and accuracy of Whisper tiny.en on
-//! this machine's CPU, for fp32 and int8 weights, full (30 s) and short encoder context, and
-//! batches of 1, 4 and 8 segments per `Engine::transcribe` call.
+//! Benchmark of the inference core: speed (real-time factor) and accuracy of Whisper tiny.en and
+//! base (multilingual; the language is detected, as for a session that names none) on this
+//! machine's CPU, for fp32 and int8 weights, full (30 s) and short encoder context, and batches
+//! of 1, 4 and 8 segments per `Engine::transcribe` call: one table per model, in one run.
 //!
 //! 1. RTF table: segments of 2, 5, 10 and 30 s cut from espeak-ng speech (the 32 test sentences
 //!    joined with short pauses). Batch k is k different segments of one length in one call;
@@ -19,7 +20,7 @@
 //! against decoder steps (per precision and batch) gives the encoder as its intercept and the
 //! cost of one decoder step as its slope.
 //!
-//! Run: `cargo bench --bench inference [-- --runs 3 --threads 0 --quick]`.
+//! Run: `cargo bench --bench inference [-- --runs 3 --threads 0 --quick --models tiny.en,base]`.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -46,8 +47,16 @@ const TARGET_RTF: f64 = 0.03;
 const TARGET_BATCH_GAIN: f64 = 1.5;
 
 #[derive(Parser, Debug)]
-#[command(about = "Benchmark of Kiki's inference core: RTF and WER of tiny.en")]
+#[command(about = "Benchmark of Kiki's inference core: RTF and WER of tiny.en and base")]
 struct Args {
+    /// Decode with Whisper's temperature fallback (the engine's default) instead of plain greedy
+    /// decoding. Off by default: a segment cut mid-word fails the log-prob check and is decoded
+    /// again up to five times with `best_of` samples, which measures the fallback, not the model.
+    #[arg(long)]
+    fallback: bool,
+    /// Models to measure, each in its own table (converted by the set-up step).
+    #[arg(long, value_delimiter = ',', default_value = "tiny.en,base")]
+    models: Vec<String>,
     /// Timed runs per cell; the table shows the median.
     #[arg(long, default_value_t = 3)]
     runs: usize,
@@ -164,33 +173,55 @@ fn main() -> anyhow::Result<()> {
         speech.stream.len() as f64 / RATE as f64
     );
 
+    for model in &args.models {
+        cfg.model.name = model.clone();
+        if !cfg.model_dir().join("config.json").exists() {
+            println!("\n== {model}: skipped, {} not converted (make setup) ==", cfg.model_dir().display());
+            continue;
+        }
+        println!("\n== {model} ==");
+        let variants = load_variants(&cfg, model, args.fallback, &speech, max_batch)?;
+        print_mel_cost(lengths);
+        let cells = rtf_table(&args, &speech, &variants, lengths, batches, runs)?;
+        let accuracy_n = if args.quick { ACCURACY_BATCH } else { speech.clips.len() };
+        accuracy(&speech, &variants, accuracy_n)?;
+        summary(model, &cells, lengths, batches);
+    }
+    println!("\ntotal wall time: {:.1} s", started.elapsed().as_secs_f64());
+    println!("load average at end: {}", load_average());
+    Ok(())
+}
+
+/// The four precision x context engines of `model`, each warmed up by one call.
+fn load_variants(
+    cfg: &Config,
+    model: &str,
+    fallback: bool,
+    speech: &Speech,
+    max_batch: usize,
+) -> anyhow::Result<Vec<Variant>> {
     let mut variants = Vec::new();
     for (precision, context) in VARIANTS {
-        let mut opts = EngineOptions::from_config(&cfg);
+        let mut opts = EngineOptions::from_config(cfg);
+        if !fallback {
+            opts.decoding.temperatures = vec![0.0];
+        }
         opts.precision = precision.name().into();
         opts.short_context = (context == Context::Short).then_some(0);
         let t = Instant::now();
-        let engine = Engine::load(opts).with_context(|| format!("loading tiny.en {}", precision.name()))?;
+        let engine = Engine::load(opts).with_context(|| format!("loading {model} {}", precision.name()))?;
         // One untimed call so that ONNX Runtime's first-run set-up is not in the table.
         let warm = speech.segment(0, 5 * RATE, max_batch);
         engine.transcribe(&[&warm])?;
         println!(
-            "loaded {} {} context in {:.2} s (with one warm-up call)",
+            "loaded {model} {} {} context in {:.2} s (with one warm-up call)",
             precision.name(),
             context.name(),
             t.elapsed().as_secs_f64()
         );
         variants.push(Variant { precision, context, engine });
     }
-    print_mel_cost(lengths);
-
-    let cells = rtf_table(&args, &speech, &variants, lengths, batches, runs)?;
-    let accuracy_n = if args.quick { ACCURACY_BATCH } else { speech.clips.len() };
-    accuracy(&speech, &variants, accuracy_n)?;
-    summary(&cells, lengths, batches);
-    println!("\ntotal wall time: {:.1} s", started.elapsed().as_secs_f64());
-    println!("load average at end: {}", load_average());
-    Ok(())
+    Ok(variants)
 }
 
 fn print_machine(cfg: &Config, args: &Args, runs: usize) {
@@ -205,10 +236,12 @@ fn print_machine(cfg: &Config, args: &Args, runs: usize) {
     let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let lib = std::fs::canonicalize(cfg.ort_library()).unwrap_or_else(|_| cfg.ort_library());
     let threads = if args.threads == 0 { "ONNX Runtime default".to_string() } else { args.threads.to_string() };
-    println!("== Kiki inference benchmark: tiny.en on CPU ==");
+    println!("== Kiki inference benchmark: {} on CPU ==", args.models.join(", "));
     println!("machine: {cpu}, nproc {nproc}; load average at start: {}", load_average());
     println!("onnx runtime: {}; intra-op threads: {threads}", lib.display());
-    println!("model: {}; timed runs per cell: {runs} (median shown)", cfg.model_dir().display());
+    let search = if args.fallback { "greedy with temperature fallback" } else { "greedy, no fallback" };
+    println!("decoding: {search}, beam 1");
+    println!("models under: {}; timed runs per cell: {runs} (median shown)", cfg.data_dir.join("models").display());
 }
 
 fn load_average() -> String {
@@ -333,6 +366,13 @@ fn rtf_table(
     }
     let segments: Vec<Vec<Vec<f32>>> =
         lengths.iter().map(|&l| (0..max_batch).map(|i| speech.segment(i, l * RATE, max_batch)).collect()).collect();
+    // One untimed call per cell first, so that ONNX Runtime's first call at a new input shape
+    // (batch size, short-context length) is not in a run.
+    for slot in &slots {
+        let li = lengths.iter().position(|&l| l == slot.len_s).unwrap_or(0);
+        let segs: Vec<&[f32]> = segments[li][..slot.batch].iter().map(Vec::as_slice).collect();
+        variants[slot.variant].engine.transcribe(&segs)?;
+    }
     println!("\ntiming {} cells x {runs} run(s) ...", slots.len());
     for run in 0..runs {
         let t = Instant::now();
@@ -512,16 +552,16 @@ fn accuracy(speech: &Speech, variants: &[Variant], n: usize) -> anyhow::Result<(
     Ok(())
 }
 
-fn summary(cells: &[Cell], lengths: &[usize], batches: &[usize]) {
-    println!("\n3. Targets");
+fn summary(model: &str, cells: &[Cell], lengths: &[usize], batches: &[usize]) {
+    println!("\n3. Targets ({model}; the issue sets them for tiny.en)");
     let verdict = |ok: bool| if ok { "MET" } else { "NOT MET" };
     match find(cells, 5, Precision::Int8, Context::Short, 1) {
         Some(c) => println!(
-            "   tiny.en int8 short context RTF on 5 s segments: {:.4} (target <= {TARGET_RTF}): {}",
+            "   {model} int8 short context RTF on 5 s segments: {:.4} (target <= {TARGET_RTF}): {}",
             c.rtf,
             verdict(c.rtf <= TARGET_RTF)
         ),
-        None => println!("   tiny.en int8 short context RTF on 5 s segments: not measured in this run"),
+        None => println!("   {model} int8 short context RTF on 5 s segments: not measured in this run"),
     }
     let top = batches.iter().copied().max().unwrap_or(1);
     let gains: Vec<(&Cell, f64)> = cells
