@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use kiki::gateway::protocol::{ErrorCode, ServerMessage};
+use kiki::gateway::protocol::{ErrorCode, Segment, ServerMessage};
 use serde_json::json;
 
 const SENTENCES: [&str; 3] = [
@@ -136,13 +136,7 @@ async fn long_silence_then_speech_keeps_the_clock_and_the_words() {
     assert!(matches!(c.recv(Duration::from_secs(10)).await, Some(ServerMessage::Ready { .. })));
     c.stream(&audio, 3.5).await;
     let msgs = c.stop_and_collect().await;
-    let finals: Vec<_> = msgs
-        .iter()
-        .filter_map(|m| match m {
-            ServerMessage::Final(s) => Some(s),
-            _ => None,
-        })
-        .collect();
+    let finals = finals(&msgs);
     assert_eq!(finals.len(), 1, "{msgs:?}");
     // The speech starts at 60 s on the session's clock (less the segmenter's pre-roll).
     assert!((59_500..=60_500).contains(&finals[0].start_ms), "{:?}", finals[0]);
@@ -181,13 +175,7 @@ async fn speech_probability_keeps_beeps_out_of_the_segments() {
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
     let msgs = c.stop_and_collect().await;
-    let finals: Vec<_> = msgs
-        .iter()
-        .filter_map(|m| match m {
-            ServerMessage::Final(s) => Some(s),
-            _ => None,
-        })
-        .collect();
+    let finals = finals(&msgs);
     eprintln!(
         "beeps at {beeps:?} ms; finals {:?}",
         finals.iter().map(|f| (f.start_ms, f.end_ms, &f.text)).collect::<Vec<_>>()
@@ -198,4 +186,13 @@ async fn speech_probability_keeps_beeps_out_of_the_segments() {
     }
     let w = wer(&SENTENCES.join(" "), &final_text(&msgs));
     assert!(w <= 0.35, "WER {w:.3}: {}", final_text(&msgs));
+}
+
+fn finals(msgs: &[ServerMessage]) -> Vec<&Segment> {
+    msgs.iter()
+        .filter_map(|m| match m {
+            ServerMessage::Final(s) => Some(s),
+            _ => None,
+        })
+        .collect()
 }
