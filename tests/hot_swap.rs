@@ -39,8 +39,22 @@ async fn tasks_by_session(stack: &Stack) -> HashMap<String, Vec<TaskMeta>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_sessions_stream_through_ten_swaps() {
     let _g = serial().await;
+    stream_through_ten_swaps(200, false).await;
+}
+
+/// The same with `gateway.speech_prob`: audio reaches the segmenter in pieces cut at Silero's
+/// 32 ms chunks, and a new version is fed the audio since the boundary with the probabilities
+/// kept for it. (20 sessions: Silero costs ~0.5% of a core each.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_speech_probability_twenty_sessions_stream_through_ten_swaps() {
+    let _g = serial().await;
+    stream_through_ten_swaps(20, true).await;
+}
+
+async fn stream_through_ten_swaps(sessions: usize, speech_prob: bool) {
     let dir = plugin_dir();
     let mut cfg = test_config();
+    cfg.gateway.speech_prob = speech_prob;
     cfg.plugins.dir = Some(dir.path().to_path_buf());
     cfg.plugins.segmenter = "echo".into();
     cfg.plugins.watch_ms = 0;
@@ -50,7 +64,6 @@ async fn two_hundred_sessions_stream_through_ten_swaps() {
         http(stack.addr, "POST", "/admin/plugins/segmenter/activate?name=echo&version=0.1.0", b"").await.unwrap();
     assert_eq!(code, 200, "{body}");
 
-    let sessions = 200;
     let mut clients = Vec::new();
     for _ in 0..sessions {
         let mut c = stack.connect().await;
