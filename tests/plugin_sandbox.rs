@@ -28,11 +28,6 @@ fn frame() -> Vec<f32> {
     (0..320).map(|i| (i as f32 * 0.3).sin() * 0.3).collect()
 }
 
-fn default_vad(rt: &Arc<PluginRuntime>) -> Arc<SegmenterPlugin> {
-    let path = repo_root().join(".cache/plugins/vad@0.2.0.wasm");
-    SegmenterPlugin::load(rt, &path, "vad", "0.2.0", Default::default()).unwrap()
-}
-
 #[test]
 fn an_endless_loop_runs_out_of_fuel_quickly() {
     let rt = runtime();
@@ -129,7 +124,7 @@ fn kiki_plugin_check_reports_what_a_component_is() {
             .unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let (ok, out) = run(repo_root().join(".cache/plugins/vad@0.2.0.wasm"));
+    let (ok, out) = run(repo_root().join(format!(".cache/plugins/vad@{VAD_VERSION}.wasm")));
     assert!(ok && out.contains("segmenter world") && out.contains("self-test"), "{out}");
     let (ok, out) = run(repo_root().join(".cache/plugins/text@0.1.0.wasm"));
     assert!(ok && out.contains("postprocessor world") && out.contains("Stella"), "{out}");

@@ -24,12 +24,11 @@
 
 mod common;
 
-use std::path::Path;
 use std::sync::OnceLock;
 
 use common::*;
 use kiki::inference::{SILERO_CHUNK, SileroState, SileroVad};
-use kiki::plugins::{CutKind, Limits, PluginRuntime, SegmenterPlugin};
+use kiki::plugins::{CutKind, Limits, PluginRuntime};
 
 const MS: usize = 16;
 const FRAME: usize = 320;
@@ -221,9 +220,7 @@ fn speech_probs(samples: &[f32]) -> Vec<f32> {
 /// `probs` in 32 ms frames each with its speech probability (as the gateway feeds it).
 fn segment(samples: &[f32], probs: Option<&[f32]>) -> Vec<(usize, usize)> {
     let rt = PluginRuntime::new(Limits { max_instances: 16, ..Limits::default() }).unwrap();
-    let path = repo_root().join(".cache/plugins/vad@0.2.0.wasm");
-    assert!(Path::new(&path).exists(), "{} missing: run plugins/build.sh", path.display());
-    let plugin = SegmenterPlugin::load(&rt, &path, "vad", "0.2.0", Default::default()).unwrap();
+    let plugin = default_vad(&rt);
     let mut config = vec![("partial_ms".to_string(), "0".to_string()), ("pad_ms".to_string(), "0".to_string())];
     if let Ok(extra) = std::env::var("SEGMENTER_QUALITY_CONFIG") {
         for kv in extra.split(',').filter(|s| !s.is_empty()) {

@@ -33,6 +33,8 @@ use kiki::plugins::{Limits, PluginRuntime, SegmenterInstance, SegmenterPlugin};
 use segmenter_vad::{Vad, VadConfig};
 
 const RATE: u32 = 16_000;
+/// The default segmenter's release, as plugins/build.sh installs it (`vad@VERSION.wasm`).
+const VAD_VERSION: &str = "0.2.0";
 const FRAME: usize = 320;
 /// Pool slots: enough for the live-instance part plus the plugins loaded beside it.
 const MAX_INSTANCES: u32 = 2100;
@@ -178,7 +180,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir =
         args.plugin_dir.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/plugins"));
-    let vad_path = dir.join("vad@0.2.0.wasm");
+    let vad_path = dir.join(format!("vad@{VAD_VERSION}.wasm"));
     let text_path = dir.join("text@0.1.0.wasm");
     let default_path = dir.join("default@0.1.0.wasm");
     for p in [&vad_path, &text_path, &default_path] {
@@ -196,7 +198,7 @@ fn main() -> anyhow::Result<()> {
     );
     let rt = PluginRuntime::new(limits).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (vm_rt, rss_rt) = vm()?;
-    let vad = SegmenterPlugin::load(&rt, &vad_path, "vad", "0.2.0", Default::default())
+    let vad = SegmenterPlugin::load(&rt, &vad_path, "vad", VAD_VERSION, Default::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut rows = Vec::new();
 
@@ -383,8 +385,8 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     };
     let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len() / 1024).unwrap_or(0);
-    compile(&format!("vad@0.2.0, SegmenterPlugin::load, {} KiB", size(&vad_path)), &|| {
-        SegmenterPlugin::load(&rt, &vad_path, "vad", "0.2.0", Default::default())
+    compile(&format!("vad@{VAD_VERSION}, SegmenterPlugin::load, {} KiB", size(&vad_path)), &|| {
+        SegmenterPlugin::load(&rt, &vad_path, "vad", VAD_VERSION, Default::default())
             .map(drop)
             .map_err(|e| anyhow::anyhow!("{e}"))
     })?;
@@ -399,7 +401,7 @@ fn main() -> anyhow::Result<()> {
     let mut swap_ms = Vec::new();
     for _ in 0..args.compiles {
         let t = Instant::now();
-        let p = SegmenterPlugin::load(&rt, &vad_path, "vad", "0.2.0", Default::default())
+        let p = SegmenterPlugin::load(&rt, &vad_path, "vad", VAD_VERSION, Default::default())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         p.self_test().map_err(|e| anyhow::anyhow!("{e}"))?;
         swap_ms.push(t.elapsed().as_secs_f64() * 1e3);
@@ -411,7 +413,7 @@ fn main() -> anyhow::Result<()> {
         self_test_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     rows.push(row(
-        format!("swap: load + self_test vad@0.2.0 (median of {})", args.compiles),
+        format!("swap: load + self_test vad@{VAD_VERSION} (median of {})", args.compiles),
         format!("{:.1} ms (of which self_test {:.2} ms)", median(&mut swap_ms), median(&mut self_test_ms)),
     ));
 

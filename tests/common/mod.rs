@@ -26,6 +26,16 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// The default segmenter's release, as plugins/build.sh installs it.
+pub const VAD_VERSION: &str = "0.2.0";
+
+/// The default segmenter (`.cache/plugins/vad@VAD_VERSION.wasm`) loaded into `rt`.
+pub fn default_vad(rt: &Arc<kiki::plugins::PluginRuntime>) -> Arc<kiki::plugins::SegmenterPlugin> {
+    let path = repo_root().join(format!(".cache/plugins/vad@{VAD_VERSION}.wasm"));
+    assert!(path.exists(), "{} missing: run plugins/build.sh (make setup does)", path.display());
+    kiki::plugins::SegmenterPlugin::load(rt, &path, "vad", VAD_VERSION, Default::default()).unwrap()
+}
+
 /// Config pointing at the set-up outputs in the repository's `.cache`.
 pub fn test_config() -> Config {
     let mut cfg =

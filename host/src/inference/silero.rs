@@ -6,7 +6,7 @@
 //! of context), so one loaded model serves every session. A session costs ~0.1-0.3 ms of one
 //! core per chunk (31 chunks a second): it is an option (`gateway.speech_prob`), not a default.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use ort::session::Session;
@@ -26,7 +26,6 @@ const STATE: usize = 2 * 128;
 /// so that sessions on different threads do not wait for one another.
 pub struct SileroVad {
     sessions: Vec<Mutex<Session>>,
-    path: PathBuf,
 }
 
 /// One audio stream's recurrent state.
@@ -75,11 +74,7 @@ impl SileroVad {
             }
             sessions.push(Mutex::new(session));
         }
-        Ok(Self { sessions, path: path.to_path_buf() })
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
+        Ok(Self { sessions })
     }
 
     /// The speech probability of one chunk of `CHUNK` samples; advances `st`.

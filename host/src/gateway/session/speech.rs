@@ -37,7 +37,7 @@ impl SpeechProbs {
         }
     }
 
-    /// Takes the next samples of the stream; returns how many chunks the model failed on.
+    /// Takes the next samples of the stream; returns the model's error for each chunk it failed on.
     pub fn push(&mut self, mut samples: &[f32]) -> Vec<InferenceError> {
         let mut errors = Vec::new();
         while !samples.is_empty() {
@@ -75,14 +75,13 @@ impl SpeechProbs {
     pub fn pieces(&self, from: u64, to: u64) -> Vec<(u64, u64, Option<f32>)> {
         let mut out = Vec::new();
         let mut at = from;
+        if at < self.origin {
+            // Before the session's clock began: cannot happen for its own audio; no probability.
+            at = to.min(self.origin);
+            out.push((from, at, None));
+        }
         while at < to {
-            let Some(rel) = at.checked_sub(self.origin) else {
-                // Before the origin: cannot happen for a session's own audio; no probability.
-                out.push((at, to.min(self.origin), None));
-                at = to.min(self.origin);
-                continue;
-            };
-            let chunk = rel / CHUNK;
+            let chunk = (at - self.origin) / CHUNK;
             let end = (self.origin + (chunk + 1) * CHUNK).min(to);
             let prob = chunk.checked_sub(self.first).and_then(|i| self.probs.get(i as usize).copied().flatten());
             out.push((at, end, prob));
