@@ -59,7 +59,8 @@ models="$cache/models"
 # The stamp names the graph layout; a model converted by an older layout is converted again.
 # v2: the decoder also outputs cross_qk (alignment heads' cross-attention, for word times);
 # config.json gains alignment_heads, sot_prev, translate and (multilingual) languages.
-layout="per-layer-cross-v2-cross-qk"
+# v3: cross K/V once per window, decoder rows grouped by window (beams share their window's K/V).
+layout="per-layer-cross-v3-per-window"
 # tiny.en (English, ~10 s to convert) and base (multilingual, ~15 s, ~580 MB of graphs).
 # KIKI_SETUP_MODELS="tiny.en" skips base.
 for name in ${KIKI_SETUP_MODELS:-tiny.en base}; do

@@ -5,8 +5,9 @@ Writes into --out:
   encoder.onnx       mel [B, n_mels, F] -> cross_k [n_layer, B, n_head, d_head, A],
                      cross_v [n_layer, B, n_head, A, d_head]   (A = F/2)
   decoder.onnx       tokens [B, N], self_k/self_v [n_layer, B, P, n_state], cross_k, cross_v
+                     (per window: W windows, B/W rows each, rows grouped by window)
                      -> logits [B, N, n_vocab], new_self_k/new_self_v [n_layer, B, P+N, n_state],
-                        cross_qk [B, H_align, N, A]
+                        cross_qk [W, H_align, B/W * N, A]
   encoder.int8.onnx, decoder.int8.onnx   dynamic int8 (MatMul weights only)
   vocabulary.txt, config.json, and .done last (the set-up script tests for it).
 
@@ -19,6 +20,11 @@ step. With --per-layer-cross the encoder instead emits cross_k_0.. / cross_v_0..
 ([B, n_head, d_head, A] / [B, n_head, A, d_head], one pair per decoder layer) that feed the
 MatMuls directly, with no copy at all; the host must then pass every encoder output to the
 decoder by name.
+
+Cross K/V come once per window, not once per decoder row: beam search and best-of sampling
+run k rows over one window, and the decoder attends a window's k rows to its K/V as one
+query block (per head a [k*N, D] x [D, A] product), so the host never copies K/V k times
+and the k rows share each read of them.
 
 cross_qk (for word timestamps) holds the cross-attention softmax weights of the alignment
 heads only, in config.json's alignment_heads order ((layer, head) ascending): a Gather over
@@ -199,6 +205,26 @@ class Graph:
         ctx = self.op("Transpose", ctx, perm=[0, 2, 1, 3])
         return self.op("Reshape", ctx, self.i64(0, 0, n_head * d_head))
 
+    def cross_attention(self, q, ck, cv, n_head, d_head, weights):
+        """q [R, N, C] over ck [W, H, D, A] / cv [W, H, A, D], where the R decoder rows are W
+        windows' rows in order, R/W each (the beams or samples of one window). Each window's
+        rows and positions attend its K/V together as one [R/W * N]-row query block, so K/V
+        are read once per window, never copied per row. The softmax weights [W, H, R/W*N, A]
+        go to `weights`.
+        """
+        windows = self.op("Shape", ck, start=0, end=1)
+        new = self.op("Shape", q, start=1, end=2)
+        minus1, heads, dh = self.i64(-1), self.i64(n_head), self.i64(d_head)
+        q = self.op("Reshape", q, self.op("Concat", windows, minus1, new, heads, dh, axis=0))  # [W,k,N,H,D]
+        q = self.op("Transpose", q, perm=[0, 3, 1, 2, 4])  # [W, H, k, N, D]
+        q = self.op("Reshape", q, self.i64(0, 0, -1, d_head))  # [W, H, k*N, D]
+        probs = self.op("Softmax", self.op("MatMul", q, ck), axis=-1)
+        weights.append(probs)
+        ctx = self.op("MatMul", probs, cv)  # [W, H, k*N, D]
+        ctx = self.op("Reshape", ctx, self.op("Concat", windows, heads, minus1, new, dh, axis=0))
+        ctx = self.op("Transpose", ctx, perm=[0, 2, 3, 1, 4])  # [W, k, N, H, D]
+        return self.op("Reshape", ctx, self.op("Concat", minus1, new, self.i64(n_head * d_head), axis=0))
+
     def ffn(self, x, w, prefix):
         h = self.layer_norm(x, w, prefix + "/layer_norm")
         h = self.gelu(self.linear(h, w[prefix + "/linear_0/weight"], w[prefix + "/linear_0/bias"]))
@@ -342,10 +368,11 @@ def build_decoder(w, dims, per_layer=False, alignment_heads=()):
         else:
             ck, cv = g.op("Gather", k_names[0], layer, axis=0), g.op("Gather", v_names[0], layer, axis=0)
         probs = []
-        a = g.attention(q, ck, cv, n_head, d_head, kv_split=True, weights=probs)
+        a = g.cross_attention(q, ck, cv, n_head, d_head, weights=probs)
         heads = [h for layer_i, h in alignment_heads if layer_i == i]
         if heads:
-            # Only these heads' rows are copied out: [B, len(heads), N, A].
+            # Only these heads' rows are copied out: [W, len(heads), R/W * N, A]; with one
+            # row per window (the host's alignment call) that is [B, len(heads), N, A].
             align.append(g.op("Gather", probs[0], g.i64(*heads), axis=1))
         a = g.linear(a, w[p + "/attention/linear_2/weight"], w[p + "/attention/linear_2/bias"])
         x = g.ffn(g.op("Add", x, a), w, p + "/ffn")
@@ -363,15 +390,16 @@ def build_decoder(w, dims, per_layer=False, alignment_heads=()):
     f32 = TensorProto.FLOAT
     cache = lambda name, t: helper.make_tensor_value_info(name, f32, [n_layer, "batch", t, n_state])
     lead = [] if per_layer else [n_layer]
-    cross = ([helper.make_tensor_value_info(n, f32, lead + ["batch", n_head, d_head, "audio_ctx"]) for n in k_names]
-             + [helper.make_tensor_value_info(n, f32, lead + ["batch", n_head, "audio_ctx", d_head]) for n in v_names])
+    # One cross K/V per window ("windows"), which may be fewer than the rows ("batch").
+    cross = ([helper.make_tensor_value_info(n, f32, lead + ["windows", n_head, d_head, "audio_ctx"]) for n in k_names]
+             + [helper.make_tensor_value_info(n, f32, lead + ["windows", n_head, "audio_ctx", d_head]) for n in v_names])
     return g.model(
         "whisper_decoder",
         [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["batch", "new_tokens"]),
          cache("self_k", "past"), cache("self_v", "past"), *cross],
         [helper.make_tensor_value_info("logits", f32, ["batch", "new_tokens", dims["n_vocab"]]),
          cache("new_self_k", "total"), cache("new_self_v", "total"),
-         helper.make_tensor_value_info("cross_qk", f32, ["batch", len(alignment_heads), "new_tokens", "audio_ctx"])],
+         helper.make_tensor_value_info("cross_qk", f32, ["windows", len(alignment_heads), "rows_x_tokens", "audio_ctx"])],
     )
 
 
@@ -542,7 +570,8 @@ def main():
     print(f"int8 graphs written ({time.time() - start:.1f}s)")
 
     shutil.copyfile(src_dir / "vocabulary.txt", out / "vocabulary.txt")
-    config = {"name": args.name, **dims, "multilingual": multilingual,
+    # The host refuses graphs of another layout (cross K/V per window: see the module doc).
+    config = {"name": args.name, "decoder_layout": "cross-per-window", **dims, "multilingual": multilingual,
               **token_config(vocab, ct2_cfg, multilingual), "alignment_heads": heads}
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (out / ".done").write_text("")

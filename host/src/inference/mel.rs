@@ -11,11 +11,15 @@ pub const N_MELS: usize = 80;
 /// Frames in Whisper's full 30 s window.
 pub const FULL_FRAMES: usize = 3000;
 const N_BINS: usize = N_FFT / 2 + 1;
+/// The power floor before the logarithm.
+const POWER_FLOOR: f32 = 1e-10;
 
 /// Precomputed window, filterbank and FFT plan; cheap to share between threads.
 pub struct MelFrontEnd {
     window: Vec<f32>,
-    filters: Vec<f32>, // [N_MELS, N_BINS] row-major
+    /// Per mel band: its first FFT bin and the weights from there (the non-zero run only: a
+    /// band spans a few bins, so the dense 80 x 201 product was mostly zeros).
+    filters: Vec<(usize, Vec<f32>)>,
     fft: Arc<dyn RealToComplex<f32>>,
 }
 
@@ -30,7 +34,16 @@ impl MelFrontEnd {
         let window =
             (0..N_FFT).map(|n| 0.5 - 0.5 * (2.0 * std::f32::consts::PI * n as f32 / N_FFT as f32).cos()).collect();
         let fft = RealFftPlanner::<f32>::new().plan_fft_forward(N_FFT);
-        Self { window, filters: slaney_filters(16_000.0), fft }
+        let dense = slaney_filters(16_000.0);
+        let filters = dense
+            .chunks(N_BINS)
+            .map(|row| {
+                let first = row.iter().position(|&w| w != 0.0).unwrap_or(0);
+                let last = row.iter().rposition(|&w| w != 0.0).map_or(first, |l| l + 1);
+                (first, row[first..last].to_vec())
+            })
+            .collect();
+        Self { window, filters, fft }
     }
 
     /// Log-mel of `samples` zero-padded (or cut) to `frames * HOP` samples; returns
@@ -55,9 +68,19 @@ impl MelFrontEnd {
         let mut spec = self.fft.make_output_vec();
         let mut scratch = self.fft.make_scratch_vec();
         let mut mel = vec![0.0f32; N_MELS * frames];
+        // What a frame of silence gives in every band.
+        let silent = POWER_FLOOR.log10();
         // Whisper drops the last STFT frame, so exactly `frames` frames remain.
         for t in 0..frames {
             let start = t * HOP;
+            // Frames of zero padding (most of a short segment's window) have no power at all:
+            // the same floor value as the FFT would give, without it.
+            if padded[start..start + N_FFT].iter().all(|&v| v == 0.0) {
+                for m in 0..N_MELS {
+                    mel[m * frames + t] = silent;
+                }
+                continue;
+            }
             for (i, v) in frame_buf.iter_mut().enumerate() {
                 *v = padded[start + i] * self.window[i];
             }
@@ -68,10 +91,9 @@ impl MelFrontEnd {
             for (p, c) in power.iter_mut().zip(&spec) {
                 *p = c.norm_sqr();
             }
-            for m in 0..N_MELS {
-                let row = &self.filters[m * N_BINS..(m + 1) * N_BINS];
-                let e: f32 = row.iter().zip(&power).map(|(w, p)| w * p).sum();
-                mel[m * frames + t] = e.max(1e-10).log10();
+            for (m, (first, weights)) in self.filters.iter().enumerate() {
+                let e: f32 = weights.iter().zip(&power[*first..]).map(|(w, p)| w * p).sum();
+                mel[m * frames + t] = e.max(POWER_FLOOR).log10();
             }
         }
         let max = mel.iter().copied().fold(f32::NEG_INFINITY, f32::max);

@@ -7,6 +7,7 @@
 mod align;
 mod mel;
 mod model;
+mod runtime;
 mod search;
 mod silero;
 mod tokenizer;

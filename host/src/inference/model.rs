@@ -37,13 +37,27 @@ pub struct ModelInfo {
     /// come out of the decoder as `cross_qk` and give word times.
     #[serde(default)]
     pub alignment_heads: Vec<[usize; 2]>,
+    /// The decoder's graph layout (`tools/convert_ct2.py`); see [`DECODER_LAYOUT`].
+    #[serde(default)]
+    pub decoder_layout: String,
 }
+
+/// The decoder layout this host drives: cross K/V once per window, each window's decoder rows
+/// grouped after one another. Graphs converted before it took K/V per row.
+pub const DECODER_LAYOUT: &str = "cross-per-window";
 
 impl ModelInfo {
     pub fn load(dir: &Path) -> Result<Self, InferenceError> {
         let path = dir.join("config.json");
         let text = std::fs::read_to_string(&path).map_err(|e| InferenceError::model_file(&path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| InferenceError::Corrupt { path: path.display().to_string(), reason: e.to_string() })
+        let corrupt = |reason: String| InferenceError::Corrupt { path: path.display().to_string(), reason };
+        let info: Self = serde_json::from_str(&text).map_err(|e| corrupt(e.to_string()))?;
+        if info.decoder_layout != DECODER_LAYOUT {
+            return Err(corrupt(format!(
+                "converted for decoder layout {:?}, this kiki needs {DECODER_LAYOUT:?} (converted by an older set-up)",
+                info.decoder_layout
+            )));
+        }
+        Ok(info)
     }
 }

@@ -73,6 +73,7 @@ pub struct Advance {
 
 impl Advance {
     /// True when no row changes places (the decoder cache can be used as it is).
+    #[cfg(test)]
     pub fn in_place(&self) -> bool {
         self.sources.iter().enumerate().all(|(i, &s)| i == s)
     }
@@ -118,6 +119,11 @@ impl Search {
 
     pub fn rows(&self) -> usize {
         self.seqs.len()
+    }
+
+    /// True once `item` has its result (its rows may still be fed; their logits are ignored).
+    pub fn item_done(&self, item: usize) -> bool {
+        self.item_done[item]
     }
 
     pub fn done(&self) -> bool {
@@ -270,11 +276,17 @@ impl Search {
     }
 }
 
-/// True when the sequence ends in the same n-gram (n = 2..=12) repeated at least 5 times, or one
-/// token 8 times: Whisper's repetition failure, not speech.
+/// True when the sequence ends in the same n-gram repeated back to back: one token 8 times,
+/// n = 2..=4 five times, longer n-grams (up to 32 tokens: a whole sentence, which is how tiny.en
+/// loops on a segment cut mid-word) until they span 30 tokens, at least 3 times. Whisper's
+/// repetition failure, not speech; caught before it runs to the length bound.
 pub fn is_looping(tokens: &[u32]) -> bool {
-    (1..=12).any(|n| {
-        let reps = if n == 1 { 8 } else { 5 };
+    (1..=32).any(|n| {
+        let reps = match n {
+            1 => 8,
+            2..=4 => 5,
+            _ => 30usize.div_ceil(n).max(3),
+        };
         tokens.len() >= n * reps && {
             let tail = &tokens[tokens.len() - n..];
             (1..reps).all(|r| &tokens[tokens.len() - n * (r + 1)..tokens.len() - n * r] == tail)
@@ -357,6 +369,16 @@ mod tests {
         assert!(is_looping(&looped));
         assert!(!is_looping(&(0..200).collect::<Vec<u32>>()));
         assert!(!is_looping(&[5, 9, 5, 9, 5, 9, 5, 9, 1]));
+        // A sentence of 11 tokens said three times over is a loop; twice is not.
+        let sentence: Vec<u32> = (100..111).collect();
+        let thrice: Vec<u32> = [&[1, 2][..], &sentence, &sentence, &sentence].concat();
+        assert!(is_looping(&thrice));
+        assert!(!is_looping(&thrice[..thrice.len() - 1]));
+        assert!(!is_looping(&[&sentence[..], &sentence].concat()));
+        // A short phrase needs as many repeats as span 30 tokens: "I don't know" x3 is speech.
+        let phrase: Vec<u32> = (200..205).collect();
+        assert!(!is_looping(&phrase.repeat(3)));
+        assert!(is_looping(&phrase.repeat(6)));
     }
 
     #[test]

@@ -45,7 +45,9 @@ impl SileroVad {
     /// Loads `path` with the ONNX Runtime library at `ort_library`; `copies` sessions (at least 1)
     /// for concurrent callers.
     pub fn load(path: &Path, ort_library: &Path, copies: usize) -> Result<Self, InferenceError> {
-        let env = super::whisper::environment(ort_library)?;
+        // Created here first (a gateway without a worker), the environment's pool gets ONNX
+        // Runtime's default size; Silero itself runs on its caller's thread, never in the pool.
+        let env = super::runtime::environment(ort_library, 0)?;
         if !path.exists() {
             return Err(InferenceError::Missing {
                 path: path.display().to_string(),
@@ -58,6 +60,8 @@ impl SileroVad {
         for _ in 0..copies.max(1) {
             let session = Session::builder(env)?
                 .with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(ort::Error::from)?
+                .with_independent_thread_pool()
                 .map_err(ort::Error::from)?
                 .with_intra_threads(1)
                 .map_err(ort::Error::from)?

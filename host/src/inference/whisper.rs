@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::path::PathBuf;
+use std::sync::Mutex;
 
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
@@ -110,22 +110,6 @@ pub struct Engine {
     opts: EngineOptions,
 }
 
-/// ONNX Runtime allows one environment per process; every engine shares it.
-static ORT_ENV: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
-
-pub(super) fn environment(library: &Path) -> Result<&'static ort::environment::Environment, InferenceError> {
-    let lib_err = |reason: String| InferenceError::Library { path: library.display().to_string(), reason };
-    if !library.exists() {
-        return Err(lib_err("file not found".into()));
-    }
-    ORT_ENV
-        .get_or_init(|| {
-            ort::init_from(library).map_err(|e| e.to_string())?.with_name("kiki").build().map_err(|e| e.to_string())
-        })
-        .as_ref()
-        .map_err(|e| lib_err(e.clone()))
-}
-
 /// One audio window: which request it belongs to and where it lies in that request's audio.
 struct Window {
     request: usize,
@@ -193,7 +177,8 @@ fn gather(value: &DynValue, axis: usize, rows: &[usize]) -> Result<DynValue, Inf
 
 impl Engine {
     pub fn load(opts: EngineOptions) -> Result<Self, InferenceError> {
-        let env = environment(&opts.ort_library)?;
+        let env = super::runtime::environment(&opts.ort_library, opts.threads)?;
+        let shared_pool = super::runtime::shares_pool(&opts.ort_library, opts.threads)?;
         let info = ModelInfo::load(&opts.model_dir)?;
         let tokenizer = Tokenizer::load(&opts.model_dir.join("vocabulary.txt"), info.eot)?;
         if !matches!(opts.provider.as_str(), "cpu" | "cuda") {
@@ -225,8 +210,12 @@ impl Engine {
                     .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
                     .map_err(|e| InferenceError::Provider(format!("CUDA could not be loaded: {e}")))?;
             }
-            if opts.threads > 0 {
+            if !shared_pool {
+                // The process's pool was sized for another engine: a pool of this session's
+                // own, not spinning, so that it does not take the cores from the other pools.
+                builder = builder.with_independent_thread_pool().map_err(ort::Error::from)?;
                 builder = builder.with_intra_threads(opts.threads).map_err(ort::Error::from)?;
+                builder = builder.with_intra_op_spinning(false).map_err(ort::Error::from)?;
             }
             builder
                 .commit_from_file(&path)
@@ -567,54 +556,80 @@ impl Engine {
         let k = mode.rows();
         let (prompt, sot_index) = self.prompt(lang, context);
         let max_len = self.opts.max_tokens.min(info.n_text_ctx / 2).min(info.n_text_ctx - prompt.len()).max(1);
-        let row_windows: Vec<usize> = windows.iter().flat_map(|&w| std::iter::repeat_n(w, k)).collect();
-        let rows = row_windows.len();
-        let owned = cross.for_rows(&row_windows)?;
-        let cross_in = owned.as_deref().unwrap_or(&cross.tensors);
-        let mut search = Search::new(mode, windows.len(), info.eot, max_len, self.opts.decoding.length_penalty, seed);
-        let mut step_tokens: Vec<i64> = prompt.iter().map(|&t| t as i64).cycle().take(rows * prompt.len()).collect();
+        let items = windows.len();
+        let mut search = Search::new(mode, items, info.eot, max_len, self.opts.decoding.length_penalty, seed);
+        // The items (windows) in the decoder's batch, in order, `k` consecutive rows each. An
+        // item that is done stays in it until a quarter of the batch is done: then the batch is
+        // compacted (its self-attention cache and cross K/V copied without them), so a window
+        // that decodes long does not drag finished ones through every step.
+        let mut batch: Vec<usize> = (0..items).collect();
+        let mut cross_owned = cross.for_rows(windows)?;
+        let mut step_tokens: Vec<i64> =
+            prompt.iter().map(|&t| t as i64).cycle().take(items * k * prompt.len()).collect();
         let mut step_len = prompt.len();
-        let mut self_k: DynValue = Tensor::from_array(([layers, rows, 0, state], Vec::<f32>::new()))?.into_dyn();
-        let mut self_v: DynValue = Tensor::from_array(([layers, rows, 0, state], Vec::<f32>::new()))?.into_dyn();
-        let mut no_speech = vec![0.0f32; windows.len()];
+        let mut self_k: DynValue = Tensor::from_array(([layers, items * k, 0, state], Vec::<f32>::new()))?.into_dyn();
+        let mut self_v: DynValue = Tensor::from_array(([layers, items * k, 0, state], Vec::<f32>::new()))?.into_dyn();
+        let mut no_speech = vec![0.0f32; items];
+        // Suppressed last-position logits of every search row (rows of done items are stale).
         let mut last = Vec::new();
         let mut first = true;
         let mut dec = self.decoder.lock().map_err(|_| InferenceError::Input("decoder poisoned".into()))?;
         while !search.done() {
-            let tok = Tensor::from_array(([rows, step_len], std::mem::take(&mut step_tokens)))?;
+            let tok = Tensor::from_array(([batch.len() * k, step_len], std::mem::take(&mut step_tokens)))?;
             let mut inputs = ort::inputs![
                 "tokens" => tok,
                 "self_k" => self_k,
                 "self_v" => self_v,
             ];
+            let cross_in = cross_owned.as_deref().unwrap_or(&cross.tensors);
             inputs.extend(cross_in.iter().map(|(n, v)| (n.as_str().into(), v.into())));
             let mut out = dec.run(inputs)?;
             let (shape, logits) = out["logits"].try_extract_tensor::<f32>()?;
             let vocab = shape[2] as usize;
-            last.clear();
-            for r in 0..rows {
-                let base = (r * step_len + step_len - 1) * vocab;
-                last.extend_from_slice(&logits[base..base + vocab]);
-            }
-            if first {
-                for (w, p) in no_speech.iter_mut().enumerate() {
-                    let base = (w * k * step_len + sot_index) * vocab;
-                    *p = softmax_at(&logits[base..base + vocab], info.no_speech as usize);
+            last.resize(items * k * vocab, 0.0);
+            for (j, &item) in batch.iter().enumerate() {
+                if search.item_done(item) {
+                    continue;
                 }
-            }
-            for row in last.chunks_mut(vocab) {
-                self.suppress(row, first);
+                if first {
+                    let base = (j * k * step_len + sot_index) * vocab;
+                    no_speech[item] = softmax_at(&logits[base..base + vocab], info.no_speech as usize);
+                }
+                for r in 0..k {
+                    let base = ((j * k + r) * step_len + step_len - 1) * vocab;
+                    let row = &mut last[(item * k + r) * vocab..(item * k + r + 1) * vocab];
+                    row.copy_from_slice(&logits[base..base + vocab]);
+                    self.suppress(row, first);
+                }
             }
             let adv = search.advance(&last, vocab);
             self_k =
                 out.remove("new_self_k").ok_or_else(|| InferenceError::Input("decoder gave no new_self_k".into()))?;
             self_v =
                 out.remove("new_self_v").ok_or_else(|| InferenceError::Input("decoder gave no new_self_v".into()))?;
-            if !adv.in_place() {
-                self_k = gather(&self_k, 1, &adv.sources)?;
-                self_v = gather(&self_v, 1, &adv.sources)?;
+            let done = batch.iter().filter(|&&i| search.item_done(i)).count();
+            let compact = done > 0 && done * 4 >= batch.len() && done < batch.len();
+            let next: Vec<usize> =
+                if compact { batch.iter().copied().filter(|&i| !search.item_done(i)).collect() } else { batch.clone() };
+            // Row `pick[n]` of this step's cache continues as row n of the next batch.
+            let mut pick = Vec::with_capacity(next.len() * k);
+            for (j, &item) in batch.iter().enumerate() {
+                if compact && search.item_done(item) {
+                    continue;
+                }
+                pick.extend((0..k).map(|r| j * k + adv.sources[item * k + r] - item * k));
             }
-            step_tokens = adv.tokens.iter().map(|&t| t as i64).collect();
+            if pick.iter().enumerate().any(|(n, &p)| n != p) || pick.len() != batch.len() * k {
+                self_k = gather(&self_k, 1, &pick)?;
+                self_v = gather(&self_v, 1, &pick)?;
+            }
+            if compact {
+                let ws: Vec<usize> = next.iter().map(|&i| windows[i]).collect();
+                cross_owned = cross.for_rows(&ws)?;
+            }
+            step_tokens =
+                next.iter().flat_map(|&i| (0..k).map(move |r| i * k + r)).map(|r| adv.tokens[r] as i64).collect();
+            batch = next;
             step_len = 1;
             first = false;
         }
