@@ -14,8 +14,10 @@
 //!    that comes out the same as another for a length (the floor at or above 10 s is the
 //!    segment's own window; auto at 30 s is the full one) is not timed twice; batch 8 of 30 s at
 //!    full context is skipped unless asked for, to keep the run short.
-//! 2. Accuracy: WER of each precision x context over the 32 sentences, one sentence per segment,
-//!    8 segments per call, and how many outputs came back empty.
+//! 2. Accuracy of each precision x context, one clip per segment, 8 segments per call, and how
+//!    many outputs came back empty: WER over the 32 sentences in the synthetic set's voice
+//!    (`kiki::eval::WER_SET_VOICE`, the one the test bounds) and in espeak-ng's default voice;
+//!    for a multilingual model also CER over the 30 Mandarin sentences (language `zh`).
 //! 3. The two targets, met or not: the first on int8 at the default (floored) context,
 //!    the second at the default model settings (fp32, floored context), others beside them.
 //!
@@ -32,8 +34,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use kiki::config::Config;
-use kiki::eval::word_errors;
-use kiki::inference::{Engine, EngineOptions, FULL_FRAMES, MelFrontEnd, Transcript, frames_for};
+use kiki::eval::{DEFAULT_VOICE, WER_SET_VOICE, char_errors, word_errors};
+use kiki::inference::{Engine, EngineOptions, FULL_FRAMES, MelFrontEnd, Request, Transcript, frames_for};
 
 const RATE: usize = 16_000;
 /// Silence between sentences in the concatenated speech.
@@ -189,12 +191,23 @@ fn main() -> anyhow::Result<()> {
     cfg.model.threads = args.threads;
     print_machine(&cfg, &args, runs);
 
-    let speech = synthesize()?;
+    let speech = synthesize(DEFAULT_VOICE)?;
     println!(
         "speech: {} espeak-ng en-us sentences, {:.1} s joined with {GAP_MS} ms pauses",
         speech.clips.len(),
         speech.stream.len() as f64 / RATE as f64
     );
+    let quick_n = |n: usize| if args.quick { n.min(ACCURACY_BATCH) } else { n };
+    let sets = [
+        AccuracySet::english(
+            "WER set (espeak-ng -s 150 -g 4)",
+            synthesize(WER_SET_VOICE)?,
+            quick_n(speech.clips.len()),
+        ),
+        AccuracySet::english("espeak-ng default voice", synthesize(DEFAULT_VOICE)?, quick_n(speech.clips.len())),
+    ];
+    let mandarin = AccuracySet::mandarin()?;
+    let mandarin_n = quick_n(mandarin.clips.len());
 
     for model in &args.models {
         cfg.model.name = model.clone();
@@ -206,8 +219,12 @@ fn main() -> anyhow::Result<()> {
         let variants = load_variants(&cfg, model, args.fallback, &speech, max_batch)?;
         print_mel_cost(lengths);
         let cells = rtf_table(&args, &speech, &variants, lengths, batches, runs)?;
-        let accuracy_n = if args.quick { ACCURACY_BATCH } else { speech.clips.len() };
-        accuracy(&speech, &variants, accuracy_n)?;
+        for set in &sets {
+            accuracy(set, &variants)?;
+        }
+        if variants.first().is_some_and(|v| v.engine.multilingual()) {
+            accuracy(&AccuracySet { n: mandarin_n, ..mandarin.clone() }, &variants)?;
+        }
         summary(model, &cells, lengths, batches);
     }
     println!("\ntotal wall time: {:.1} s", started.elapsed().as_secs_f64());
@@ -273,8 +290,8 @@ fn load_average() -> String {
         .unwrap_or_else(|_| "?".into())
 }
 
-/// Speech for every sentence of tests/data/sentences.txt.
-fn synthesize() -> anyhow::Result<Speech> {
+/// Speech for every sentence of tests/data/sentences.txt, in espeak-ng's `voice`.
+fn synthesize(voice: &[&str]) -> anyhow::Result<Speech> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/sentences.txt");
     let sentences: Vec<String> = std::fs::read_to_string(&path)
         .with_context(|| format!("reading {}", path.display()))?
@@ -287,7 +304,7 @@ fn synthesize() -> anyhow::Result<Speech> {
     let mut clips = Vec::with_capacity(sentences.len());
     let (mut stream, mut starts) = (Vec::new(), Vec::new());
     for (i, text) in sentences.iter().enumerate() {
-        let clip = speak(dir.path(), i, text)?;
+        let clip = speak(dir.path(), i, text, voice)?;
         starts.push(stream.len());
         stream.extend_from_slice(&clip);
         stream.extend(std::iter::repeat_n(0.0, RATE / 1000 * GAP_MS));
@@ -296,10 +313,11 @@ fn synthesize() -> anyhow::Result<Speech> {
     Ok(Speech { sentences, clips, stream, starts })
 }
 
-fn speak(dir: &Path, index: usize, text: &str) -> anyhow::Result<Vec<f32>> {
+fn speak(dir: &Path, index: usize, text: &str, voice: &[&str]) -> anyhow::Result<Vec<f32>> {
     let path = dir.join(format!("s{index}.wav"));
     let status = std::process::Command::new("espeak-ng")
-        .args(["-v", "en-us", "-w"])
+        .args(voice)
+        .arg("-w")
         .arg(&path)
         .arg(text)
         .status()
@@ -531,27 +549,79 @@ fn print_rtf_table(cells: &[Cell], lengths: &[usize], batches: &[usize], runs: u
     }
 }
 
-fn accuracy(speech: &Speech, variants: &[Variant], n: usize) -> anyhow::Result<()> {
-    let audio_s: f64 = speech.clips[..n].iter().map(|c| c.len() as f64 / RATE as f64).sum();
+/// Clips with reference texts, scored by word (English) or character (Mandarin) error rate.
+#[derive(Clone)]
+struct AccuracySet {
+    name: &'static str,
+    references: Vec<String>,
+    clips: Vec<Vec<f32>>,
+    /// Language asked for (`None`: the engine's default or detection).
+    language: Option<&'static str>,
+    /// Character error rate instead of word error rate.
+    cer: bool,
+    /// Clips scored (the first `n`).
+    n: usize,
+}
+
+impl AccuracySet {
+    fn english(name: &'static str, speech: Speech, n: usize) -> Self {
+        Self { name, references: speech.sentences, clips: speech.clips, language: None, cer: false, n }
+    }
+
+    /// tests/data/mandarin.txt (hanzi|pinyin): espeak-ng reads the tone-numbered pinyin (its
+    /// `cmn` voice reads hanzi as English letters on Debian's build); scored against the hanzi.
+    fn mandarin() -> anyhow::Result<Self> {
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/mandarin.txt");
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let lines: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('|')).collect();
+        let dir = tempfile::tempdir()?;
+        let clips = lines
+            .iter()
+            .enumerate()
+            .map(|(i, (_, pinyin))| speak(dir.path(), i, pinyin, &["-v", "cmn-latn-pinyin"]))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let references = lines.iter().map(|(hanzi, _)| hanzi.to_string()).collect();
+        Ok(Self {
+            name: "Mandarin (espeak-ng pinyin voice, zh)",
+            references,
+            clips,
+            language: Some("zh"),
+            cer: true,
+            n: lines.len(),
+        })
+    }
+}
+
+fn accuracy(set: &AccuracySet, variants: &[Variant]) -> anyhow::Result<()> {
+    let n = set.n.min(set.clips.len());
+    let audio_s: f64 = set.clips[..n].iter().map(|c| c.len() as f64 / RATE as f64).sum();
+    let measure = if set.cer { "CER" } else { "WER" };
     println!(
-        "2. Accuracy: {n} sentences ({audio_s:.1} s of speech), one sentence per segment, {ACCURACY_BATCH} segments per call"
+        "2. Accuracy, {}: {n} clips ({audio_s:.1} s of speech), one per segment, {ACCURACY_BATCH} segments per call",
+        set.name
     );
-    println!("   WER = word edit distance / reference words (lower-cased, punctuation stripped)");
+    if set.cer {
+        println!("   CER = character edit distance / reference characters (letters and digits only)");
+    } else {
+        println!("   WER = word edit distance / reference words (lower-cased, punctuation stripped)");
+    }
     println!(
-        "\n   {:4}  {:5}  {:>6}  {:>7}  {:>7}  empty outputs (sentence numbers)",
-        "prec", "ctx", "WER", "empty", "RTF"
+        "\n   {:4}  {:5}  {:>6}  {:>7}  {:>7}  empty outputs (clip numbers)",
+        "prec", "ctx", measure, "empty", "RTF"
     );
     for v in variants {
-        let (mut errors, mut words, mut empty) = (0, 0, Vec::new());
+        let (mut errors, mut units, mut empty) = (0, 0, Vec::new());
         let t = Instant::now();
-        for (ci, chunk) in speech.clips[..n].chunks(ACCURACY_BATCH).enumerate() {
-            let segs: Vec<&[f32]> = chunk.iter().map(Vec::as_slice).collect();
-            let out = v.engine.transcribe(&segs)?;
+        for (ci, chunk) in set.clips[..n].chunks(ACCURACY_BATCH).enumerate() {
+            let requests: Vec<Request> =
+                chunk.iter().map(|a| Request { audio: a, language: set.language, ..Default::default() }).collect();
+            let out = v.engine.transcribe_requests(&requests)?;
             for (i, t) in out.iter().enumerate() {
                 let index = ci * ACCURACY_BATCH + i;
-                let (e, w) = word_errors(&speech.sentences[index], &t.text);
+                let reference = &set.references[index];
+                let (e, u) = if set.cer { char_errors(reference, &t.text) } else { word_errors(reference, &t.text) };
                 errors += e;
-                words += w;
+                units += u;
                 if t.text.trim().is_empty() {
                     empty.push(index + 1);
                 }
@@ -562,13 +632,14 @@ fn accuracy(speech: &Speech, variants: &[Variant], n: usize) -> anyhow::Result<(
             "   {:4}  {:5}  {:>6.3}  {:>3}/{:<3}  {:>7.4}  {:?}",
             v.precision.name(),
             v.context.name(),
-            errors as f64 / words.max(1) as f64,
+            errors as f64 / units.max(1) as f64,
             empty.len(),
             n,
             rtf,
             empty
         );
     }
+    println!();
     Ok(())
 }
 

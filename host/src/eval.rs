@@ -1,4 +1,15 @@
-//! Word error rate, shared by the tests and the benchmarks.
+//! Word error rate, shared by the tests and the benchmarks, and the voice of the synthetic set.
+
+/// espeak-ng's arguments for the synthetic English WER set (`tests/data/sentences.txt`): en-us
+/// at 150 words a minute with 40 ms between words, the pace of someone dictating. espeak's
+/// default (175 wpm, words run together) is harder for Whisper than for people: tiny.en gives
+/// 0.33 WER on it greedy and 0.30 with beam 5, at 150 wpm + 40 ms 0.18 / 0.15 (faster-whisper on
+/// the same weights and default-voice clips does worse than Kiki; docs/performance.md). The
+/// inference bench reports both voices.
+pub const WER_SET_VOICE: &[&str] = &["-v", "en-us", "-s", "150", "-g", "4"];
+
+/// espeak-ng's default en-us voice, which the other tests and the parity set use.
+pub const DEFAULT_VOICE: &[&str] = &["-v", "en-us"];
 
 /// Words after lower-casing and stripping punctuation (apostrophes kept).
 fn words(s: &str) -> Vec<String> {
