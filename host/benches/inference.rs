@@ -49,6 +49,7 @@ const B1_SEGMENTS: usize = 4;
 /// The issue's targets.
 const TARGET_RTF: f64 = 0.03;
 const TARGET_BATCH_GAIN: f64 = 1.5;
+const TARGET_GPU_BATCH_GAIN: f64 = 6.0;
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark of Kiki's inference core: RTF and WER of tiny.en and base")]
@@ -67,7 +68,15 @@ struct Args {
     /// ONNX Runtime intra-op threads (0 = ONNX Runtime's default).
     #[arg(long, default_value_t = 0)]
     threads: usize,
-    /// Smoke run: one run, 2 and 5 s segments, batches 1 and 8, accuracy on 8 sentences.
+    /// Execution provider: cpu, or cuda (with the GPU build of ONNX Runtime: `source .cache/gpu.env`
+    /// after `make setup-gpu`, or `bash scripts/gpu-bench.sh`).
+    #[arg(long, default_value = "cpu")]
+    provider: String,
+    /// Batch sizes to time (batch 1 is always timed: every ratio is against it).
+    #[arg(long, value_delimiter = ',', default_values_t = BATCHES)]
+    batches: Vec<usize>,
+    /// Smoke run: one run, 2 and 5 s segments, batches 1, 8 and any above 8 in --batches,
+    /// accuracy on 8 sentences.
     #[arg(long)]
     quick: bool,
     /// Also time batch 8 of 30 s segments at full context (skipped by default to keep the run short).
@@ -183,12 +192,22 @@ fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let runs = if args.quick { 1 } else { args.runs.max(1) };
     let lengths: &[usize] = if args.quick { &[2, 5] } else { &LENGTHS_S };
-    let batches: &[usize] = if args.quick { &[1, 8] } else { &BATCHES };
+    // Quick: batches 1 and 8, and any larger ones asked for (the GPU target is at 16).
+    let mut batches: Vec<usize> = if args.quick {
+        args.batches.iter().copied().filter(|&b| b > 8).chain([8]).collect()
+    } else {
+        args.batches.clone()
+    };
+    batches.push(1);
+    batches.sort_unstable();
+    batches.dedup();
+    let batches = &batches[..];
     let max_batch = batches.iter().copied().max().unwrap_or(1);
 
     let data_dir = args.data_dir.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache"));
     let mut cfg = Config { data_dir, ..Config::default() };
     cfg.model.threads = args.threads;
+    cfg.model.provider = args.provider.clone();
     print_machine(&cfg, &args, runs);
 
     let speech = synthesize(DEFAULT_VOICE)?;
@@ -225,7 +244,7 @@ fn main() -> anyhow::Result<()> {
         if variants.first().is_some_and(|v| v.engine.multilingual()) {
             accuracy(&AccuracySet { n: mandarin_n, ..mandarin.clone() }, &variants)?;
         }
-        summary(model, &cells, lengths, batches);
+        summary(model, &cells, lengths, batches, &args.provider);
     }
     println!("\ntotal wall time: {:.1} s", started.elapsed().as_secs_f64());
     println!("load average at end: {}", load_average());
@@ -276,7 +295,7 @@ fn print_machine(cfg: &Config, args: &Args, runs: usize) {
     let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let lib = std::fs::canonicalize(cfg.ort_library()).unwrap_or_else(|_| cfg.ort_library());
     let threads = if args.threads == 0 { "ONNX Runtime default".to_string() } else { args.threads.to_string() };
-    println!("== Kiki inference benchmark: {} on CPU ==", args.models.join(", "));
+    println!("== Kiki inference benchmark: {} on {} ==", args.models.join(", "), args.provider.to_uppercase());
     println!("machine: {cpu}, nproc {nproc}; load average at start: {}", load_average());
     println!("onnx runtime: {}; intra-op threads: {threads}", lib.display());
     let search = if args.fallback { "greedy with temperature fallback" } else { "greedy, no fallback" };
@@ -377,7 +396,7 @@ fn rtf_table(
         // At or above the floor the floored window is the segment's own: the same as auto.
         Context::Floor => frames_for(len * RATE) >= default_floor(),
         Context::Auto => frames_for(len * RATE) >= FULL_FRAMES,
-        Context::Full => !args.with_30s_full_b8 && len == 30 && batch == 8,
+        Context::Full => !args.with_30s_full_b8 && len == 30 && batch >= 8,
     };
     // Runs are interleaved (run 1 of every cell, then run 2, ...) so that a burst of load from
     // elsewhere on the machine spreads over cells instead of spoiling one.
@@ -452,9 +471,9 @@ fn rtf_table(
     print_rtf_table(&cells, lengths, batches, runs);
     if lengths.iter().any(|&l| frames_for(l * RATE) >= FULL_FRAMES) {
         println!("   not timed: auto context on 30 s segments (its window is the full 3000 frames: same as full)");
-        if !args.with_30s_full_b8 && batches.contains(&8) {
+        if !args.with_30s_full_b8 && batches.iter().any(|&b| b >= 8) {
             println!(
-                "   skipped: batch 8 of 30 s segments at full context, to keep the run short (--with-30s-full-b8)"
+                "   skipped: batches of 8 and more of 30 s segments at full context, to keep the run short (--with-30s-full-b8)"
             );
         }
     }
@@ -643,9 +662,24 @@ fn accuracy(set: &AccuracySet, variants: &[Variant]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn summary(model: &str, cells: &[Cell], lengths: &[usize], batches: &[usize]) {
+fn summary(model: &str, cells: &[Cell], lengths: &[usize], batches: &[usize], provider: &str) {
     println!("\n3. Targets ({model}; the issue sets them for tiny.en)");
     let verdict = |ok: bool| if ok { "MET" } else { "NOT MET" };
+    if provider != "cpu" {
+        // On a GPU the issue asks for batch 16 throughput >= 6x batch 1 (on an H100).
+        let gain = |c: &Cell| find(cells, c.len_s, c.precision, c.context, 1).map(|b1| b1.rtf / c.rtf);
+        for c in cells.iter().filter(|c| c.batch == 16 && c.len_s == 5) {
+            if let Some(g) = gain(c) {
+                println!(
+                    "   {provider}: batch 16 throughput vs batch 1, {} {} 5 s: {g:.2}x (target >= {TARGET_GPU_BATCH_GAIN}x): {}",
+                    c.precision.name(),
+                    c.context.name(),
+                    verdict(g >= TARGET_GPU_BATCH_GAIN)
+                );
+            }
+        }
+        return;
+    }
     let rtf = |c: Context| find(cells, 5, Precision::Int8, c, 1).map(|c| c.rtf);
     match (rtf(Context::Floor), rtf(Context::Auto)) {
         (Some(floor), auto) => println!(
@@ -655,7 +689,8 @@ fn summary(model: &str, cells: &[Cell], lengths: &[usize], batches: &[usize]) {
         ),
         _ => println!("   {model} int8 shortened context RTF on 5 s segments: not measured in this run"),
     }
-    let top = batches.iter().copied().max().unwrap_or(1);
+    // The issue's CPU target is for batch 8.
+    let top = if batches.contains(&8) { 8 } else { batches.iter().copied().max().unwrap_or(1) };
     let gains: Vec<(&Cell, f64)> = cells
         .iter()
         .filter(|c| c.batch == top && top > 1)
