@@ -61,3 +61,27 @@ impl ModelInfo {
         Ok(info)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CONFIG: &str = r#"{"n_mels": 80, "n_audio_ctx": 1500, "n_text_ctx": 448, "n_vocab": 51864,
+        "n_text_layer": 4, "n_state": 384, "sot": 50257, "eot": 50256, "no_timestamps": 50362,
+        "no_speech": 50361, "timestamp_begin": 50363"#;
+
+    fn load(extra: &str) -> Result<ModelInfo, InferenceError> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("config.json"), format!("{CONFIG}{extra}}}")).unwrap();
+        ModelInfo::load(dir.path())
+    }
+
+    #[test]
+    fn graphs_of_an_older_layout_are_refused_with_the_fix() {
+        assert!(load(r#", "decoder_layout": "cross-per-window""#).is_ok());
+        for extra in ["", r#", "decoder_layout": "per-row""#] {
+            let err = load(extra).unwrap_err().to_string();
+            assert!(err.contains("cross-per-window") && err.contains("make setup"), "{err}");
+        }
+    }
+}

@@ -1,10 +1,12 @@
 //! The process's one ONNX Runtime environment and its shared intra-op thread pool.
 //!
 //! ONNX Runtime gives every session its own thread pool by default, and idle pool threads spin
-//! for a while after each run. With an encoder and a decoder session that alternate, each
-//! pool's spinning threads took the cores from the other's run: on two cores a decoder step
-//! measured 2.3–6.8 ms, bimodal, against 2.2 ms steady with one pool for both (and a 5 s
-//! segment end to end 190 → 140 ms). So the model's sessions share the environment's pool.
+//! for a while after each run, so an encoder and a decoder session that alternate can each take
+//! the cores from the other's run (a Python A/B of the same graphs on two cores: encode + 15
+//! decoder steps 107-120 ms with two spinning pools, 69-82 ms without spinning). One pool for
+//! every model session keeps the thread count fixed however many engines a process loads and
+//! rules that out. In Kiki's own CLI A/B (128 clips, int8) it measured no different from
+//! per-session pools (13.0 vs 13.1 s), so it is a guard, not a speed-up.
 
 use std::path::Path;
 use std::sync::OnceLock;
