@@ -51,7 +51,8 @@ pub struct ModelConfig {
     pub dir: Option<PathBuf>,
     /// Path of `libonnxruntime.so` (defaults to `<data_dir>/libonnxruntime.so`).
     pub ort_library: Option<PathBuf>,
-    /// Intra-op threads for ONNX Runtime (0 = ONNX Runtime's choice).
+    /// Intra-op threads of the process's one ONNX Runtime pool, shared by the model's sessions
+    /// (0 = ONNX Runtime's choice, one per core).
     pub threads: usize,
     /// Encoder context for finals: `full` (always 30 s), `auto` (shortened to the segment, as
     /// whisper.cpp's audio-ctx does), or seconds, e.g. `"10"` (shortened, but never below).
