@@ -132,17 +132,18 @@ struct Decoded {
 }
 
 /// The encoder's cross-attention keys/values for a batch of windows, handed to the decoder by
-/// name; each decoder row reads the window it decodes.
+/// name, one entry per window: the decoder's rows of a window (its beams or samples) follow one
+/// another and share that window's entry.
 struct CrossKv {
     tensors: Vec<(String, DynValue)>,
     batch: usize,
 }
 
 impl CrossKv {
-    /// The tensors for decoder rows reading windows `rows` (in order), or `None` when that is
-    /// the batch itself and the encoder's output can be used as it is.
-    fn for_rows(&self, rows: &[usize]) -> Result<Option<Vec<(String, DynValue)>>, InferenceError> {
-        if rows.len() == self.batch && rows.iter().enumerate().all(|(i, &r)| i == r) {
+    /// The tensors of windows `windows` (in order), or `None` when that is the batch itself and
+    /// the encoder's output can be used as it is.
+    fn for_windows(&self, windows: &[usize]) -> Result<Option<Vec<(String, DynValue)>>, InferenceError> {
+        if windows.len() == self.batch && windows.iter().enumerate().all(|(i, &w)| i == w) {
             return Ok(None);
         }
         self.tensors
@@ -150,7 +151,7 @@ impl CrossKv {
             .map(|(name, v)| {
                 // Per-layer tensors are [B, ...] (rank 4); stacked ones [layers, B, ...].
                 let rank = v.try_extract_tensor::<f32>()?.0.len();
-                Ok((name.clone(), gather(v, rank.saturating_sub(4), rows)?))
+                Ok((name.clone(), gather(v, rank.saturating_sub(4), windows)?))
             })
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
@@ -455,7 +456,7 @@ impl Engine {
         let (layers, state) = (self.info.n_text_layer, self.info.n_state);
         let rows = seqs.len();
         let len = seqs.first().map_or(0, Vec::len);
-        let owned = cross.for_rows(windows)?;
+        let owned = cross.for_windows(windows)?;
         let cross_in = owned.as_deref().unwrap_or(&cross.tensors);
         let tokens: Vec<i64> = seqs.iter().flatten().map(|&t| t as i64).collect();
         let mut inputs = ort::inputs![
@@ -563,7 +564,7 @@ impl Engine {
         // compacted (its self-attention cache and cross K/V copied without them), so a window
         // that decodes long does not drag finished ones through every step.
         let mut batch: Vec<usize> = (0..items).collect();
-        let mut cross_owned = cross.for_rows(windows)?;
+        let mut cross_owned = cross.for_windows(windows)?;
         let mut step_tokens: Vec<i64> =
             prompt.iter().map(|&t| t as i64).cycle().take(items * k * prompt.len()).collect();
         let mut step_len = prompt.len();
@@ -625,7 +626,7 @@ impl Engine {
             }
             if compact {
                 let ws: Vec<usize> = next.iter().map(|&i| windows[i]).collect();
-                cross_owned = cross.for_rows(&ws)?;
+                cross_owned = cross.for_windows(&ws)?;
             }
             step_tokens =
                 next.iter().flat_map(|&i| (0..k).map(move |r| i * k + r)).map(|r| adv.tokens[r] as i64).collect();
