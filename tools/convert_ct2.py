@@ -184,23 +184,18 @@ class Graph:
         half_x = self.op("Mul", x, self.f32_scalar(0.5))
         return self.op("Mul", half_x, self.op("Add", inner, self.f32_scalar(1.0)))
 
-    def attention(self, q, k, v, n_head, d_head, mask=None, kv_split=False, weights=None):
+    def attention(self, q, k, v, n_head, d_head, mask=None):
         """q [B,T,C], k/v [B,S,C] -> [B,T,C]. The 1/sqrt(d_head) scale is pre-folded into q.
-
-        kv_split: k is already [B,H,D,S] and v [B,H,S,D] (the decoder's cross attention).
-        weights: a list that receives the softmax output [B,H,T,S].
+        Self-attention; the decoder's cross attention is `cross_attention`.
         """
         split = self.i64(0, 0, n_head, d_head)
         q = self.op("Transpose", self.op("Reshape", q, split), perm=[0, 2, 1, 3])
-        if not kv_split:
-            k = self.op("Transpose", self.op("Reshape", k, split), perm=[0, 2, 3, 1])
-            v = self.op("Transpose", self.op("Reshape", v, split), perm=[0, 2, 1, 3])
+        k = self.op("Transpose", self.op("Reshape", k, split), perm=[0, 2, 3, 1])
+        v = self.op("Transpose", self.op("Reshape", v, split), perm=[0, 2, 1, 3])
         scores = self.op("MatMul", q, k)
         if mask is not None:
             scores = self.op("Add", scores, mask)
         probs = self.op("Softmax", scores, axis=-1)
-        if weights is not None:
-            weights.append(probs)
         ctx = self.op("MatMul", probs, v)
         ctx = self.op("Transpose", ctx, perm=[0, 2, 1, 3])
         return self.op("Reshape", ctx, self.i64(0, 0, n_head * d_head))

@@ -216,17 +216,14 @@ fn main() -> anyhow::Result<()> {
         speech.clips.len(),
         speech.stream.len() as f64 / RATE as f64
     );
-    let quick_n = |n: usize| if args.quick { n.min(ACCURACY_BATCH) } else { n };
+    // Clips scored per accuracy set.
+    let limit = if args.quick { ACCURACY_BATCH } else { usize::MAX };
     let sets = [
-        AccuracySet::english(
-            "WER set (espeak-ng -s 150 -g 4)",
-            synthesize(WER_SET_VOICE)?,
-            quick_n(speech.clips.len()),
-        ),
-        AccuracySet::english("espeak-ng default voice", synthesize(DEFAULT_VOICE)?, quick_n(speech.clips.len())),
+        AccuracySet::english("WER set (espeak-ng -s 150 -g 4)", &synthesize(WER_SET_VOICE)?, limit),
+        AccuracySet::english("espeak-ng default voice", &speech, limit),
     ];
-    let mandarin = AccuracySet::mandarin()?;
-    let mandarin_n = quick_n(mandarin.clips.len());
+    // Spoken only once a multilingual model is measured.
+    let mut mandarin: Option<AccuracySet> = None;
 
     for model in &args.models {
         cfg.model.name = model.clone();
@@ -242,7 +239,12 @@ fn main() -> anyhow::Result<()> {
             accuracy(set, &variants)?;
         }
         if variants.first().is_some_and(|v| v.engine.multilingual()) {
-            accuracy(&AccuracySet { n: mandarin_n, ..mandarin.clone() }, &variants)?;
+            let set = match mandarin.take() {
+                Some(set) => set,
+                None => AccuracySet::mandarin(limit)?,
+            };
+            accuracy(&set, &variants)?;
+            mandarin = Some(set);
         }
         summary(model, &cells, lengths, batches, &args.provider);
     }
@@ -569,7 +571,6 @@ fn print_rtf_table(cells: &[Cell], lengths: &[usize], batches: &[usize], runs: u
 }
 
 /// Clips with reference texts, scored by word (English) or character (Mandarin) error rate.
-#[derive(Clone)]
 struct AccuracySet {
     name: &'static str,
     references: Vec<String>,
@@ -583,13 +584,15 @@ struct AccuracySet {
 }
 
 impl AccuracySet {
-    fn english(name: &'static str, speech: Speech, n: usize) -> Self {
-        Self { name, references: speech.sentences, clips: speech.clips, language: None, cer: false, n }
+    /// The sentences of `speech`, the first `limit` of them scored.
+    fn english(name: &'static str, speech: &Speech, limit: usize) -> Self {
+        let (references, clips) = (speech.sentences.clone(), speech.clips.clone());
+        Self { name, n: clips.len().min(limit), references, clips, language: None, cer: false }
     }
 
     /// tests/data/mandarin.txt (hanzi|pinyin): espeak-ng reads the tone-numbered pinyin (its
     /// `cmn` voice reads hanzi as English letters on Debian's build); scored against the hanzi.
-    fn mandarin() -> anyhow::Result<Self> {
+    fn mandarin(limit: usize) -> anyhow::Result<Self> {
         let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/data/mandarin.txt");
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let lines: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('|')).collect();
@@ -606,7 +609,7 @@ impl AccuracySet {
             clips,
             language: Some("zh"),
             cer: true,
-            n: lines.len(),
+            n: lines.len().min(limit),
         })
     }
 }

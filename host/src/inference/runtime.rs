@@ -25,15 +25,11 @@ struct Runtime {
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();
 
 /// The environment, created on first use from `library` with a shared pool of `threads`
-/// intra-op threads (0: one per core). Later callers get the same environment whatever they
-/// ask for; [`shares_pool`] tells whether its pool has the thread count they want.
-pub(super) fn environment(library: &Path, threads: usize) -> Result<&'static Environment, InferenceError> {
-    runtime(library, threads).map(|r| &r.env)
-}
-
-/// True when the shared pool has `threads` threads, so a session asking for that many can use it.
-pub(super) fn shares_pool(library: &Path, threads: usize) -> Result<bool, InferenceError> {
-    runtime(library, threads).map(|r| r.threads == threads)
+/// intra-op threads (0: one per core), and whether its pool has the `threads` this caller asks
+/// for (a later caller gets the same environment whatever it asks; one that wants another
+/// thread count runs a pool of its own).
+pub(super) fn environment(library: &Path, threads: usize) -> Result<(&'static Environment, bool), InferenceError> {
+    runtime(library, threads).map(|r| (&r.env, r.threads == threads))
 }
 
 fn runtime(library: &Path, threads: usize) -> Result<&'static Runtime, InferenceError> {

@@ -47,7 +47,7 @@ impl SileroVad {
     pub fn load(path: &Path, ort_library: &Path, copies: usize) -> Result<Self, InferenceError> {
         // Created here first (a gateway without a worker), the environment's pool gets ONNX
         // Runtime's default size; Silero itself runs on its caller's thread, never in the pool.
-        let env = super::runtime::environment(ort_library, 0)?;
+        let (env, _) = super::runtime::environment(ort_library, 0)?;
         if !path.exists() {
             return Err(InferenceError::Missing {
                 path: path.display().to_string(),

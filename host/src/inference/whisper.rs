@@ -178,8 +178,7 @@ fn gather(value: &DynValue, axis: usize, rows: &[usize]) -> Result<DynValue, Inf
 
 impl Engine {
     pub fn load(opts: EngineOptions) -> Result<Self, InferenceError> {
-        let env = super::runtime::environment(&opts.ort_library, opts.threads)?;
-        let shared_pool = super::runtime::shares_pool(&opts.ort_library, opts.threads)?;
+        let (env, shared_pool) = super::runtime::environment(&opts.ort_library, opts.threads)?;
         let info = ModelInfo::load(&opts.model_dir)?;
         let tokenizer = Tokenizer::load(&opts.model_dir.join("vocabulary.txt"), info.eot)?;
         if !matches!(opts.provider.as_str(), "cpu" | "cuda") {
