@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 /// A plugin directory with the default plugins (and their manifests) and the named test plugins.
 fn plugin_dir(test_plugins: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in ["vad@0.2.0", "text@0.1.0", "default@0.1.0"] {
+    for f in [&format!("vad@{VAD_VERSION}"), "text@0.1.0", "default@0.1.0"] {
         for ext in ["wasm", "toml"] {
             let src = repo_root().join(format!(".cache/plugins/{f}.{ext}"));
             std::fs::copy(&src, dir.path().join(format!("{f}.{ext}"))).expect("run make setup");
@@ -109,7 +109,7 @@ async fn sessions_choose_allowed_segmenters_with_checked_options_and_fall_back_o
     looping.stream(&tone[..3200], 4.0).await;
     match looping.recv(Duration::from_secs(10)).await {
         Some(ServerMessage::Error { code: ErrorCode::PluginFailed, message, .. }) => {
-            assert!(message.contains("continues with vad@0.2.0"), "{message}")
+            assert!(message.contains(&format!("continues with vad@{VAD_VERSION}")), "{message}")
         }
         other => panic!("expected plugin_failed, got {other:?}"),
     }
@@ -334,7 +334,11 @@ async fn result_plugins_are_chosen_per_session_and_hot_swapped_through_the_admin
     assert_eq!(v["deployment"]["active"]["postprocessor/text"], "0.1.0", "{body}");
     assert_eq!(v["deployment"]["defaults"]["postprocessor"], "shout", "{body}");
     assert!(
-        v["files"].as_array().unwrap().iter().any(|f| f["file"] == "vad@0.2.0" && f["manifest"]["kind"] == "segmenter")
+        v["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["file"] == format!("vad@{VAD_VERSION}") && f["manifest"]["kind"] == "segmenter")
     );
 }
 

@@ -1,4 +1,4 @@
-//! Segmentation quality of the default segmenter (vad@0.2.0.wasm) through the host runtime, on
+//! Segmentation quality of the default segmenter (vad@0.2.1.wasm) through the host runtime, on
 //! clips built at test time from espeak-ng sentences (en-us) with 0.6-1.2 s of silence between
 //! them: clean, with white noise at 10 dB SNR, with babble noise at 10 dB SNR, and with loud
 //! non-speech sounds (a beep, a noise burst, a chord) in the pauses. Each runs on energy alone
@@ -216,7 +216,7 @@ fn speech_probs(samples: &[f32]) -> Vec<f32> {
     samples.chunks_exact(SILERO_CHUNK).map(|c| model.prob(&mut st, c).unwrap()).collect()
 }
 
-/// Final cuts of the real vad@0.2.0.wasm over `samples`: pushed in 20 ms frames, or with
+/// Final cuts of the real vad@0.2.1.wasm over `samples`: pushed in 20 ms frames, or with
 /// `probs` in 32 ms frames each with its speech probability (as the gateway feeds it).
 fn segment(samples: &[f32], probs: Option<&[f32]>) -> Vec<(usize, usize)> {
     let rt = PluginRuntime::new(Limits { max_instances: 16, ..Limits::default() }).unwrap();

@@ -21,7 +21,14 @@ const HIGHEST_BITS: u32 = (127 + 1) << 23;
 const BINS: usize = ((HIGHEST_BITS - LOWEST_BITS) >> BIN_SHIFT) as usize + 1;
 
 fn bin_of(power: f32) -> u16 {
-    let bits = if power.is_nan() { HIGHEST_BITS } else { power.max(0.0).to_bits().clamp(LOWEST_BITS, HIGHEST_BITS) };
+    // `power > 0.0` rather than `power.max(0.0)`: the latter is a libc call in wasm.
+    let bits = if power.is_nan() {
+        HIGHEST_BITS
+    } else if power > 0.0 {
+        power.to_bits().clamp(LOWEST_BITS, HIGHEST_BITS)
+    } else {
+        LOWEST_BITS
+    };
     ((bits - LOWEST_BITS) >> BIN_SHIFT) as u16
 }
 
@@ -73,7 +80,11 @@ impl NoiseFloor {
             self.len += 1;
         }
         self.ring[self.head] = b as u16;
-        self.head = (self.head + 1) % self.ring.len();
+        // Not `%`: a division per sub-frame.
+        self.head += 1;
+        if self.head == self.ring.len() {
+            self.head = 0;
+        }
         self.counts[b] += 1;
         if b < self.q {
             self.below += 1;

@@ -21,8 +21,10 @@
 
 mod floor;
 
+use bytemuck::cast;
 pub use floor::NoiseFloor;
 use kiki_plugin_sdk::{Config, Cut, CutKind, Frame, PluginError, Segmenter, export_segmenter, release};
+use wide::{f32x4, i32x4};
 
 /// Padding after the last speech sub-frame.
 pub const POST_PAD_MS: u32 = 150;
@@ -241,7 +243,9 @@ impl Vad {
         self.recent_at += 1;
         let smooth = self.recent.iter().sum::<f32>() / self.recent_at.min(SMOOTH) as f32;
         self.floor.add(smooth);
-        let floor = self.floor.get().unwrap_or(FLOOR_MIN).max(FLOOR_MIN);
+        // A compare, not `f32::max`: that is a libc call in wasm (NaN rules); NaN gives FLOOR_MIN
+        // either way.
+        let floor = self.floor.get().filter(|&f| f > FLOOR_MIN).unwrap_or(FLOOR_MIN);
         let energetic = smooth > MIN_POWER && smooth > floor * self.cfg.threshold_ratio;
         let zcr_ok = crossings >= 1 && zcr <= ZCR_MAX;
         let vetoed = prob.is_some_and(|p| p.is_finite() && p < PROB_VETO);
@@ -326,31 +330,133 @@ impl Vad {
     }
 }
 
-/// Mean-removed power and zero crossings of a sub-frame. The float sums run in four interleaved
-/// lanes, so that built with `simd128` they vectorise, and the native build (tests, the host's
-/// baseline) adds in the same order and decides exactly alike.
+/// Samples per step of the feature loops: four 4-lane vectors (`wide` compiles them to wasm
+/// `simd128` and to SSE natively). In the sandbox every loop iteration pays a fuel check, so a
+/// wide step is what makes the loops cheap there: a 10 ms sub-frame takes 20 steps, not 240.
+const LANES: usize = 16;
+const VECS: usize = LANES / 4;
+type Block = [f32x4; VECS];
+
+/// Mean-removed power and zero crossings (sign changes about the mean between neighbouring
+/// samples) of a sub-frame. The sums run in `LANES` lanes, reduced in a fixed order, so the
+/// wasm build and the native one (tests, the host's baseline) add alike and decide alike.
 pub fn features(buf: &[f32]) -> (f32, u32) {
-    let n = buf.len().max(1) as f32;
-    let chunks = buf.chunks_exact(4);
-    let rest = chunks.remainder();
-    let mut sum = [0f32; 4];
-    for c in chunks.clone() {
-        for l in 0..4 {
-            sum[l] += c[l];
-        }
+    if buf.len() > LANES {
+        return features_of(buf, buf.len());
     }
-    let mean = (rest.iter().sum::<f32>() + (sum[0] + sum[1]) + (sum[2] + sum[3])) / n;
-    let mut pow = [0f32; 4];
-    for c in chunks {
-        for l in 0..4 {
-            let x = c[l] - mean;
-            pow[l] += x * x;
-        }
+    // Shorter than a block and a neighbour (sample rates under 1.6 kHz): on a padded copy.
+    let mut padded = [0.0; LANES + 1];
+    padded[..buf.len()].copy_from_slice(buf);
+    features_of(&padded, buf.len())
+}
+
+/// [`features`] of `s[..len]`, where `s` holds at least `LANES + 1` samples.
+///
+/// Whole blocks first; then the samples past them are read in place as one more block that
+/// overlaps the ones before, its other lanes set to a value that adds nothing. (Copying them
+/// into a padded block instead is a call out to the host in the sandbox.)
+fn features_of(s: &[f32], len: usize) -> (f32, u32) {
+    let mean = mean_of(s, len);
+    // Power and sign changes in one pass over the pairs (s[i], s[i + 1]): the power of each
+    // pair's first sample, and of the last sample on its own.
+    let m = f32x4::splat(mean);
+    let mut pow = [f32x4::ZERO; VECS];
+    let mut cross = [i32x4::ZERO; VECS];
+    let pairs = len.saturating_sub(1);
+    let (now, next) = (s[..pairs].chunks_exact(LANES), s[1..=pairs].chunks_exact(LANES));
+    let rest = now.remainder().len();
+    for (a, b) in now.zip(next) {
+        pair_step(&mut pow, &mut cross, load(a), load(b), m);
     }
-    let tail: f32 = rest.iter().map(|s| (s - mean) * (s - mean)).sum();
-    let power = (tail + (pow[0] + pow[1]) + (pow[2] + pow[3])) / n;
-    let crossings = buf.windows(2).filter(|w| (w[0] - mean >= 0.0) != (w[1] - mean >= 0.0)).count() as u32;
-    (power, crossings)
+    if rest > 0 {
+        let (at, on) = tail(pairs, rest);
+        // Lanes set to the mean add no power and no sign change.
+        let (a, b) = (load(&s[at..]), load(&s[at + 1..]));
+        pair_step(&mut pow, &mut cross, blend(on, a, m), blend(on, b, m), m);
+    }
+    let last = if len > 0 { (s[len - 1] - mean) * (s[len - 1] - mean) } else { 0.0 };
+    let power = (reduce(pow) + last) / len.max(1) as f32;
+    let crossings: i32 = cross.iter().map(|c| c.to_array().iter().sum::<i32>()).sum();
+    (power, crossings as u32)
+}
+
+/// The mean of `s[..len]` (0 when empty); `s` as for [`features_of`].
+fn mean_of(s: &[f32], len: usize) -> f32 {
+    let blocks = s[..len].chunks_exact(LANES);
+    let rest = blocks.remainder().len();
+    let mut sum = [f32x4::ZERO; VECS];
+    for c in blocks {
+        add(&mut sum, load(c));
+    }
+    if rest > 0 {
+        let (at, on) = tail(len, rest);
+        add(&mut sum, blend(on, load(&s[at..]), f32x4::ZERO));
+    }
+    reduce(sum) / len.max(1) as f32
+}
+
+/// The mean of `buf`, as [`features`] computes it.
+#[cfg(test)]
+fn mean(buf: &[f32]) -> f32 {
+    let mut padded = buf.to_vec();
+    padded.resize(buf.len().max(LANES + 1), 0.0);
+    mean_of(&padded, buf.len())
+}
+
+#[inline(always)]
+fn add(sum: &mut Block, a: Block) {
+    for v in 0..VECS {
+        sum[v] += a[v];
+    }
+}
+
+/// One block of pairs: `a` the samples, `b` the ones after them. `x >= mean` is the sign of
+/// `x - mean`; a lane whose sign changed is all ones (-1), so subtracting counts it.
+#[inline(always)]
+fn pair_step(pow: &mut Block, cross: &mut [i32x4; VECS], a: Block, b: Block, m: f32x4) {
+    for v in 0..VECS {
+        let x = a[v] - m;
+        pow[v] += x * x;
+        let changed: i32x4 = cast(a[v].simd_ge(m) ^ b[v].simd_ge(m));
+        cross[v] -= changed;
+    }
+}
+
+/// Where the last block of `len` samples (`rest` of them past the whole blocks) is read, and
+/// which of its lanes are those samples: the last `LANES` of the slice, or the first when
+/// `len` is shorter than a block.
+#[inline(always)]
+fn tail(len: usize, rest: usize) -> (usize, Block) {
+    let at = len.saturating_sub(LANES);
+    let from = (len - rest - at) as i32;
+    let (from, to) = (i32x4::splat(from), i32x4::splat(from + rest as i32));
+    let on = std::array::from_fn(|v| {
+        let index = i32x4::new([0, 1, 2, 3]) + i32x4::splat(4 * v as i32);
+        cast(!index.simd_lt(from) & index.simd_lt(to))
+    });
+    (at, on)
+}
+
+/// `a` where `on`, else `other`.
+#[inline(always)]
+fn blend(on: Block, a: Block, other: f32x4) -> Block {
+    std::array::from_fn(|v| on[v].bitselect(a[v], other))
+}
+
+/// `LANES` samples (`c` holds at least that many) as vectors: each one unaligned vector read.
+/// (Built from four scalars instead, LLVM sees that one block is the other shifted by a
+/// sample and rebuilds it lane by lane, several times slower in wasm.)
+#[inline(always)]
+fn load(c: &[f32]) -> Block {
+    let bytes: &[u8] = bytemuck::cast_slice(&c[..LANES]);
+    std::array::from_fn(|v| bytemuck::pod_read_unaligned(&bytes[16 * v..16 * v + 16]))
+}
+
+/// Sum of the lanes: vectors pairwise, then the lanes in order.
+#[inline(always)]
+fn reduce(v: Block) -> f32 {
+    let [a, b, c, d] = v;
+    ((a + c) + (b + d)).to_array().iter().sum()
 }
 
 /// The exported segmenter: one [`Vad`] per session.

@@ -323,3 +323,28 @@ fn idle_audio_is_released_and_never_cut_later() {
     }
     assert_eq!(finals(&cuts).len(), 1);
 }
+
+/// `features` against the definition, computed plainly in f64: every length from empty to a
+/// few blocks (whole blocks, ragged tails read in place, slices shorter than a block), with a
+/// DC offset so that the mean matters.
+#[test]
+fn features_match_the_definition() {
+    let mut rng = Lcg(7);
+    for len in (0..=70).chain([159, 160, 161, 441]) {
+        let buf: Vec<f32> = (0..len).map(|_| 0.05 + rng.next(0.2)).collect();
+        let (power, crossings) = features(&buf);
+        let n = len.max(1) as f64;
+        let mean = buf.iter().map(|&x| x as f64).sum::<f64>() / n;
+        let want_power = buf.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n;
+        let mean32 = super::mean(&buf);
+        assert!((mean32 as f64 - mean).abs() <= 1e-6, "len {len}: mean {mean32} vs {mean}");
+        // Crossings about the f32 mean the function uses (a sample within an ulp of the mean
+        // could go either way about the f64 one).
+        let want_crossings = buf.windows(2).filter(|w| (w[0] >= mean32) != (w[1] >= mean32)).count() as u32;
+        assert!((power as f64 - want_power).abs() <= 1e-5 * want_power + 1e-12, "len {len}: {power} vs {want_power}");
+        assert_eq!(crossings, want_crossings, "len {len}");
+        if len > 16 {
+            assert!(crossings > 0, "len {len}: noise has crossings");
+        }
+    }
+}
