@@ -68,6 +68,18 @@ fn a_panic_fails_that_call_only_and_other_instances_carry_on() {
 }
 
 #[test]
+fn output_past_the_stderr_cap_is_dropped_and_the_plugin_goes_on() {
+    let rt = runtime();
+    let plugin = load(&rt, "echo@0.1.0.wasm");
+    // 40 kB to stderr on every call, more than twice what is kept per call (16 KiB).
+    let options = [("chatter".to_string(), "40000".to_string()), ("every".to_string(), "320".to_string())];
+    let mut inst = plugin.open(16_000, &options).unwrap();
+    for _ in 0..3 {
+        assert_eq!(inst.push(frame(), None).unwrap().len(), 1);
+    }
+}
+
+#[test]
 fn a_huge_output_list_is_refused_or_contained() {
     let rt = runtime();
     let plugin = load(&rt, "huge@0.1.0.wasm");

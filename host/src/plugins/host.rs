@@ -7,10 +7,10 @@ use std::time::Instant;
 
 use wasmtime::StoreLimits;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::segmenter::kiki::plugin::{host, types};
+use super::log_pipe::LogPipe;
 
 /// Per-instance state held in the wasmtime `Store`.
 pub struct HostState {
@@ -21,15 +21,15 @@ pub struct HostState {
     pub label: Arc<str>,
     pub config: Arc<HashMap<String, String>>,
     started: Instant,
-    stderr: MemoryOutputPipe,
+    stderr: LogPipe,
 }
 
-/// Stderr kept per instance; drained into the log after each call.
-const STDERR_CAP: usize = 16 * 1024;
+/// Stderr and stdout kept per call (drained into the log after each); past it, dropped.
+pub const STDERR_CAP: usize = 16 * 1024;
 
 impl HostState {
     pub fn new(label: Arc<str>, config: Arc<HashMap<String, String>>, limits: StoreLimits) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_CAP);
+        let stderr = LogPipe::new(STDERR_CAP);
         // Grants nothing: no preopened dirs, no env, no args, no sockets, no stdin.
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).stdout(stderr.clone()).build();
         Self { wasi, table: ResourceTable::new(), limits, label, config, started: Instant::now(), stderr }
@@ -39,16 +39,14 @@ impl HostState {
         &mut self.table
     }
 
-    /// Moves what the plugin wrote to stderr into the log.
+    /// Moves what the plugin wrote to stderr (or stdout) into the log.
     pub fn drain_stderr(&mut self) {
-        let bytes = self.stderr.contents();
-        if !bytes.is_empty() {
-            for line in String::from_utf8_lossy(&bytes).lines() {
-                tracing::warn!(plugin = %self.label, "stderr: {line}");
-            }
-            // A pipe cannot be cleared; a fresh one replaces it (cheap, rare).
-            self.stderr = MemoryOutputPipe::new(STDERR_CAP);
-            self.wasi = WasiCtxBuilder::new().stderr(self.stderr.clone()).stdout(self.stderr.clone()).build();
+        let Some(out) = self.stderr.take() else { return };
+        for line in String::from_utf8_lossy(&out.bytes).lines() {
+            tracing::warn!(plugin = %self.label, "stderr: {line}");
+        }
+        if out.dropped > 0 {
+            tracing::warn!(plugin = %self.label, "stderr: {} more bytes dropped (at most {STDERR_CAP} per call)", out.dropped);
         }
     }
 }

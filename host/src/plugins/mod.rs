@@ -8,6 +8,7 @@ pub mod catalog;
 pub mod check;
 mod host;
 mod limits;
+mod log_pipe;
 pub mod manifest;
 pub mod registry;
 mod runtime;

@@ -7,6 +7,8 @@
 //! - `spin` (bool, default false): `push` never returns (only the host's fuel limit ends it).
 //!   A plugin that passes its self-test and then fails on a session's traffic, for the host's
 //!   failure-policy tests.
+//! - `chatter` (u32, default 0): bytes written to stderr on every `push`, for the host's
+//!   output-capture tests.
 //!
 //! The cut period is `every / DIVISOR` samples (at least 1). `push` returns one final cut
 //! `[k * period, (k + 1) * period)` for every period boundary the stream has passed, so each
@@ -23,6 +25,7 @@ pub struct Echo<const DIVISOR: u64> {
     pub period: u64,
     pub tag: u32,
     spin: bool,
+    chatter: u32,
     cut_until: u64,
     seen: u64,
 }
@@ -32,9 +35,10 @@ impl<const DIVISOR: u64> Segmenter for Echo<DIVISOR> {
         let every = config.get_u32_in("every", DEFAULT_EVERY, 1, u32::MAX)?;
         let tag = config.get_u32("tag", 0)?;
         let spin = config.get_bool("spin", false)?;
+        let chatter = config.get_u32("chatter", 0)?;
         let period = (u64::from(every) / DIVISOR).max(1);
         kiki_plugin_sdk::info!("echo v{DIVISOR}: every={every} period={period} tag={tag}");
-        Ok(Echo { period, tag, spin, cut_until: 0, seen: 0 })
+        Ok(Echo { period, tag, spin, chatter, cut_until: 0, seen: 0 })
     }
 
     fn push(&mut self, frame: Frame) -> Vec<Cut> {
@@ -44,6 +48,9 @@ impl<const DIVISOR: u64> Segmenter for Echo<DIVISOR> {
                 // SAFETY: `p` points at a live, aligned field of `self` for the whole loop.
                 unsafe { p.write_volatile(p.read_volatile().wrapping_add(1)) };
             }
+        }
+        if self.chatter > 0 {
+            eprint!("{}", "x".repeat(self.chatter as usize));
         }
         self.seen += frame.samples.len() as u64;
         let mut cuts = Vec::new();
