@@ -1,9 +1,10 @@
-//! Benchmark of the wasm plugin runtime with the real default segmenter (vad@0.2.0.wasm).
+//! Benchmark of the wasm plugin runtime with the real default segmenter (vad@0.2.1.wasm).
 //!
 //! 1. `push` of one 20 ms frame (320 samples at 16 kHz) through the host runtime: the boundary
 //!    crossing, the fuel reset and the sandbox limits included (`SegmenterInstance::push`), median
-//!    over `--calls` calls; beside it, as the baseline, the same segmenter logic (`segmenter_vad::Vad`)
-//!    called natively on the same frames. The audio alternates quiet noise and louder modulated
+//!    over `--calls` calls, each frame made just before its call as the gateway does (and once
+//!    more with all frames made in advance, cold in cache); beside it, as the baseline, the same
+//!    segmenter logic (`segmenter_vad::Vad`) called natively on the same frames. The audio alternates quiet noise and louder modulated
 //!    tones, so cuts (partials and finals, default config) come out now and then as in a session.
 //! 2. Instantiation per session (`SegmenterPlugin::open`: a pooled instance from the `InstancePre`
 //!    plus the guest's `open`), median; once into fresh pool slots (while `--instances` are opened
@@ -34,7 +35,7 @@ use segmenter_vad::{Vad, VadConfig};
 
 const RATE: u32 = 16_000;
 /// The default segmenter's release, as plugins/build.sh installs it (`vad@VERSION.wasm`).
-const VAD_VERSION: &str = "0.2.0";
+const VAD_VERSION: &str = "0.2.1";
 const FRAME: usize = 320;
 /// Pool slots: enough for the live-instance part plus the plugins loaded beside it.
 const MAX_INSTANCES: u32 = 2100;
@@ -213,9 +214,10 @@ fn main() -> anyhow::Result<()> {
             inst.push(f.clone(), None).map_err(|e| anyhow::anyhow!("{e}"))?;
         }
         let mut inst = vad.open(RATE, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
-        // The frames are cloned before timing: a session's frame is a fresh Vec anyway.
-        let owned: Vec<Vec<f32>> = frames.clone();
-        for f in owned {
+        // Each frame is a fresh Vec made just before its call (untimed), as in the gateway,
+        // where `AudioBuf::f32` makes it from the session's audio right before `push`.
+        for f in &frames {
+            let f = f.clone();
             let t = Instant::now();
             let cuts = inst.push(f, None);
             let dt = t.elapsed();
@@ -223,6 +225,20 @@ fn main() -> anyhow::Result<()> {
             wasm_ns.push(dt.as_nanos() as f64);
         }
     }
+    // The same with every frame made in advance: frames cold in cache (20,000 are 25 MB), a
+    // harsher case than the gateway's.
+    let mut cold_ns = Vec::with_capacity(args.calls);
+    {
+        let mut inst = vad.open(RATE, &[]).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let owned: Vec<Vec<f32>> = frames.clone();
+        for f in owned {
+            let t = Instant::now();
+            let cuts = inst.push(f, None);
+            cold_ns.push(t.elapsed().as_nanos() as f64);
+            cuts.map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
+    let push_cold = median(&mut cold_ns);
     // The fixed cost of a call: an empty frame crosses the boundary but gives the logic no work.
     let mut empty_ns = Vec::with_capacity(args.calls);
     {
@@ -273,6 +289,10 @@ fn main() -> anyhow::Result<()> {
     rows.push(row(
         "push 20 ms frame, same logic native (baseline)",
         format!("{push_native:.0} ns (p90 {:.0}, p99 {:.0})", pct(&native_ns, 0.9), pct(&native_ns, 0.99)),
+    ));
+    rows.push(row(
+        "  frames made in advance, cold in cache",
+        format!("{push_cold:.0} ns (p90 {:.0}, p99 {:.0})", pct(&cold_ns, 0.9), pct(&cold_ns, 0.99)),
     ));
     rows.push(row("  of which fixed per call (push of an empty frame, wasm)", format!("{push_empty:.0} ns")));
     rows.push(row("  wasm / native", format!("{:.1}x (+{:.0} ns)", push_wasm / push_native, push_wasm - push_native)));

@@ -80,6 +80,10 @@ impl PluginRuntime {
         cfg.memory_reservation(limits.max_memory_bytes as u64);
         cfg.memory_guard_size(64 * 1024);
         cfg.memory_reservation_for_growth(0);
+        // Plugin code in `perf` profiles: wasmtime writes /tmp/perf-PID.map for `perf report`.
+        if std::env::var_os("KIKI_PLUGIN_PERFMAP").is_some_and(|v| v == "1") {
+            cfg.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let engine = Engine::new(&cfg).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| PluginError::Engine(format!("{e:#}")))?;
