@@ -4,8 +4,9 @@
 //!    crossing, the fuel reset and the sandbox limits included (`SegmenterInstance::push`), median
 //!    over `--calls` calls, each frame made just before its call as the gateway does (and once
 //!    more with all frames made in advance, cold in cache); beside it, as the baseline, the same
-//!    segmenter logic (`segmenter_vad::Vad`) called natively on the same frames. The audio alternates quiet noise and louder modulated
-//!    tones, so cuts (partials and finals, default config) come out now and then as in a session.
+//!    segmenter logic (`segmenter_vad::Vad`) called natively on the same frames. The audio
+//!    alternates quiet noise and louder modulated tones, so cuts (partials and finals, default
+//!    config) come out now and then as in a session.
 //! 2. Instantiation per session (`SegmenterPlugin::open`: a pooled instance from the `InstancePre`
 //!    plus the guest's `open`), median; once into fresh pool slots (while `--instances` are opened
 //!    and kept live) and once into reused slots (open, then drop, repeated).

@@ -25,7 +25,7 @@ pub struct HostState {
 }
 
 /// Stderr and stdout kept per call (drained into the log after each); past it, dropped.
-pub const STDERR_CAP: usize = 16 * 1024;
+const STDERR_CAP: usize = 16 * 1024;
 
 impl HostState {
     pub fn new(label: Arc<str>, config: Arc<HashMap<String, String>>, limits: StoreLimits) -> Self {
