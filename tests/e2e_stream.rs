@@ -106,6 +106,30 @@ async fn bad_input_gets_clear_errors_and_the_server_keeps_serving() {
     assert!(metrics.contains("kiki_protocol_errors_total"), "{metrics}");
 }
 
+/// A language that no live worker's model transcribes is refused at `start`, instead of the
+/// session's segments failing in the workers until they are dead-lettered; the model's own
+/// language and "auto" are taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_language_no_worker_transcribes_is_refused_at_start() {
+    let stack = Stack::start().await;
+    stack.wait_for_worker_reports().await;
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start", "language": "zh"})).await;
+    match c.recv(Duration::from_secs(5)).await {
+        Some(ServerMessage::Error { code: ErrorCode::InvalidOption, message, .. }) => {
+            assert!(message.contains("\"zh\"") && message.contains("they do: en"), "{message}")
+        }
+        other => panic!("expected invalid_option, got {other:?}"),
+    }
+    for language in ["en", "auto"] {
+        let mut c = stack.connect().await;
+        c.send_json(json!({"type": "start", "language": language})).await;
+        let ready = c.recv(Duration::from_secs(5)).await;
+        assert!(matches!(ready, Some(ServerMessage::Ready { .. })), "{language}: {ready:?}");
+        assert_eq!(c.stop_and_collect().await, vec![ServerMessage::End { segments: 0 }]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_socket_is_closed_after_the_idle_timeout() {
     let mut cfg = test_config();

@@ -85,4 +85,10 @@ async fn bad_uploads_get_a_clear_400() {
     let (ct, body) = multipart(&wav_bytes(&[0.0; 16_000]), &[("response_format", "yaml")]);
     let (code, _) = post(stack.addr, &ct, &body).await;
     assert_eq!(code, 400);
+    // A language no live worker's model transcribes (tiny.en here).
+    stack.wait_for_worker_reports().await;
+    let (ct, body) = multipart(&wav_bytes(&[0.0; 16_000]), &[("language", "zh")]);
+    let (code, resp) = post(stack.addr, &ct, &body).await;
+    assert_eq!(code, 400, "{resp}");
+    assert!(resp.contains("no live worker's model transcribes it"), "{resp}");
 }

@@ -225,6 +225,20 @@ impl Stack {
         panic!("stack not ready: {:?}", http_get(self.addr, "/readyz").await);
     }
 
+    /// Until the gateway's poll has seen a live worker's report (`/metrics` shows it): what
+    /// the gateway knows of the workers, such as their languages, is current from then on.
+    pub async fn wait_for_worker_reports(&self) {
+        for _ in 0..100 {
+            if let Ok((200, metrics)) = http_get(self.addr, "/metrics").await
+                && metrics.lines().any(|l| l.starts_with("kiki_workers_alive ") && l != "kiki_workers_alive 0")
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no worker report reached the gateway");
+    }
+
     pub async fn connect(&self) -> Client {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", self.addr)).await.expect("ws connects");
         Client { ws }

@@ -2,6 +2,8 @@
 //! worker whose score is older than the expiry is dead) and writes what it has done, for the
 //! dashboard and for autoscalers.
 
+use std::collections::BTreeSet;
+
 use redis::AsyncCommands;
 use redis::aio::ConnectionLike;
 use serde::{Deserialize, Serialize};
@@ -32,6 +34,20 @@ pub struct WorkerStats {
     pub reclaimed: u64,
     #[serde(default)]
     pub dead_lettered: u64,
+    /// Language codes its model transcribes; `None`: whatever it is asked (no model, or a
+    /// worker from before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub languages: Option<Vec<String>>,
+}
+
+/// The languages the live workers transcribe between them, from their reports: `None` when
+/// that is not known (no worker alive, one that has not reported yet, or one that takes any).
+pub fn languages_of<'a>(reports: impl IntoIterator<Item = Option<&'a WorkerStats>>) -> Option<BTreeSet<String>> {
+    let mut all = BTreeSet::new();
+    for report in reports {
+        all.extend(report?.languages.as_ref()?.iter().cloned());
+    }
+    (!all.is_empty()).then_some(all)
 }
 
 /// A worker is alive if it beat within this window.
@@ -91,4 +107,29 @@ pub async fn leave<C: ConnectionLike + Send + Sync>(
 pub async fn alive<C: ConnectionLike + Send + Sync>(conn: &mut C, keys: &Keys) -> Result<Vec<String>, ChannelError> {
     let min = now_ms().saturating_sub(EXPIRY_MS);
     Ok(conn.zrangebyscore(keys.workers(), min, "+inf").await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(languages: Option<&[&str]>) -> WorkerStats {
+        WorkerStats { languages: languages.map(|l| l.iter().map(|c| c.to_string()).collect()), ..Default::default() }
+    }
+
+    #[test]
+    fn languages_are_the_union_of_what_every_worker_reports() {
+        let english = report(Some(&["en"]));
+        let multilingual = report(Some(&["de", "en", "zh"]));
+        let want: BTreeSet<String> = ["de", "en", "zh"].map(String::from).into();
+        assert_eq!(languages_of([Some(&english), Some(&multilingual)]), Some(want));
+        assert_eq!(languages_of([Some(&english)]), Some(BTreeSet::from(["en".to_string()])));
+        // Unknown as soon as one worker's is: it might take the language.
+        assert_eq!(languages_of([Some(&english), Some(&report(None))]), None);
+        assert_eq!(languages_of([Some(&english), None]), None);
+        assert_eq!(languages_of([]), None);
+        // Older reports without the field read as unknown.
+        let old: WorkerStats = serde_json::from_str(r#"{"engine":"whisper","model":"tiny.en","batches":0,"segments":0,"audio_ms":0,"busy_ms":0,"started_ms":0}"#).unwrap();
+        assert_eq!(old.languages, None);
+    }
 }

@@ -13,8 +13,9 @@ mod stats;
 /// The native WebSocket protocol's messages (defined in the `kiki-protocol` crate).
 pub use kiki_protocol::native as protocol;
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -69,6 +70,26 @@ pub struct AppState {
     pub subjects: Arc<Limiter<String>>,
     /// Silero VAD for the segmenters' speech probability (`gateway.speech_prob`).
     pub speech: Option<Arc<SileroVad>>,
+    /// The languages the live workers transcribe, polled with the backlog; `None`: not known.
+    pub languages: RwLock<Option<BTreeSet<String>>>,
+}
+
+impl AppState {
+    /// Refuses a language that no live worker's model transcribes (say `zh` on an English-only
+    /// deployment), so the client hears it at once instead of its segments failing in the
+    /// workers until they are dead-lettered. "auto", and anything while the workers' languages
+    /// are not known, pass; the worker's own check stays the last word.
+    pub fn check_language(&self, language: Option<&str>) -> Result<(), String> {
+        let Some(code) = language.filter(|c| !c.is_empty() && *c != "auto") else { return Ok(()) };
+        let known = self.languages.read().unwrap_or_else(|e| e.into_inner());
+        match known.as_ref() {
+            Some(codes) if !codes.contains(code) => Err(format!(
+                "language {code:?}: no live worker's model transcribes it (they do: {})",
+                codes.iter().cloned().collect::<Vec<_>>().join(", ")
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 pub struct Gateway {
@@ -135,6 +156,7 @@ impl Gateway {
             auth,
             subjects: Limiter::new(cfg_subject_limit, 0),
             speech,
+            languages: RwLock::new(None),
         });
         Ok(Self { state, listener, target })
     }
@@ -358,6 +380,8 @@ async fn poll_backlog(state: Arc<AppState>, shutdown: Shutdown) {
                     state.metrics.tasks_oldest_pending_ms.set(age as i64);
                 }
                 if let Ok(live) = crate::channels::workers::alive_with_stats(&mut conn, &state.keys).await {
+                    let languages = crate::channels::workers::languages_of(live.iter().map(|(_, _, s)| s.as_ref()));
+                    *state.languages.write().unwrap_or_else(|e| e.into_inner()) = languages;
                     let reports: Vec<(String, u64, u64, u64)> = live
                         .into_iter()
                         .map(|(id, _, s)| {

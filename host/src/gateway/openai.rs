@@ -77,6 +77,9 @@ pub async fn transcriptions(
         Ok(r) => r,
         Err(resp) => return resp,
     };
+    if let Err(e) = state.check_language(req.language.as_deref()) {
+        return error(StatusCode::BAD_REQUEST, e);
+    }
     let samples = match audio::decode_wav(&req.file) {
         Ok(s) => s,
         Err(e) => return error(StatusCode::BAD_REQUEST, format!("cannot read the file ({e}); send a WAV file")),

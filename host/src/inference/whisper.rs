@@ -239,6 +239,18 @@ impl Engine {
         self.info.multilingual
     }
 
+    /// The language codes the model transcribes (what [`Self::check_language`] accepts besides
+    /// "auto"); `None` for a multilingual model that does not list them.
+    pub fn supported_languages(&self) -> Option<Vec<String>> {
+        if !self.info.multilingual {
+            Some(vec!["en".to_string()])
+        } else if self.info.languages.is_empty() {
+            None
+        } else {
+            Some(self.info.languages.keys().cloned().collect())
+        }
+    }
+
     /// Fails for a language the model cannot transcribe: anything but English on an
     /// English-only model, or a code a multilingual model does not know.
     pub fn check_language(&self, language: Option<&str>) -> Result<(), InferenceError> {

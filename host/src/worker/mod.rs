@@ -96,6 +96,7 @@ impl Worker {
         let stats = WorkerStats {
             engine: if self.engine.is_some() { "whisper".into() } else { "none".into() },
             model: self.model_label.clone(),
+            languages: self.engine.as_ref().and_then(|e| e.supported_languages()),
             started_ms: workers::now_ms(),
             ..WorkerStats::default()
         };

@@ -115,6 +115,9 @@ impl Live {
         if start.beam_size.is_some_and(|b| !(1..=MAX_BEAM).contains(&b)) {
             return Err(ServerMessage::error(ErrorCode::InvalidOption, format!("beam_size must be 1..={MAX_BEAM}")));
         }
+        state
+            .check_language(start.language.as_deref())
+            .map_err(|e| ServerMessage::error(ErrorCode::InvalidOption, e))?;
         if start.prompt.as_ref().is_some_and(|p| p.len() > MAX_PROMPT_BYTES) {
             return Err(ServerMessage::error(
                 ErrorCode::InvalidOption,
