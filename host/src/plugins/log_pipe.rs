@@ -23,17 +23,11 @@ struct Shared {
     /// Set by every write, cleared by `take`: the one thing a call without output reads.
     written: AtomicBool,
     cap: usize,
-    buf: Mutex<Buffered>,
-}
-
-#[derive(Default)]
-struct Buffered {
-    bytes: Vec<u8>,
-    dropped: usize,
+    buf: Mutex<Output>,
 }
 
 /// What a plugin wrote since the last [`LogPipe::take`].
-#[derive(Debug, PartialEq)]
+#[derive(Debug, Default, PartialEq)]
 pub struct Output {
     pub bytes: Vec<u8>,
     /// Bytes past the cap, not kept.
@@ -53,8 +47,7 @@ impl LogPipe {
         }
         let mut buf = self.lock();
         self.0.written.store(false, Ordering::Release);
-        let taken = std::mem::take(&mut *buf);
-        Some(Output { bytes: taken.bytes, dropped: taken.dropped })
+        Some(std::mem::take(&mut *buf))
     }
 
     fn append(&self, bytes: &[u8]) {
@@ -68,7 +61,7 @@ impl LogPipe {
         self.0.written.store(true, Ordering::Release);
     }
 
-    fn lock(&self) -> MutexGuard<'_, Buffered> {
+    fn lock(&self) -> MutexGuard<'_, Output> {
         // A panic while holding it leaves plain bytes behind: still fine to use.
         self.0.buf.lock().unwrap_or_else(|e| e.into_inner())
     }
