@@ -5,6 +5,7 @@
 //! keeps its self-attention cache between steps, so each step costs one token, not the prefix.
 
 mod align;
+mod guards;
 mod mel;
 mod model;
 mod runtime;

@@ -11,6 +11,7 @@ use ort::session::builder::GraphOptimizationLevel;
 use ort::value::{DynValue, Tensor};
 
 use super::align::{self, WordTokens};
+use super::guards;
 use super::mel::{FULL_FRAMES, MelFrontEnd, N_MELS, frames_for};
 use super::model::ModelInfo;
 use super::search::{Candidate, Mode, Search, log_sum_exp, softmax_at};
@@ -316,6 +317,7 @@ impl Engine {
         }
         let audio: Vec<&[f32]> = windows.iter().map(|w| &requests[w.request].audio[w.range.clone()]).collect();
         let cross = self.encode(&audio, short_context)?;
+        let seconds: Vec<f32> = audio.iter().map(|a| a.len() as f32 / crate::audio::SAMPLE_RATE as f32).collect();
         let langs = self.languages(&cross, &windows, requests)?;
         let mut groups: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
         for (i, w) in windows.iter().enumerate() {
@@ -328,12 +330,12 @@ impl Engine {
         for ((lang, prompt, beam, partial), members) in groups {
             let all = &self.opts.decoding.temperatures;
             let temperatures = if partial { &all[..1] } else { &all[..] };
-            let got = self.decode_with_fallback(&cross, &members, lang, &prompt, beam, temperatures)?;
+            let got = self.decode_with_fallback(&cross, &members, &seconds, (lang, &prompt, beam), temperatures)?;
             for (&i, d) in members.iter().zip(got) {
                 decoded[i] = Some(d);
             }
         }
-        let decoded: Vec<Decoded> = decoded.into_iter().flatten().collect();
+        let mut decoded: Vec<Decoded> = decoded.into_iter().flatten().collect();
         // Whisper's rule: no text when no-speech is likely AND the text is unlikely; loops never.
         let d = &self.opts.decoding;
         let kept: Vec<bool> = decoded
@@ -348,7 +350,14 @@ impl Engine {
                 (0..windows.len()).filter(|&i| kept[i] && !requests[windows[i].request].partial).collect();
             let got = self.align(&cross, &items, &langs, &decoded, &audio)?;
             let mut all = vec![Vec::new(); windows.len()];
-            for (i, w) in items.into_iter().zip(got) {
+            for (i, (w, keep)) in items.into_iter().zip(got) {
+                // Words squeezed past the speech (guards::squeezed_tail) leave the text too.
+                let x = &mut decoded[i];
+                if keep < x.best.tokens.len() {
+                    x.best.tokens.truncate(keep);
+                    x.text = self.tokenizer.decode(&x.best.tokens).trim().to_string();
+                    x.compression_ratio = compression_ratio(&x.text);
+                }
                 all[i] = w;
             }
             all
@@ -483,18 +492,21 @@ impl Engine {
     }
 
     /// Decodes windows at the first temperature, then again at each next one for the windows
-    /// whose text looks wrong (too repetitive or too unlikely) unless they are silence.
+    /// whose text looks wrong (too repetitive, too unlikely, a phrase looping, more words than
+    /// the audio holds: [`guards`]) unless they are silence. When every temperature fails, the
+    /// likeliest try is kept (as faster-whisper does), cut where it starts to loop.
     fn decode_with_fallback(
         &self,
         cross: &CrossKv,
         members: &[usize],
-        lang: Option<u32>,
-        prompt: &[u32],
-        beam: usize,
+        seconds: &[f32],
+        (lang, prompt, beam): (Option<u32>, &[u32], usize),
         temperatures: &[f32],
     ) -> Result<Vec<Decoded>, InferenceError> {
         let d = &self.opts.decoding;
         let mut out: Vec<Option<Decoded>> = vec![None; members.len()];
+        // Every failed try of each window, for the choice when all fail.
+        let mut failed: Vec<Vec<Decoded>> = vec![Vec::new(); members.len()];
         let mut pending: Vec<usize> = (0..members.len()).collect();
         for (n, &temperature) in temperatures.iter().enumerate() {
             let mode = match (temperature > 0.0, beam > 1) {
@@ -508,15 +520,34 @@ impl Engine {
             for (&p, (best, no_speech)) in pending.iter().zip(got) {
                 let text = self.tokenizer.decode(&best.tokens).trim().to_string();
                 let ratio = compression_ratio(&text);
-                let fails = ratio > d.compression_ratio_threshold || best.avg_logprob() < d.logprob_threshold;
+                let fails = ratio > d.compression_ratio_threshold
+                    || best.avg_logprob() < d.logprob_threshold
+                    || guards::fails(&best.tokens, seconds[members[p]]);
+                let x = Decoded { best, text, compression_ratio: ratio, no_speech, temperature };
                 if fails && no_speech <= d.no_speech_threshold {
                     retry.push(p);
+                    failed[p].push(x.clone());
                 }
-                out[p] = Some(Decoded { best, text, compression_ratio: ratio, no_speech, temperature });
+                out[p] = Some(x);
             }
             pending = retry;
             if pending.is_empty() {
                 break;
+            }
+        }
+        for p in pending {
+            // Every temperature failed: the likeliest try.
+            let best = failed[p].iter().max_by(|a, b| a.best.avg_logprob().total_cmp(&b.best.avg_logprob()));
+            if let Some(x) = best {
+                out[p] = Some(x.clone());
+            }
+        }
+        // No text past the first repeat, whichever try it came from.
+        for x in out.iter_mut().flatten() {
+            if let Some(cut) = guards::first_repeat(&x.best.tokens) {
+                x.best.tokens.truncate(cut);
+                x.text = self.tokenizer.decode(&x.best.tokens).trim().to_string();
+                x.compression_ratio = compression_ratio(&x.text);
             }
         }
         Ok(out.into_iter().flatten().collect())
@@ -649,7 +680,9 @@ impl Engine {
     }
 
     /// Word times of the given windows from one decoder call over
-    /// `sot-sequence <|notimestamps|> text <|endoftext|>` (padded with end-of-text to one length).
+    /// `sot-sequence <|notimestamps|> text <|endoftext|>` (padded with end-of-text to one length),
+    /// each with how many of its tokens to keep: a tail of words squeezed into no time
+    /// ([`guards::squeezed_tail`]) is left out.
     fn align(
         &self,
         cross: &CrossKv,
@@ -657,7 +690,7 @@ impl Engine {
         langs: &[Option<u32>],
         decoded: &[Decoded],
         audio: &[&[f32]],
-    ) -> Result<Vec<Vec<WordTime>>, InferenceError> {
+    ) -> Result<Vec<(Vec<WordTime>, usize)>, InferenceError> {
         if items.is_empty() {
             return Ok(Vec::new());
         }
@@ -677,7 +710,9 @@ impl Engine {
             s.resize(len, eot);
         }
         let (logits, qk) = self.run_prefix(cross, items, &seqs)?;
-        let Some(qk) = qk else { return Ok(vec![Vec::new(); items.len()]) };
+        let Some(qk) = qk else {
+            return Ok(items.iter().map(|&i| (Vec::new(), decoded[i].best.tokens.len())).collect());
+        };
         let (qshape, qk) = qk.try_extract_tensor::<f32>()?;
         let (heads, frames_out) = (qshape[1] as usize, qshape[3] as usize);
         let (lshape, logits) = logits.try_extract_tensor::<f32>()?;
@@ -710,9 +745,14 @@ impl Engine {
             let words: Vec<WordTokens> = align::split_words(tokens, |t| self.tokenizer.bytes(&[t]), unspaced);
             let mut times = align::word_times(&weights, heads, n + 1, frames, &words);
             align::trim_to_sound(&mut times, audio[i]);
+            let spoken: Vec<usize> = (0..words.len()).filter(|&k| !words[k].text.trim().is_empty()).collect();
+            let spoken_times: Vec<(f32, f32)> = spoken.iter().filter_map(|&k| times.get(k).copied()).collect();
+            let tail = if spoken_times.len() == spoken.len() { guards::squeezed_tail(&spoken_times) } else { 0 };
+            let kept_words = if tail > 0 { spoken[spoken.len() - tail] } else { words.len() };
+            let keep: usize = words[..kept_words].iter().map(|w| w.tokens.len()).sum();
             let mut at = 0;
             let mut ws = Vec::with_capacity(words.len());
-            for (w, (start, end)) in words.iter().zip(times) {
+            for (w, (start, end)) in words.iter().zip(times).take(kept_words) {
                 let p = &probs[at..at + w.tokens.len()];
                 at += w.tokens.len();
                 if w.text.trim().is_empty() {
@@ -725,7 +765,7 @@ impl Engine {
                     probability: p.iter().sum::<f32>() / p.len().max(1) as f32,
                 });
             }
-            out.push(ws);
+            out.push((ws, keep));
         }
         Ok(out)
     }
