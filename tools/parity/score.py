@@ -33,6 +33,18 @@ def word_errors(ref, hyp):
     return prev[len(h)], len(r)
 
 
+def loops(text):
+    """Whether a hypothesis loops: a phrase of 2-8 words three times in a row, or one word four
+    times (the same rule as Kiki's decoder guard, on words)."""
+    w = words(text)
+    for n in range(1, 9):
+        times = 4 if n == 1 else 3
+        for i in range(0, len(w) - n * times + 1):
+            if all(w[i + k * n:i + (k + 1) * n] == w[i:i + n] for k in range(1, times)):
+                return True
+    return False
+
+
 def load_refs(manifests, by_source):
     refs = {}
     for m in manifests:
@@ -53,7 +65,8 @@ def main():
     p.add_argument("--errors", action="store_true", help="also print every clip with word errors")
     args = p.parse_args()
     refs = load_refs(args.manifest, args.by_source)
-    print(f"{'result':<28} {'set':<22} {'clips':>5} {'WER %':>6} {'RTF med':>8} {'audio s':>8} {'wall s':>7} {'x RT':>6}")
+    print(f"{'result':<28} {'set':<22} {'clips':>5} {'WER %':>6} {'RTF med':>8} {'audio s':>8} {'wall s':>7} {'x RT':>6}"
+          f" {'loops':>5}")
     for path in args.results:
         groups = {}
         for line in open(path):
@@ -68,7 +81,7 @@ def main():
             if e and args.errors:
                 print(f"  [{e}/{n}] {os.path.basename(row['clip'])}: ref={ref!r} hyp={row['text']!r}", file=sys.stderr)
             for g in (group, "all"):
-                groups.setdefault(g, []).append((e, n, row["audio_s"], row["wall_s"]))
+                groups.setdefault(g, []).append((e, n, row["audio_s"], row["wall_s"], loops(row["text"])))
         name = os.path.basename(path).removesuffix(".jsonl")
         for g, rows in sorted(groups.items(), key=lambda kv: (kv[0] == "all", kv[0])):
             if g == "all" and len(groups) == 2:
@@ -77,7 +90,7 @@ def main():
             audio, wall = sum(r[2] for r in rows), sum(r[3] for r in rows)
             rtf = statistics.median(r[3] / r[2] for r in rows)
             print(f"{name:<28} {g:<22} {len(rows):>5} {100 * edits / max(ref_words, 1):>6.2f} {rtf:>8.3f}"
-                  f" {audio:>8.1f} {wall:>7.1f} {audio / wall:>6.2f}")
+                  f" {audio:>8.1f} {wall:>7.1f} {audio / wall:>6.2f} {sum(r[4] for r in rows):>5}")
 
 
 if __name__ == "__main__":
