@@ -14,6 +14,7 @@ pub mod http_get;
 pub mod ids;
 pub mod inference;
 pub mod load;
+pub mod longform;
 pub mod metrics;
 pub mod plugins;
 pub mod redis_server;

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::audio::{self, samples_to_ms as ms};
 use crate::inference::{Engine, Request, WordTime, is_unspaced, split_windows};
+use crate::longform::cues;
 
 #[derive(Debug, Serialize)]
 pub struct FileResult {
@@ -37,14 +38,9 @@ pub struct FileOptions {
     pub progress: bool,
 }
 
-/// A subtitle cue ends at a sentence end, or before it grows past this...
-const CUE_MAX_CHARS: usize = 84;
-/// ...or this long.
-const CUE_MAX_MS: u64 = 7_000;
-
 /// Transcribes one file: decoded, resampled to 16 kHz mono, cut into windows of at most 30 s
 /// at pauses, decoded a batch of windows at a time. With word times, segments are
-/// subtitle-sized runs of words; without, one per window.
+/// subtitle-sized runs of words ([`crate::longform::cues`]); without, one per window.
 pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyhow::Result<FileResult> {
     let samples = audio::read_wav(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let windows = split_windows(&samples);
@@ -111,46 +107,4 @@ pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyh
     let sep = if is_unspaced(&language) { "" } else { " " };
     let text = segments.iter().map(|s| s.text.as_str()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(sep);
     Ok(FileResult { file: path.display().to_string(), text, duration_ms: total_ms, language, segments })
-}
-
-/// Splits a window's words into cues: at sentence ends, or before a cue gets too long.
-fn cues(words: Vec<WordTime>) -> Vec<Vec<WordTime>> {
-    let mut out: Vec<Vec<WordTime>> = Vec::new();
-    let mut cur: Vec<WordTime> = Vec::new();
-    for w in words {
-        let chars: usize = cur.iter().map(|w| w.text.len() + 1).sum::<usize>() + w.text.len();
-        if cur.first().is_some_and(|f| chars > CUE_MAX_CHARS || w.end_ms.saturating_sub(f.start_ms) > CUE_MAX_MS) {
-            out.push(std::mem::take(&mut cur));
-        }
-        let ends = w.text.ends_with(['.', '?', '!', '。', '？', '！']);
-        cur.push(w);
-        if ends {
-            out.push(std::mem::take(&mut cur));
-        }
-    }
-    if !cur.is_empty() {
-        out.push(cur);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn word(text: &str, start_ms: u64, end_ms: u64) -> WordTime {
-        WordTime { text: text.into(), start_ms, end_ms, probability: 1.0 }
-    }
-
-    #[test]
-    fn cues_end_at_sentences_and_stay_short() {
-        let words = vec![word("Hello.", 0, 500), word("How", 600, 800), word("are", 800, 900), word("you?", 900, 1200)];
-        let c = cues(words);
-        assert_eq!(c.len(), 2);
-        assert_eq!(c[1].len(), 3);
-        let long: Vec<WordTime> = (0..40).map(|i| word("word", i * 400, i * 400 + 300)).collect();
-        let c = cues(long);
-        assert!(c.len() > 2);
-        assert!(c.iter().all(|c| c.last().unwrap().end_ms - c[0].start_ms <= CUE_MAX_MS));
-    }
 }

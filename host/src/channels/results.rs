@@ -41,6 +41,9 @@ pub struct ResultPayload {
     /// fan-out): the speaking session's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// The language the model heard (detected, or the one asked for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<String>,
 }
 
 impl ResultPayload {
@@ -260,6 +263,7 @@ mod tests {
             plugin_error: None,
             enqueued_ms: 1,
             origin: None,
+            language: None,
         };
         let msg = format!("ab12:7 {}", serde_json::to_string(&p).unwrap());
         let s = Sequenced::parse(msg.as_bytes()).unwrap();

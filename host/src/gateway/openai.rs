@@ -19,11 +19,19 @@ use crate::channels::results;
 use crate::channels::subscriber::Delivery;
 use crate::channels::tasks::{self, TaskMeta};
 use crate::channels::workers::now_ms;
+use crate::inference::{WordTime, is_unspaced};
 use crate::plugins::{Cut, CutKind};
-use crate::subtitles;
+use crate::{longform, subtitles};
 
 /// Largest upload accepted (bytes): about 25 minutes of 16 kHz s16 mono WAV.
 pub const MAX_UPLOAD: usize = 50 << 20;
+
+/// A retryable refusal: 429 with `Retry-After`.
+fn busy(message: String) -> Response {
+    let mut resp = error(StatusCode::TOO_MANY_REQUESTS, message);
+    resp.headers_mut().insert(header::RETRY_AFTER, axum::http::HeaderValue::from_static("5"));
+    resp
+}
 
 fn error(code: StatusCode, message: impl Into<String>) -> Response {
     (code, Json(json!({"error": {"message": message.into(), "type": "invalid_request_error"}}))).into_response()
@@ -38,7 +46,8 @@ struct Request {
 
 async fn read_form(mut form: Multipart) -> Result<Request, Response> {
     let mut req = Request { file: Vec::new(), language: None, prompt: None, format: "json".into() };
-    let bad = |e: axum::extract::multipart::MultipartError| error(StatusCode::BAD_REQUEST, e.body_text());
+    // Over the size limit is a 413, a broken form a 400: the rejection knows which.
+    let bad = |e: axum::extract::multipart::MultipartError| error(e.status(), e.body_text());
     while let Some(field) = form.next_field().await.map_err(bad)? {
         match field.name().unwrap_or("") {
             "file" => req.file = field.bytes().await.map_err(bad)?.to_vec(),
@@ -52,6 +61,13 @@ async fn read_form(mut form: Multipart) -> Result<Request, Response> {
     }
     if req.file.is_empty() {
         return Err(error(StatusCode::BAD_REQUEST, "missing `file` (multipart form field)"));
+    }
+    if req.prompt.as_ref().is_some_and(|p| p.len() > super::session::MAX_PROMPT_BYTES) {
+        let max = super::session::MAX_PROMPT_BYTES;
+        return Err(error(StatusCode::BAD_REQUEST, format!("`prompt` is longer than {max} bytes")));
+    }
+    if req.language.as_ref().is_some_and(|l| l.len() > super::session::MAX_LANGUAGE_BYTES) {
+        return Err(error(StatusCode::BAD_REQUEST, "`language` is not a language code"));
     }
     if !["json", "text", "srt", "vtt", "verbose_json"].contains(&req.format.as_str()) {
         return Err(error(StatusCode::BAD_REQUEST, format!("unsupported response_format {:?}", req.format)));
@@ -71,11 +87,25 @@ pub async fn transcriptions(
     }
     let form = match form {
         Ok(f) => f,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e.body_text()),
+        Err(e) => return error(e.status(), e.body_text()),
     };
-    let req = match read_form(form).await {
-        Ok(r) => r,
-        Err(resp) => return resp,
+    // Uploads at once are bounded (each holds its file and its samples, ~17x a file of 8-bit
+    // samples), and so is the wait for a body that trickles in.
+    let Ok(_slot) = state.uploads.clone().try_acquire_owned() else {
+        return busy(format!("{} uploads are being transcribed; retry shortly", state.cfg.gateway.max_uploads));
+    };
+    let backlog = state.backlog.load(std::sync::atomic::Ordering::Relaxed);
+    if backlog > state.cfg.channels.max_backlog {
+        return busy(format!("server busy ({backlog} segments queued); retry shortly"));
+    }
+    let body_timeout = Duration::from_secs(state.cfg.gateway.upload_timeout_s.max(1));
+    let req = match tokio::time::timeout(body_timeout, read_form(form)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(resp)) => return resp,
+        Err(_) => {
+            let secs = body_timeout.as_secs();
+            return error(StatusCode::REQUEST_TIMEOUT, format!("the upload did not arrive within {secs} s"));
+        }
     };
     if let Err(e) = state.check_language(req.language.as_deref()) {
         return error(StatusCode::BAD_REQUEST, e);
@@ -88,12 +118,21 @@ pub async fn transcriptions(
         Ok(c) => c,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("segmenter failed: {e}")),
     };
+    // The segmenter finds the speech; the model reads it in long windows (longform.rs).
+    let windows: Vec<Cut> = longform::merge_cuts(&cuts, longform::MAX_WINDOW_MS * SAMPLE_RATE as u64 / 1000)
+        .into_iter()
+        .map(|(start, end)| Cut { kind: CutKind::Final, start, end })
+        .collect();
+    let cuts = windows;
     let segments = match transcribe(&state, &samples, &cuts, req.language.clone(), req.prompt.clone()).await {
         Ok(s) => s,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
     };
     let duration = samples.len() as f64 / SAMPLE_RATE as f64;
-    render(&req.format, &segments, duration, req.language.as_deref().unwrap_or("en"))
+    // The language the model heard, when it was asked to detect it.
+    let heard = segments.iter().find_map(|s| s.language.clone());
+    let language = req.language.clone().filter(|l| l != "auto").or(heard).unwrap_or_else(|| "en".into());
+    render(&req.format, &segments, duration, &language)
 }
 
 /// Final cuts of the whole file by a fresh instance of the active segmenter (no partials).
@@ -194,24 +233,60 @@ async fn transcribe(
     outcome
 }
 
-fn cues(segments: &Segments) -> impl Iterator<Item = (u64, u64, &str)> {
-    segments.iter().map(|s| (s.start_ms, s.end_ms, s.text.as_str()))
+/// Subtitle-sized segments: cues cut from the word times (a window without them is one cue).
+fn cues(segments: &Segments) -> Vec<(u64, u64, String, Vec<results::Word>)> {
+    let mut out = Vec::new();
+    for s in segments {
+        if s.words.is_empty() {
+            out.push((s.start_ms, s.end_ms, s.text.trim().to_string(), Vec::new()));
+            continue;
+        }
+        let sep = if is_unspaced(s.language.as_deref().unwrap_or("en")) { "" } else { " " };
+        let timed: Vec<WordTime> = s
+            .words
+            .iter()
+            .map(|w| WordTime {
+                text: w.text.clone(),
+                start_ms: w.start_ms,
+                end_ms: w.end_ms,
+                probability: w.probability,
+            })
+            .collect();
+        for cue in longform::cues(timed) {
+            let (Some(first), Some(last)) = (cue.first(), cue.last()) else { continue };
+            let text = cue.iter().map(|w| w.text.trim()).collect::<Vec<_>>().join(sep);
+            let words = cue
+                .iter()
+                .map(|w| results::Word {
+                    text: w.text.clone(),
+                    start_ms: w.start_ms,
+                    end_ms: w.end_ms,
+                    probability: w.probability,
+                })
+                .collect();
+            out.push((first.start_ms, last.end_ms, text, words));
+        }
+    }
+    out
 }
 
 fn render(format: &str, segments: &Segments, duration: f64, language: &str) -> Response {
-    let text = segments.iter().map(|s| s.text.trim()).collect::<Vec<_>>().join(" ");
+    let sep = if is_unspaced(language) { "" } else { " " };
+    let text = segments.iter().map(|s| s.text.trim()).collect::<Vec<_>>().join(sep);
+    let cues = cues(segments);
+    let timed = || cues.iter().map(|(s, e, t, _)| (*s, *e, t.as_str()));
     let plain = |body: String, mime: &'static str| ([(header::CONTENT_TYPE, mime)], body).into_response();
     match format {
         "text" => plain(text + "\n", "text/plain; charset=utf-8"),
-        "srt" => plain(subtitles::srt(cues(segments)), "application/x-subrip; charset=utf-8"),
-        "vtt" => plain(subtitles::vtt(cues(segments)), "text/vtt; charset=utf-8"),
+        "srt" => plain(subtitles::srt(timed()), "application/x-subrip; charset=utf-8"),
+        "vtt" => plain(subtitles::vtt(timed()), "text/vtt; charset=utf-8"),
         "verbose_json" => Json(json!({
             "task": "transcribe",
             "language": language,
             "duration": duration,
             "text": text,
-            "segments": segments.iter().enumerate().map(|(i, s)| json!({
-                "id": i, "start": s.start_ms as f64 / 1e3, "end": s.end_ms as f64 / 1e3, "text": s.text.trim(),
+            "segments": cues.iter().enumerate().map(|(i, (s, e, t, _))| json!({
+                "id": i, "start": *s as f64 / 1e3, "end": *e as f64 / 1e3, "text": t,
             })).collect::<Vec<_>>(),
             "words": segments.iter().flat_map(|s| &s.words).map(|w| json!({
                 "word": w.text, "start": w.start_ms as f64 / 1e3, "end": w.end_ms as f64 / 1e3,
