@@ -199,6 +199,7 @@ async fn a_final_whose_publish_was_lost_is_found_in_the_replay_stream() {
         plugin_error: None,
         enqueued_ms: task.meta.enqueued_ms,
         origin: None,
+        language: None,
     };
     let lossy = kiki::channels::results::ReplayPolicy { max_len: 100, ttl_s: 60, sharded: true };
     kiki::channels::results::publish(&mut conn, &keys, &lossy, &task.meta.reply, &payload, "e1").await.unwrap();
@@ -338,4 +339,104 @@ async fn trimming_never_removes_an_unacked_task() {
     tasks::trim(&mut conn, &keys).await.unwrap();
     let len: u64 = conn.xlen(keys.tasks()).await.unwrap();
     assert_eq!(len, backlog);
+}
+
+/// Collects until `n` finals arrived (anything else is kept too).
+async fn until_finals(c: &mut Client, n: usize) -> Vec<ServerMessage> {
+    let mut msgs = Vec::new();
+    while msgs.iter().filter(|m| matches!(m, ServerMessage::Final(_))).count() < n {
+        let m = c.recv(Duration::from_secs(60)).await.unwrap_or_else(|| panic!("finals missing: {msgs:?}"));
+        msgs.push(m);
+    }
+    msgs
+}
+
+fn no_persistence() -> [&'static str; 4] {
+    ["--save", "", "--appendonly", "no"]
+}
+
+/// Redis loses everything in mid-session (FLUSHALL; a restart without persistence or a
+/// failover to an empty replica look the same): the consumer group is made again, the
+/// session's results are numbered afresh, and the finals after it still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_coming_back_empty_is_healed_and_later_finals_arrive() {
+    let _g = serial().await;
+    let redis = RedisChild::start("redis-server", &no_persistence()).await.unwrap();
+    let stack = Stack::gateway_on(fast_reclaim(), redis).await;
+    stack.spawn_worker().await;
+    stack.wait_ready().await;
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start", "plugins": {"segmenter": {"partial_ms": "0"}}})).await;
+    assert!(matches!(c.recv(Duration::from_secs(10)).await, Some(ServerMessage::Ready { .. })));
+    c.stream(&speak_sentences(&UTTERANCES[..2], 700), 4.0).await;
+    let before = until_finals(&mut c, 2).await;
+    let mut conn = stack.redis().await;
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    c.stream(&speak_sentences(&UTTERANCES[2..], 700), 4.0).await;
+    let after = c.stop_and_collect().await;
+    eprintln!("before: {before:?}\nafter: {after:?}");
+    let finals = finals_by_segment(&after);
+    assert_eq!(finals.len(), 2, "both finals after the flush: {after:?}");
+    assert!(finals.values().all(|&n| n == 1), "{finals:?}");
+    assert!(matches!(after.last(), Some(ServerMessage::End { segments: 4 })), "{after:?}");
+    assert!(!after.iter().any(|m| matches!(m, ServerMessage::Error { .. })), "{after:?}");
+    assert!(stack.metrics.task_group_recreated.get() > 0);
+    let (code, body) = http_get(stack.addr, "/readyz").await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("\"tasks\":true"), "{body}");
+}
+
+/// Tasks queued and not yet read when Redis loses its data are queued again by the gateway,
+/// from the audio it keeps until each final is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finals_whose_tasks_vanished_with_redis_are_queued_again() {
+    let _g = serial().await;
+    let redis = RedisChild::start("redis-server", &no_persistence()).await.unwrap();
+    let mut cfg = fast_reclaim();
+    cfg.channels.overdue_final_ms = 1_000;
+    let stack = Stack::gateway_on(cfg, redis).await;
+    let audio = speak_sentences(&UTTERANCES[..2], 700);
+    let mut clients = start_sessions(&stack, 2, &audio, 8.0).await;
+    let mut conn = stack.redis().await;
+    for _ in 0..100 {
+        let queued: u64 = conn.xlen("kiki:{tasks}").await.unwrap();
+        if queued >= 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut conn).await.unwrap();
+    // /readyz says so until the group is back (within one poll).
+    stack.spawn_worker().await;
+    let all = collect(&mut clients).await;
+    assert_complete(&all, 2);
+    assert!(stack.metrics.tasks_requeued.get() >= 4, "requeued {}", stack.metrics.tasks_requeued.get());
+}
+
+/// Redis stops answering for longer than a command may wait (DEBUG SLEEP 6 against a 5 s
+/// timeout): the finals cut meanwhile are kept by the gateway and queued once it answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finals_cut_while_redis_is_away_are_kept_and_queued_later() {
+    let _g = serial().await;
+    let redis = RedisChild::start("redis-server", &["--enable-debug-command", "yes"]).await.unwrap();
+    let stack = Stack::gateway_on(fast_reclaim(), redis).await;
+    stack.spawn_worker().await;
+    stack.wait_ready().await;
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start", "plugins": {"segmenter": {"partial_ms": "0"}}})).await;
+    assert!(matches!(c.recv(Duration::from_secs(10)).await, Some(ServerMessage::Ready { .. })));
+    let url = stack.redis_url.clone();
+    let sleeper = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut conn = redis::Client::open(url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
+        let _: redis::RedisResult<()> = redis::cmd("DEBUG").arg("SLEEP").arg(6).query_async(&mut conn).await;
+    });
+    c.stream(&speak_sentences(&UTTERANCES[..3], 700), 4.0).await;
+    let msgs = c.stop_and_collect().await;
+    sleeper.await.unwrap();
+    eprintln!("{msgs:?}");
+    let finals = finals_by_segment(&msgs);
+    assert_eq!(finals.len(), 3, "{msgs:?}");
+    assert!(!msgs.iter().any(|m| matches!(m, ServerMessage::Error { .. })), "{msgs:?}");
+    assert!(stack.metrics.tasks_deferred.get() > 0, "no final was cut while Redis slept: the test did not test");
 }

@@ -320,3 +320,172 @@ async fn audio_too_fast_too_long_or_garbled_gets_clear_errors() {
     .await;
     assert!(closed.is_ok(), "the deaf peer is still held");
 }
+
+/// The status of a WebSocket upgrade sent with these extra headers.
+async fn upgrade_with(addr: std::net::SocketAddr, path: &str, headers: &[(&'static str, &str)]) -> u16 {
+    let mut req =
+        tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!("ws://{addr}{path}"))
+            .unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(*k, v.parse().unwrap());
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => 101,
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("upgrade failed without a status: {e}"),
+    }
+}
+
+/// With auth off (the default), a hostile page in a browser on the same machine must not be
+/// able to open sessions, read the API through DNS rebinding, or change plugins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_site_requests_are_refused() {
+    let stack = Stack::gateway_only(test_config()).await;
+    let addr = stack.addr;
+    for path in ["/api/stats", "/admin/plugins", "/"] {
+        let (code, body) = http_with(addr, "GET", path, &[("Host", "rebound.evil.example:8080")], b"").await.unwrap();
+        assert_eq!(code, 403, "{path}: {body}");
+        assert!(body.contains("allowed_hosts"), "{body}");
+    }
+    assert_eq!(http_with(addr, "GET", "/healthz", &[("Host", "localhost:1")], b"").await.unwrap().0, 200);
+    assert_eq!(upgrade_with(addr, "/ws", &[("Origin", "https://evil.example")]).await, 403);
+    assert_eq!(upgrade_with(addr, "/ws/asr", &[("Origin", "null")]).await, 403);
+    assert_eq!(upgrade_with(addr, "/ws", &[("Origin", &format!("http://{addr}"))]).await, 101, "our own page");
+    assert_eq!(upgrade_with(addr, "/ws", &[]).await, 101, "native clients send no Origin");
+    let activate = "/admin/plugins/segmenter/default?name=vad";
+    for headers in [
+        vec![("Origin", "https://evil.example"), ("Content-Type", "application/json")],
+        vec![("Content-Type", "text/plain")],
+        vec![("Content-Type", "application/x-www-form-urlencoded")],
+        vec![],
+    ] {
+        let (code, body) = http_with(addr, "POST", activate, &headers, b"").await.unwrap();
+        assert_eq!(code, 403, "{headers:?}: {body}");
+    }
+    let (code, body) = http_with(addr, "POST", activate, &[("Content-Type", "application/json")], b"").await.unwrap();
+    assert_ne!(code, 403, "an API client's request: {body}");
+}
+
+/// Rooms: off without auth; with auth a room is the subject's own unless the token grants it,
+/// and a resume token works only for the subject that opened the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rooms_and_resume_are_bound_to_the_token_subject() {
+    let open = Stack::gateway_only(test_config()).await;
+    let mut c = open.connect().await;
+    c.send_json(json!({"type": "start", "room": "standup"})).await;
+    let refused = c.recv(Duration::from_secs(5)).await;
+    assert!(
+        matches!(&refused, Some(ServerMessage::Error { code: ErrorCode::InvalidOption, message, .. }) if message.contains("rooms")),
+        "{refused:?}"
+    );
+    drop(open);
+
+    let mut cfg = test_config();
+    cfg.gateway.auth_secret = Some(SECRET.into());
+    let stack = Stack::gateway_only(cfg).await;
+    let auth = Auth::new(Some(SECRET.as_bytes()), b"", None);
+    let connect = |token: String| {
+        let url = format!("ws://{}/ws?token={token}", stack.addr);
+        async move { Client { ws: tokio_tungstenite::connect_async(url).await.unwrap().0 } }
+    };
+    let mut sessions = Vec::new();
+    let mut clients = Vec::new();
+    for (subject, grant) in [("alice", false), ("bob", false), ("carol", true), ("dave", true)] {
+        let rooms = if grant { vec!["standup".to_string()] } else { vec![] };
+        let t = auth.mint_with_rooms(subject, &[Scope::Transcribe], 600, &rooms).unwrap();
+        let mut c = connect(t).await;
+        c.send_json(json!({"type": "start", "room": "standup"})).await;
+        let Some(ServerMessage::Ready { session, resume_token, .. }) = c.recv(Duration::from_secs(5)).await else {
+            panic!("ready")
+        };
+        sessions.push((subject, session, resume_token));
+        clients.push(c);
+    }
+    let mut conn = stack.redis().await;
+    let members = |room: String| {
+        let mut conn = conn.clone();
+        async move {
+            let m: Vec<String> = redis::AsyncCommands::smembers(&mut conn, room).await.unwrap();
+            m
+        }
+    };
+    assert_eq!(members("kiki:room:u/alice/standup".into()).await, vec![sessions[0].1.clone()]);
+    assert_eq!(members("kiki:room:u/bob/standup".into()).await, vec![sessions[1].1.clone()]);
+    let mut shared = members("kiki:room:g/standup".into()).await;
+    shared.sort();
+    let mut granted = vec![sessions[2].1.clone(), sessions[3].1.clone()];
+    granted.sort();
+    assert_eq!(shared, granted, "only the granted subjects share the room");
+    let keys: Vec<String> = redis::AsyncCommands::keys(&mut conn, "kiki:room:standup").await.unwrap();
+    assert!(keys.is_empty(), "nobody joins the bare name");
+
+    // Bob presents Alice's resume token: no takeover.
+    let alice_token = sessions[0].2.clone();
+    drop(clients);
+    let mut bob = connect(auth.mint("bob", &[Scope::Transcribe], 600).unwrap()).await;
+    bob.send_json(json!({"type": "start", "resume": {"token": alice_token, "last_seq": 0}})).await;
+    let Some(ServerMessage::Ready { session, recovered, .. }) = bob.recv(Duration::from_secs(5)).await else {
+        panic!("ready")
+    };
+    assert_eq!(recovered, Some(false));
+    assert_ne!(session, sessions[0].1);
+    let mut alice = connect(auth.mint("alice", &[Scope::Transcribe], 600).unwrap()).await;
+    alice.send_json(json!({"type": "start", "resume": {"token": alice_token, "last_seq": 0}})).await;
+    let Some(ServerMessage::Ready { session, recovered, .. }) = alice.recv(Duration::from_secs(5)).await else {
+        panic!("ready")
+    };
+    assert_eq!((recovered, session), (Some(true), sessions[0].1.clone()), "the owner resumes");
+}
+
+/// A client that floods pings and reads nothing: its pongs are coalesced (tungstenite keeps
+/// one), and the gateway's own ping cannot be written within `write_timeout_s`, so the peer is
+/// dropped; everyone else is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_flood_from_a_peer_that_does_not_read_is_dropped() {
+    let mut cfg = test_config();
+    cfg.gateway.ping_interval_s = 1;
+    cfg.gateway.write_timeout_s = 2;
+    let stack = Stack::gateway_only(cfg).await;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", stack.addr)).await.unwrap();
+    let (mut sink, _stream) = ws.split();
+    let mut sent = 0u64;
+    let closed = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            if sink.send(Message::Ping(vec![0u8; 16].into())).await.is_err() {
+                return true;
+            }
+            sent += 1;
+            if sent >= 20_000_000 {
+                return false;
+            }
+        }
+    })
+    .await
+    .unwrap_or(false);
+    eprintln!("pings sent before the gateway dropped the socket: {sent}");
+    assert!(closed, "the gateway kept a socket that reads none of its pongs ({sent} pings)");
+    assert_eq!(http_get(stack.addr, "/healthz").await.unwrap().0, 200);
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start"})).await;
+    assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
+}
+
+/// RFC 6455 §5.5.1: a Close from the client is answered with a Close, on every endpoint
+/// (FunASR's Python client reported "no close frame received" after every run).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_from_the_client_is_answered_on_every_endpoint() {
+    let stack = Stack::gateway_only(test_config()).await;
+    for path in ["/ws", "/ws/asr", "/funasr", "/"] {
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}{path}", stack.addr)).await.unwrap();
+        ws.close(None).await.unwrap();
+        let mut answered = false;
+        while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), ws.next()).await {
+            match m {
+                Ok(Message::Close(_)) => answered = true,
+                Ok(_) => continue,
+                Err(e) => panic!("{path}: {e}"),
+            }
+        }
+        assert!(answered, "{path}: no Close frame came back");
+    }
+}

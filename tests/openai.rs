@@ -91,4 +91,18 @@ async fn bad_uploads_get_a_clear_400() {
     let (code, resp) = post(stack.addr, &ct, &body).await;
     assert_eq!(code, 400, "{resp}");
     assert!(resp.contains("no live worker's model transcribes it"), "{resp}");
+
+    // A header that claims an absurd sample rate once aborted the process (a resampler sized
+    // like the rate: 128 GB for 1 Hz). Refused, and the server goes on serving.
+    for rate in [1u32, 10_000_019] {
+        let mut wav = wav_bytes(&[0.1; 32_000]);
+        wav[24..28].copy_from_slice(&rate.to_le_bytes());
+        wav[28..32].copy_from_slice(&(rate * 2).to_le_bytes());
+        let (ct, body) = multipart(&wav, &[]);
+        let (code, resp) = post(stack.addr, &ct, &body).await;
+        assert_eq!(code, 400, "{rate} Hz: {resp}");
+        assert!(resp.contains("sample rate"), "{resp}");
+    }
+    let (ct, body) = multipart(&wav_bytes(&[0.0; 16_000]), &[("response_format", "json")]);
+    assert_eq!(post(stack.addr, &ct, &body).await.0, 200, "still serving");
 }

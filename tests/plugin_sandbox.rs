@@ -189,3 +189,16 @@ async fn a_panic_inside_an_async_task_fails_that_call_only() {
     let mut vad = default_vad(&rt).open(16_000, &[]).unwrap();
     assert!(vad.push(frame(), None).is_ok());
 }
+
+/// A process holds as many live segmenters as its instance pool has slots; the next session is
+/// told to retry (`busy`), not that the plugin failed for good.
+#[test]
+fn a_full_instance_pool_is_a_retryable_refusal() {
+    let rt = PluginRuntime::new(Limits { max_instances: 2, ..Limits::default() }).unwrap();
+    let vad = default_vad(&rt);
+    let held: Vec<_> = (0..2).map(|_| vad.open(16_000, &[]).unwrap()).collect();
+    let err = vad.open(16_000, &[]).err().expect("a third instance does not fit");
+    assert!(matches!(err, PluginError::PoolFull { .. }), "{err}");
+    drop(held);
+    assert!(vad.open(16_000, &[]).is_ok(), "slots come back");
+}

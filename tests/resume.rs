@@ -73,7 +73,7 @@ async fn a_forged_or_unknown_token_is_not_recovered_and_starts_fresh() {
     // A genuine token of a session that ended long ago looks the same as an expired one; a
     // made-up token, or one signed with another key, is not honoured at all.
     let other_key = kiki::gateway::auth::Auth::new(None, b"someone else's key", None);
-    for token in ["nope".to_string(), other_key.resume_token("0123456789abcdef0123456789abcdef", "e")] {
+    for token in ["nope".to_string(), other_key.resume_token("0123456789abcdef0123456789abcdef", "e", None)] {
         let mut c = stack.connect().await;
         c.send_json(json!({"type": "start", "resume": {"token": token, "last_seq": 3}})).await;
         match c.recv(Duration::from_secs(5)).await {

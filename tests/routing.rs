@@ -14,6 +14,8 @@ use serde_json::json;
 async fn finals_are_postprocessed_and_reach_room_members_and_the_archive() {
     let _g = serial().await;
     let mut cfg = test_config();
+    // Auth is off in this test: rooms must be allowed by name.
+    cfg.gateway.rooms_without_auth = true;
     cfg.plugins.config.insert("default".into(), [("archive".to_string(), "log".to_string())].into());
     let stack = Stack::start_with(cfg).await;
 

@@ -134,6 +134,24 @@ pub struct GatewayConfig {
     pub speech_prob: bool,
     /// The Silero VAD ONNX model (default: `<data_dir>/silero_vad.onnx`, installed by set-up).
     pub speech_model: Option<PathBuf>,
+    /// Host names (the `Host` header, without its port) the gateway answers to; `"*"` for any.
+    /// Unset: the loopback names when `listen` is a loopback address (a page on another site
+    /// cannot reach the gateway through DNS rebinding), any host otherwise (auth guards it).
+    pub allowed_hosts: Option<Vec<String>>,
+    /// Origins (`https://app.example:8443`) besides the gateway's own whose pages may open
+    /// sessions and call the API; `"*"` for any. A request with an `Origin` header from
+    /// anywhere else gets 403.
+    pub allowed_origins: Vec<String>,
+    /// Rooms (result fan-out between sessions) without auth. Off by default: without tokens
+    /// nothing tells who may hear a room. With auth, a room is the subject's own unless the
+    /// token grants it by name (`rooms` claim).
+    pub rooms_without_auth: bool,
+    /// File uploads (`/v1/audio/transcriptions`) transcribed at once; past it, 429.
+    pub max_uploads: usize,
+    /// An upload's body must arrive within this many seconds (408 past it).
+    pub upload_timeout_s: u64,
+    /// A socket whose peer takes none of what is sent for this many seconds is dropped.
+    pub write_timeout_s: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -285,6 +303,12 @@ impl Default for GatewayConfig {
             max_frames_per_s: 200.0,
             speech_prob: false,
             speech_model: None,
+            allowed_hosts: None,
+            allowed_origins: Vec::new(),
+            rooms_without_auth: false,
+            max_uploads: 4,
+            upload_timeout_s: 120,
+            write_timeout_s: 30,
         }
     }
 }

@@ -75,9 +75,13 @@ enum Command {
         /// What it may do: transcribe (sessions, file API), admin (/admin, /api/stats).
         #[arg(long = "scope", value_parser = kiki::gateway::auth::parse_scope, default_value = "transcribe")]
         scopes: Vec<kiki::gateway::auth::Scope>,
-        /// Lifetime in seconds.
-        #[arg(long, default_value_t = 3600)]
+        /// Lifetime in seconds (at least 1).
+        #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(1..))]
         ttl: u64,
+        /// A room the subject may share with other subjects granted it (repeatable; `*` for
+        /// any). Without a grant, a session's room is its subject's own.
+        #[arg(long = "room")]
+        rooms: Vec<String>,
     },
     /// Benchmarks against a running deployment.
     Bench {
@@ -230,11 +234,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             transcribe(cfg, files, format, opts).await
         }
         Command::Check { gateway, timeout } => check(cfg, gateway, timeout).await,
-        Command::Token { subject, scopes, ttl } => {
+        Command::Token { subject, scopes, ttl, rooms } => {
             let secret = cfg.auth_secret().map_err(anyhow::Error::msg)?;
             anyhow::ensure!(secret.is_some(), "no gateway.auth_secret (or auth_secret_file) is configured");
             let auth = kiki::gateway::auth::Auth::new(secret.as_deref(), b"", None);
-            println!("{}", auth.mint(&subject, &scopes, ttl)?);
+            println!("{}", auth.mint_with_rooms(&subject, &scopes, ttl, &rooms)?);
             Ok(())
         }
         Command::Bench {

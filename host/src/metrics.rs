@@ -41,6 +41,12 @@ pub struct Metrics {
     pub tasks_acked: Counter,
     pub tasks_reclaimed: Counter,
     pub tasks_dead_lettered: Counter,
+    /// The task stream's consumer group was found missing and made again (Redis came back empty).
+    pub task_group_recreated: Counter,
+    /// Finals that could not be queued at once (Redis away) and were kept to be queued later.
+    pub tasks_deferred: Counter,
+    /// Finals queued again after their task was lost with Redis's data.
+    pub tasks_requeued: Counter,
     pub partials_shed: Counter,
     pub sessions_refused: Counter,
     pub finals_delivered: Counter,
@@ -121,6 +127,21 @@ impl Metrics {
             tasks_dead_lettered: reg!(
                 "tasks_dead_lettered",
                 "Tasks moved to the dead-letter stream",
+                Counter::default()
+            ),
+            task_group_recreated: reg!(
+                "task_group_recreated",
+                "Times the task stream's consumer group was missing and was recreated",
+                Counter::default()
+            ),
+            tasks_deferred: reg!(
+                "tasks_deferred",
+                "Finals kept by the gateway because Redis could not take them at once",
+                Counter::default()
+            ),
+            tasks_requeued: reg!(
+                "tasks_requeued",
+                "Finals queued again after their task was lost with Redis's data",
                 Counter::default()
             ),
             partials_shed: reg!("partials_shed", "Partial cuts not queued because of backlog", Counter::default()),

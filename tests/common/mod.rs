@@ -257,9 +257,12 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, Str
     http(addr, "GET", path, &[]).await
 }
 
-/// Minimal HTTP/1.1 request: (status, body).
+/// Minimal HTTP/1.1 request: (status, body). Requests other than GET say their body is
+/// `application/octet-stream`, as API clients do (the gateway refuses admin changes in a
+/// content type a cross-site form could send).
 pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
-    http_with(addr, method, path, &[], body).await
+    let ct: &[(&str, &str)] = if method == "GET" { &[] } else { &[("Content-Type", "application/octet-stream")] };
+    http_with(addr, method, path, ct, body).await
 }
 
 /// Minimal HTTP/1.1 request with extra headers (`("Authorization", "Bearer x")`): (status, body).
@@ -273,10 +276,13 @@ pub async fn http_with(
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await?;
     let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{extra}Content-Length: {}\r\n\r\n",
-        body.len()
-    );
+    let host = if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
+        String::new()
+    } else {
+        format!("Host: {addr}\r\n")
+    };
+    let head =
+        format!("{method} {path} HTTP/1.1\r\n{host}Connection: close\r\n{extra}Content-Length: {}\r\n\r\n", body.len());
     s.write_all(head.as_bytes()).await?;
     s.write_all(body).await?;
     let mut buf = Vec::new();

@@ -75,6 +75,20 @@ pub async fn activate<C: ConnectionLike + Send + Sync>(
 }
 
 /// Pops the rollback stack of `name` and records that version as live; `None` when empty.
+/// Records `version` as the live version of `name` unless a version is recorded already: an
+/// upload pins what runs now, so that the uploaded (newer) file does not go live at the next
+/// restart without being activated.
+pub async fn pin_if_unset<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    kind: &str,
+    name: &str,
+    version: &str,
+) -> Result<(), ChannelError> {
+    let _: bool = conn.hset_nx(keys.plugins(), format!("active:{kind}:{name}"), version).await?;
+    Ok(())
+}
+
 pub async fn rollback<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
     keys: &Keys,

@@ -140,10 +140,36 @@ pub async fn ack<C: ConnectionLike + Send + Sync>(
     Ok(())
 }
 
+/// Whether `e` says the task stream or its consumer group is gone: Redis came back empty (a
+/// restart without persistence, a failover to an empty replica, FLUSHALL). The cure is
+/// [`ensure_group`], which every process may run.
+pub fn is_missing_group(e: &ChannelError) -> bool {
+    match e {
+        ChannelError::Redis(e) => {
+            e.code() == Some("NOGROUP") || e.to_string().to_ascii_lowercase().contains("no such key")
+        }
+        _ => false,
+    }
+}
+
 /// Entries the group has not delivered yet (its lag).
 pub async fn backlog<C: ConnectionLike + Send + Sync>(conn: &mut C, keys: &Keys) -> Result<u64, ChannelError> {
-    let groups: redis::streams::StreamInfoGroupsReply = conn.xinfo_groups(keys.tasks()).await?;
-    Ok(groups.groups.iter().find(|g| g.name == GROUP).and_then(|g| g.lag).unwrap_or(0) as u64)
+    Ok(group_lag(conn, keys).await?.unwrap_or(0))
+}
+
+/// The group's lag, or `None` when the stream or the group does not exist.
+pub async fn group_lag<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+) -> Result<Option<u64>, ChannelError> {
+    let groups: redis::streams::StreamInfoGroupsReply = match conn.xinfo_groups(keys.tasks()).await {
+        Ok(g) => g,
+        Err(e) => {
+            let e = ChannelError::from(e);
+            return if is_missing_group(&e) { Ok(None) } else { Err(e) };
+        }
+    };
+    Ok(groups.groups.iter().find(|g| g.name == GROUP).map(|g| g.lag.unwrap_or(0) as u64))
 }
 
 /// The group's pending (delivered, unacknowledged) tasks: how many, the oldest, and per consumer.
@@ -296,6 +322,16 @@ pub async fn dead_letter<C: ConnectionLike + Send + Sync>(
         .query_async(conn)
         .await?;
     Ok(())
+}
+
+/// Whether the task `id` is still on the stream (queued, or delivered and not yet trimmed).
+pub async fn exists<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    id: &str,
+) -> Result<bool, ChannelError> {
+    let reply: redis::streams::StreamRangeReply = conn.xrange(keys.tasks(), id, id).await?;
+    Ok(!reply.ids.is_empty())
 }
 
 /// Reads a task's fields by id (for dead-lettering a stale task we did not read ourselves).

@@ -339,6 +339,25 @@ pub async fn upload(
         return fail(StatusCode::INTERNAL_SERVER_ERROR, format!("writing {}: {e}", staged.display()));
     }
     let checked = check_any(&state, registry::PluginFile { path: staged.clone(), ..parsed.clone() }).await;
+    // One name, one kind: a file of another kind under a name in use would be loaded in its place.
+    let checked = checked.and_then(|kind| match kind_of_name(&dir, &parsed.name) {
+        Some(existing) if existing != kind => {
+            Err(format!("{} names a {existing} plugin here; this file is a {kind}", parsed.name))
+        }
+        _ => Ok(kind),
+    });
+    // What runs now stays recorded as live: without a record, the newest file of a name goes
+    // live at the next start, and an upload must wait for its activation.
+    if let Ok(kind) = &checked
+        && let Some(current) = registry::scan(&dir)
+            .unwrap_or_default()
+            .into_iter()
+            .rfind(|f| f.name == parsed.name && f.version != parsed.version)
+        && let Err(e) = plugin_record::pin_if_unset(&mut conn, &state.keys, kind, &parsed.name, &current.version).await
+    {
+        let _ = std::fs::remove_dir_all(&staging);
+        return fail(StatusCode::SERVICE_UNAVAILABLE, format!("recording the live version: {e}"));
+    }
     // Into the deployment's store first: the directory watchers leave stored files alone, so an
     // upload goes live only when it is activated.
     let stored = match checked {
@@ -358,10 +377,28 @@ pub async fn upload(
     }
 }
 
+/// The kind of the versions of `name` already in `dir` (by their manifests), if any says.
+fn kind_of_name(dir: &Path, name: &str) -> Option<&'static str> {
+    registry::scan(dir)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|f| f.name == name)
+        .find_map(|f| Manifest::beside(&f.path, &f.name, &f.version).ok().flatten().map(|m| sync_kind(m.kind)))
+}
+
 fn upload_manifest(dir: &Path, stem: &str, body: &[u8]) -> Response {
     let Some(parsed) = registry::parse_file_name(Path::new(&format!("{stem}.wasm"))) else {
         return fail(StatusCode::BAD_REQUEST, "file name must be NAME@VERSION.toml");
     };
+    // Like components, a stored manifest is what it is: its version's options and limits.
+    if let Ok(existing) = std::fs::read(dir.join(format!("{stem}.toml")))
+        && existing != body
+    {
+        return fail(
+            StatusCode::CONFLICT,
+            format!("{stem}.toml exists with other contents; versions are immutable, upload a new version"),
+        );
+    }
     let text = String::from_utf8_lossy(body);
     match Manifest::parse(&text) {
         Ok(m) if m.name == parsed.name && m.version == parsed.version => {

@@ -20,20 +20,25 @@ struct Readiness {
     ready: bool,
     redis: bool,
     subscriber: bool,
+    /// The task stream and its consumer group exist.
+    tasks: bool,
     workers: usize,
     segmenter: String,
 }
 
-/// Ready when Redis answers, the subscriber is live, a segmenter is loaded and at least one
-/// worker (which beats only once its model is loaded) is alive.
+/// Ready when Redis answers, the task stream's consumer group exists, the subscriber is live, a
+/// segmenter is loaded and at least one worker (which beats only once its model is loaded) is
+/// alive.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut conn = state.redis.clone();
     let redis_ok = redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok();
     let alive = if redis_ok { workers::alive(&mut conn, &state.keys).await.map(|w| w.len()).unwrap_or(0) } else { 0 };
+    let tasks_ok = redis_ok && state.tasks_ok.load(std::sync::atomic::Ordering::Relaxed);
     let r = Readiness {
-        ready: redis_ok && state.dispatcher.is_live() && alive > 0,
+        ready: tasks_ok && state.dispatcher.is_live() && alive > 0,
         redis: redis_ok,
         subscriber: state.dispatcher.is_live(),
+        tasks: tasks_ok,
         workers: alive,
         segmenter: state.segmenters.default_plugin().map(|p| p.label().to_string()).unwrap_or_default(),
     };

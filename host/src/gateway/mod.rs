@@ -8,13 +8,14 @@ pub mod limits;
 mod openai;
 mod server;
 mod session;
+pub mod site;
 mod stats;
 
 /// The native WebSocket protocol's messages (defined in the `kiki-protocol` crate).
 pub use kiki_protocol::native as protocol;
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -62,6 +63,8 @@ pub struct AppState {
     pub segmenters: Arc<Catalog<SegmenterPlugin>>,
     /// Tasks not yet delivered to any worker, polled twice a second (backpressure signal).
     pub backlog: AtomicU64,
+    /// The task stream and its consumer group exist (polled with the backlog; `/readyz`).
+    pub tasks_ok: AtomicBool,
     /// Triggered on shutdown: sessions finish as if the client had sent `stop`.
     pub drain: Shutdown,
     /// Access tokens (when configured) and resume tokens.
@@ -72,6 +75,8 @@ pub struct AppState {
     pub speech: Option<Arc<SileroVad>>,
     /// The languages the live workers transcribe, polled with the backlog; `None`: not known.
     pub languages: RwLock<Option<BTreeSet<String>>>,
+    /// Places for file uploads being transcribed (`gateway.max_uploads`).
+    pub uploads: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -116,8 +121,13 @@ impl Gateway {
                 cfg.listen
             );
         }
-        if secret.is_none() {
+        if secret.is_none() && cfg.listen.ip().is_loopback() {
             tracing::info!("auth is off (no gateway.auth_secret): serving loopback clients only");
+        } else if secret.is_none() && cfg.gateway.allowed_hosts.is_none() {
+            tracing::warn!(
+                "auth is off on a non-loopback listen and gateway.allowed_hosts is unset: any Host header is \
+                 answered; list the names the proxy serves"
+            );
         }
         let mut redis =
             target.connect().await.with_context(|| format!("gateway: connecting to Redis at {target:?}"))?;
@@ -139,6 +149,7 @@ impl Gateway {
         let listener = TcpListener::bind(cfg.listen).await.with_context(|| format!("binding {}", cfg.listen))?;
         let channel = keys.gateway_channel(&id);
         let cfg_subject_limit = cfg.gateway.max_connections_per_subject;
+        let cfg_max_uploads = cfg.gateway.max_uploads;
         let dispatcher = Arc::new(Dispatcher::new(metrics.clone()));
         let replayer = Replayer::start(redis.clone(), keys.clone(), metrics.clone());
         let state = Arc::new(AppState {
@@ -152,11 +163,13 @@ impl Gateway {
             metrics,
             segmenters,
             backlog: AtomicU64::new(0),
+            tasks_ok: AtomicBool::new(true),
             drain: Shutdown::new(),
             auth,
             subjects: Limiter::new(cfg_subject_limit, 0),
             speech,
             languages: RwLock::new(None),
+            uploads: Arc::new(tokio::sync::Semaphore::new(cfg_max_uploads.max(1))),
         });
         Ok(Self { state, listener, target })
     }
@@ -212,7 +225,11 @@ impl Gateway {
             // FunASR, anything else gets the WebApp.
             .route("/", get(root))
             .fallback_service(ServeDir::new(&web))
-            .with_state(state.clone());
+            .with_state(state.clone())
+            .layer(axum::middleware::from_fn_with_state(
+                Arc::new(site::SitePolicy::from_config(&state.cfg)),
+                site::guard,
+            ));
         tracing::info!(addr = %self.listener.local_addr()?, gateway = %state.id, "gateway listening");
         let g = &state.cfg.gateway;
         let opts = server::ServerOptions {
@@ -233,6 +250,9 @@ impl Gateway {
 /// Bytes read from a WebSocket per read call (a 20 ms frame is 640 bytes; 100 ms, 3.2 KiB).
 /// tungstenite zero-fills this much before every read, so bigger costs CPU per frame too.
 const SOCKET_READ_BUFFER: usize = 4 * 1024;
+
+/// Bytes queued for a socket that is not being read, at most (results are a few hundred bytes).
+const MAX_WRITE_BUFFER: usize = 1 << 20;
 
 /// The `token` query parameter (browsers cannot set headers on a WebSocket).
 #[derive(Debug, Default, Deserialize)]
@@ -325,7 +345,7 @@ async fn upgrade<W: Wire>(
         Ok(p) => p,
         Err(denied) => return denied.into_response(),
     };
-    let subject = match principal.subject {
+    let subject = match principal.subject.clone() {
         Some(sub) => match state.subjects.admit(sub) {
             Ok(g) => Some(g),
             Err(_) => {
@@ -340,7 +360,7 @@ async fn upgrade<W: Wire>(
     // `frame_too_large` error instead of a dropped connection.
     let transport_limit =
         state.cfg.gateway.max_frame_bytes.saturating_mul(4).max(64 * 1024).saturating_mul(size_factor);
-    let places = session::Places { _conn: place.map(|Extension(p)| p), _subject: subject };
+    let places = session::Places { _conn: place.map(|Extension(p)| p), _subject: subject, principal };
     // Small socket buffers: tungstenite's 128 KiB defaults cost ~0.25 MiB per session once
     // touched and a 128 KiB memset per read, while audio frames are a few KiB (larger
     // messages still grow the buffer).
@@ -348,6 +368,9 @@ async fn upgrade<W: Wire>(
         .max_frame_size(transport_limit)
         .read_buffer_size(SOCKET_READ_BUFFER)
         .write_buffer_size(0)
+        // A peer that does not read (nor lets the kernel buffer take more) fills this, and the
+        // next write fails: the session ends instead of queueing pongs and results for ever.
+        .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| session::run(socket, state, wire, places))
         .into_response()
 }
@@ -361,6 +384,21 @@ async fn shared_resume_key(conn: &mut Conn, keys: &Keys) -> Result<String, crate
     Ok(key)
 }
 
+/// Recreates the task stream's consumer group after Redis lost it. Returns whether it exists now.
+async fn heal_task_group(state: &AppState, conn: &mut Conn) -> bool {
+    match tasks::ensure_group(conn, &state.keys).await {
+        Ok(()) => {
+            state.metrics.task_group_recreated.inc();
+            tracing::warn!("the task stream's consumer group was missing (Redis came back empty?): recreated it");
+            true
+        }
+        Err(e) => {
+            tracing::warn!("the task stream's consumer group is missing and could not be recreated: {e}");
+            false
+        }
+    }
+}
+
 /// Keeps `AppState::backlog` current from the consumer group's lag (backpressure), and the
 /// autoscaling signals in `/metrics`: backlog, oldest pending age, per-worker reports.
 async fn poll_backlog(state: Arc<AppState>, shutdown: Shutdown) {
@@ -370,10 +408,18 @@ async fn poll_backlog(state: Arc<AppState>, shutdown: Shutdown) {
         tokio::select! {
             _ = shutdown.wait() => return,
             _ = tick.tick() => {
-                if let Ok(lag) = tasks::backlog(&mut conn, &state.keys).await {
-                    state.backlog.store(lag, Ordering::Relaxed);
-                    state.metrics.tasks_backlog.set(lag as i64);
-                }
+                let healthy = match tasks::group_lag(&mut conn, &state.keys).await {
+                    Ok(Some(lag)) => {
+                        state.backlog.store(lag, Ordering::Relaxed);
+                        state.metrics.tasks_backlog.set(lag as i64);
+                        true
+                    }
+                    // Redis came back empty: the group is made again here, so that neither the
+                    // workers' reads nor this gateway's readiness wait for a restart.
+                    Ok(None) => heal_task_group(&state, &mut conn).await,
+                    Err(_) => false,
+                };
+                state.tasks_ok.store(healthy, Ordering::Relaxed);
                 if let Ok(pending) = tasks::pending(&mut conn, &state.keys).await {
                     state.metrics.set_pending(&pending.per_consumer);
                     let age = pending.oldest_age_ms(crate::channels::workers::now_ms());

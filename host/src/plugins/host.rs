@@ -22,6 +22,43 @@ pub struct HostState {
     pub config: Arc<HashMap<String, String>>,
     started: Instant,
     stderr: LogPipe,
+    logs: LogBudget,
+}
+
+/// `host.log` lines an instance may write: per call, and per second across calls. Fuel bounds
+/// the plugin's own instructions, not the host's work for it: a plugin logging in a loop once
+/// made one `push` take 18 s and wrote 2 GB of log. Lines past the budget are counted and
+/// reported in one line after the call.
+struct LogBudget {
+    this_call: u32,
+    window_start: Instant,
+    this_window: u32,
+    dropped: u64,
+}
+
+/// Log lines per plugin call, and per second per instance.
+pub const LOG_LINES_PER_CALL: u32 = 20;
+pub const LOG_LINES_PER_SECOND: u32 = 100;
+
+impl LogBudget {
+    fn new() -> Self {
+        Self { this_call: 0, window_start: Instant::now(), this_window: 0, dropped: 0 }
+    }
+
+    /// Whether one more line may be written now.
+    fn take(&mut self) -> bool {
+        if self.window_start.elapsed().as_secs() >= 1 {
+            self.window_start = Instant::now();
+            self.this_window = 0;
+        }
+        if self.this_call >= LOG_LINES_PER_CALL || self.this_window >= LOG_LINES_PER_SECOND {
+            self.dropped += 1;
+            return false;
+        }
+        self.this_call += 1;
+        self.this_window += 1;
+        true
+    }
 }
 
 /// Stderr and stdout kept per call (drained into the log after each); past it, dropped.
@@ -32,15 +69,26 @@ impl HostState {
         let stderr = LogPipe::new(STDERR_CAP);
         // Grants nothing: no preopened dirs, no env, no args, no sockets, no stdin.
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).stdout(stderr.clone()).build();
-        Self { wasi, table: ResourceTable::new(), limits, label, config, started: Instant::now(), stderr }
+        let started = Instant::now();
+        Self { wasi, table: ResourceTable::new(), limits, label, config, started, stderr, logs: LogBudget::new() }
     }
 
     pub fn table(&mut self) -> &mut ResourceTable {
         &mut self.table
     }
 
-    /// Moves what the plugin wrote to stderr (or stdout) into the log.
+    /// Moves what the plugin wrote to stderr (or stdout) into the log, and reports `host.log`
+    /// lines dropped by the budget. Called after every plugin call: the per-call budget
+    /// starts again.
     pub fn drain_stderr(&mut self) {
+        self.logs.this_call = 0;
+        if self.logs.dropped > 0 {
+            let n = std::mem::take(&mut self.logs.dropped);
+            tracing::warn!(
+                plugin = %self.label,
+                "{n} log line(s) dropped (at most {LOG_LINES_PER_CALL} per call, {LOG_LINES_PER_SECOND} a second)"
+            );
+        }
         let Some(out) = self.stderr.take() else { return };
         for line in String::from_utf8_lossy(&out.bytes).lines() {
             tracing::warn!(plugin = %self.label, "stderr: {line}");
@@ -59,6 +107,9 @@ impl WasiView for HostState {
 
 impl host::Host for HostState {
     fn log(&mut self, level: host::Level, message: String) {
+        if !self.logs.take() {
+            return;
+        }
         let label = &self.label;
         // Plugins cannot flood the log with one giant line.
         let message: String = message.chars().take(1024).collect();
@@ -81,3 +132,27 @@ impl host::Host for HostState {
 }
 
 impl types::Host for HostState {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_lines_are_budgeted_per_call_and_per_second() {
+        let mut b = LogBudget::new();
+        let taken = (0..1_000).filter(|_| b.take()).count() as u32;
+        assert_eq!(taken, LOG_LINES_PER_CALL);
+        assert_eq!(b.dropped, u64::from(1_000 - LOG_LINES_PER_CALL));
+        // Later calls in the same second share the per-second budget.
+        let mut total = taken;
+        for _ in 0..100 {
+            b.this_call = 0;
+            total += (0..1_000).filter(|_| b.take()).count() as u32;
+        }
+        assert_eq!(total, LOG_LINES_PER_SECOND);
+        // A new second, a new budget.
+        b.window_start -= std::time::Duration::from_secs(1);
+        b.this_call = 0;
+        assert!(b.take());
+    }
+}

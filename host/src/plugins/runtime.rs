@@ -39,6 +39,9 @@ pub enum PluginError {
     Engine(String),
     #[error("plugin {plugin}: {reason}")]
     Manifest { plugin: String, reason: String },
+    /// Every slot of the instance pool is taken (sessions at the process's limit): retryable.
+    #[error("plugin {plugin}: no free instance slot ({reason}); retry shortly")]
+    PoolFull { plugin: String, reason: String },
 }
 
 impl PluginError {
@@ -46,6 +49,9 @@ impl PluginError {
     /// which one happened; anything else (e.g. a memory-limit failure, which is not a `Trap`)
     /// is still reported with its full chain.
     pub fn from_call(plugin: &str, err: wasmtime::Error) -> Self {
+        if let Some(full) = err.downcast_ref::<wasmtime::PoolConcurrencyLimitError>() {
+            return PluginError::PoolFull { plugin: plugin.to_string(), reason: full.to_string() };
+        }
         match err.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::OutOfFuel) => PluginError::OutOfFuel { plugin: plugin.to_string() },
             _ => PluginError::Trap { plugin: plugin.to_string(), reason: format!("{err:#}") },

@@ -98,11 +98,30 @@ impl SegmenterPlugin {
         audio.extend((0..24_000).map(|i| (i as f32 * 0.07).sin() * 0.4 * (1.0 + (i as f32 * 0.003).sin()) / 2.0));
         audio.extend(std::iter::repeat_n(0.0, 16_000));
         let mut cuts = 0;
+        let mut seen = 0u64;
         for frame in audio.chunks(320) {
-            cuts += inst.push(frame.to_vec(), None)?.iter().filter(|c| !c.is_release()).count();
+            let got = inst.push(frame.to_vec(), None)?;
+            seen += frame.len() as u64;
+            cuts += self.sane_cuts(&got, seen)?;
         }
-        cuts += inst.flush()?.iter().filter(|c| !c.is_release()).count();
+        let got = inst.flush()?;
+        cuts += self.sane_cuts(&got, seen)?;
         Ok(cuts)
+    }
+
+    /// Counts the cuts that are not releases, refusing any that runs backwards or reaches past
+    /// the `seen` samples pushed so far (the gateway would drop such a cut, and its speech).
+    fn sane_cuts(&self, cuts: &[Cut], seen: u64) -> Result<usize, PluginError> {
+        if let Some(c) = cuts.iter().find(|c| (!c.is_release() && c.start > c.end) || c.end > seen || c.start > seen) {
+            return Err(PluginError::Returned {
+                plugin: self.label.to_string(),
+                reason: format!(
+                    "cut {:?} {}..{} runs backwards or past the {seen} samples pushed",
+                    c.kind, c.start, c.end
+                ),
+            });
+        }
+        Ok(cuts.iter().filter(|c| !c.is_release()).count())
     }
 
     /// A fresh instance with one open session. `config` is what the session asked for.

@@ -12,7 +12,7 @@ use anyhow::Context;
 use crate::channels::results::{self, ReplayPolicy, ResultPayload, Word};
 use crate::channels::tasks::{self, Task, TaskMeta};
 use crate::channels::workers::WorkerStats;
-use crate::channels::{Conn, Keys, RedisTarget, workers};
+use crate::channels::{ChannelError, Conn, Keys, RedisTarget, workers};
 use crate::config::Config;
 use crate::inference::{Engine, Request};
 use crate::metrics::Metrics;
@@ -115,7 +115,10 @@ impl Worker {
                 match self.reclaim(&mut conn).await {
                     Ok(claimed) if !claimed.is_empty() => self.process(&mut conn, claimed).await,
                     Ok(_) => {}
-                    Err(e) => tracing::warn!("reclaim pass failed: {e:#}"),
+                    Err(e) => {
+                        tracing::warn!("reclaim pass failed: {e:#}");
+                        self.heal_if_group_lost(&mut conn, &e).await;
+                    }
                 }
             }
             let batch = tokio::select! {
@@ -126,6 +129,7 @@ impl Worker {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!("worker: reading tasks: {e:#}; retrying");
+                    self.heal_if_group_lost(&mut conn, &e).await;
                     tokio::time::sleep(Duration::from_millis(500)).await;
                     if let Ok(c) = self.target.blocking(BLOCK).await {
                         reader = c;
@@ -143,6 +147,23 @@ impl Worker {
         let _ = workers::leave(&mut conn, &self.keys, &self.id).await;
         tracing::info!(worker = %self.id, "worker stopped");
         Ok(())
+    }
+
+    /// Redis came back empty (no persistence, a failover to an empty replica, FLUSHALL): the
+    /// consumer group is gone and every read fails with NOGROUP until someone makes it again.
+    /// Any process may; creating it is idempotent.
+    async fn heal_if_group_lost(&self, conn: &mut Conn, e: &anyhow::Error) {
+        let lost = e.chain().any(|c| c.downcast_ref::<ChannelError>().is_some_and(tasks::is_missing_group));
+        if !lost {
+            return;
+        }
+        match tasks::ensure_group(conn, &self.keys).await {
+            Ok(()) => {
+                self.metrics.task_group_recreated.inc();
+                tracing::warn!(worker = %self.id, "the task stream's consumer group was missing: recreated it");
+            }
+            Err(e) => tracing::warn!("the consumer group is missing and could not be recreated: {e}"),
+        }
     }
 
     async fn next_batch(&self, reader: &mut Conn) -> anyhow::Result<Vec<Task>> {
@@ -285,8 +306,12 @@ impl Worker {
             })
             .collect();
         let out = self.pipeline.run(task, transcript.text, &words, &transcript.language, members).await;
-        let payload =
-            ResultPayload { words: out.words, plugin_error: out.plugin_error, ..result_for(task, out.text, None) };
+        let payload = ResultPayload {
+            words: out.words,
+            plugin_error: out.plugin_error,
+            language: Some(transcript.language.clone()).filter(|l| !l.is_empty()),
+            ..result_for(task, out.text, None)
+        };
         for route in out.routes {
             match route {
                 Route::Owner => {
@@ -381,6 +406,7 @@ fn result_for(task: &Task, text: String, error: Option<String>) -> ResultPayload
         plugin_error: None,
         enqueued_ms: task.meta.enqueued_ms,
         origin: None,
+        language: None,
     }
 }
 

@@ -2,7 +2,6 @@
 //! own utterances, straight to a final task), tasks on the stream, results applied in `seq`
 //! order with duplicates dropped and gaps filled from the replay stream.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::super::AppState;
+use super::super::auth::Principal;
 use super::super::protocol::{ErrorCode, Segment, ServerMessage, Start};
 use crate::audio::{self, PcmFormat, SAMPLE_RATE, StreamResampler};
 use crate::channels::results::{self, Sequenced};
@@ -23,6 +23,7 @@ use crate::plugins::{CatalogError, Cut, CutKind, SegmenterInstance, SegmenterPlu
 
 use super::audio_buf::AudioBuf;
 use super::choices::{self, Choices};
+use super::ledger::Ledger;
 use super::speech::SpeechProbs;
 
 /// Samples kept before the last final's end, for a segmenter's pre-roll padding.
@@ -31,8 +32,16 @@ const KEEP_BEFORE: u64 = SAMPLE_RATE as u64;
 const MAX_BEAM: u8 = 8;
 /// How far a release must move the resume point before it is written (5 s of audio).
 const RELEASE_SAVE_EVERY: u64 = 5 * SAMPLE_RATE as u64;
-/// Whisper keeps at most 223 prompt tokens; this is a generous bound on the text.
-const MAX_PROMPT_BYTES: usize = 2_000;
+/// Whisper keeps at most 223 prompt tokens; this is a generous bound on the text (the prompt,
+/// and the hotwords, which lead it).
+pub const MAX_PROMPT_BYTES: usize = 2_000;
+const MAX_HOTWORDS: usize = 200;
+/// Longest language code (BCP 47 tags a client might send are far shorter).
+pub const MAX_LANGUAGE_BYTES: usize = 16;
+/// Least audio between two partials of a session (250 ms).
+const MIN_PARTIAL_GAP: u64 = SAMPLE_RATE as u64 / 4;
+/// Longest room name.
+const MAX_ROOM_BYTES: usize = 200;
 /// A client-cut utterance shorter than this is answered with an empty final, without a task.
 const MIN_UTTERANCE: usize = SAMPLE_RATE as usize / 10;
 
@@ -83,8 +92,13 @@ pub struct Live {
     /// Some(..) when the client asked to resume: whether it could.
     pub recovered: Option<bool>,
     rev: u32,
-    /// Finals enqueued and not yet delivered, with when they were enqueued or last looked for.
-    outstanding: BTreeMap<u64, Instant>,
+    /// End (absolute sample) of the last partial queued.
+    last_partial_end: u64,
+    /// Finals cut and not yet delivered, with their tasks and audio (queued again if lost).
+    ledger: Ledger,
+    /// Epochs this session's results had before Redis lost its state: their late messages
+    /// are applied without sequence checks (finals still once per segment).
+    retired_epochs: Vec<String>,
     finals_delivered: u64,
     last_seq: u64,
     scratch: Vec<f32>,
@@ -95,6 +109,7 @@ impl Live {
     /// Opens (or resumes) a session; its results arrive on `inbox`.
     pub async fn open(
         state: &Arc<AppState>,
+        principal: &Principal,
         start: Start,
         inbox: &mpsc::UnboundedSender<(String, Delivery)>,
     ) -> Result<Self, ServerMessage> {
@@ -115,9 +130,19 @@ impl Live {
         if start.beam_size.is_some_and(|b| !(1..=MAX_BEAM).contains(&b)) {
             return Err(ServerMessage::error(ErrorCode::InvalidOption, format!("beam_size must be 1..={MAX_BEAM}")));
         }
+        if start.language.as_ref().is_some_and(|l| l.len() > MAX_LANGUAGE_BYTES) {
+            return Err(ServerMessage::error(ErrorCode::InvalidOption, "language is not a language code"));
+        }
         state
             .check_language(start.language.as_deref())
             .map_err(|e| ServerMessage::error(ErrorCode::InvalidOption, e))?;
+        let hotword_bytes: usize = start.hotwords.iter().map(|h| h.len() + 2).sum();
+        if start.hotwords.len() > MAX_HOTWORDS || hotword_bytes > MAX_PROMPT_BYTES {
+            return Err(ServerMessage::error(
+                ErrorCode::InvalidOption,
+                format!("hotwords: at most {MAX_HOTWORDS}, {MAX_PROMPT_BYTES} bytes in all (they prime the decoder)"),
+            ));
+        }
         if start.prompt.as_ref().is_some_and(|p| p.len() > MAX_PROMPT_BYTES) {
             return Err(ServerMessage::error(
                 ErrorCode::InvalidOption,
@@ -148,6 +173,11 @@ impl Live {
             crate::plugins::PluginError::InvalidConfig { .. } => {
                 ServerMessage::error(ErrorCode::InvalidOption, format!("plugins.segmenter: {e}"))
             }
+            // The process holds as many sessions as its segmenter pool has slots.
+            crate::plugins::PluginError::PoolFull { .. } => {
+                state.metrics.sessions_refused.inc();
+                ServerMessage::error(ErrorCode::Busy, e.to_string())
+            }
             e => {
                 state.metrics.plugin_errors.inc();
                 ServerMessage::error(ErrorCode::PluginFailed, e.to_string())
@@ -160,7 +190,10 @@ impl Live {
         let ttl = state.cfg.channels.replay_ttl_s;
         // A resumed session keeps its id, epoch and sequence; results now follow it here. The
         // token is signed, so a client can resume only a session it was given.
-        let claimed = start.resume.as_ref().and_then(|r| Some((state.auth.verify_resume(&r.token)?, r.last_seq)));
+        let subject = principal.subject.as_deref();
+        let room = start.room.as_deref().map(|r| room_for(state, principal, r)).transpose()?;
+        let claimed =
+            start.resume.as_ref().and_then(|r| Some((state.auth.verify_resume(&r.token, subject)?, r.last_seq)));
         let resumed = match claimed {
             Some(((session, epoch), last_seq)) => {
                 match results::attach_session(&mut conn, &state.keys, &session, &state.channel, ttl)
@@ -190,11 +223,11 @@ impl Live {
                 (id, epoch, 0, 0)
             }
         };
-        if let Some(room) = &start.room {
+        if let Some(room) = &room {
             rooms::join(&mut conn, &state.keys, room, &id).await.map_err(busy)?;
         }
         state.dispatcher.register(&id, inbox.clone());
-        let resume_token = state.auth.resume_token(&id, &epoch);
+        let resume_token = state.auth.resume_token(&id, &epoch, subject);
         state.metrics.sessions_total.inc();
         tracing::debug!(session = %id, plugin = %segmenter.label(), "session started");
         Ok(Self {
@@ -204,7 +237,7 @@ impl Live {
             format: start.format,
             language: start.language,
             hotwords: start.hotwords,
-            room: start.room,
+            room,
             prompt: start.prompt,
             beam_size: start.beam_size,
             resampler,
@@ -226,7 +259,9 @@ impl Live {
             segment: next_segment,
             first_segment: next_segment,
             rev: 0,
-            outstanding: BTreeMap::new(),
+            last_partial_end: 0,
+            ledger: Ledger::default(),
+            retired_epochs: Vec::new(),
             finals_delivered: 0,
             last_seq: resumed.as_ref().map(|(_, last_seq, _)| *last_seq).unwrap_or(0),
             recovered: start.resume.as_ref().map(|_| resumed.is_some()),
@@ -258,7 +293,25 @@ impl Live {
 
     /// Finals cut and not yet delivered.
     pub fn outstanding(&self) -> usize {
-        self.outstanding.len()
+        self.ledger.outstanding()
+    }
+
+    /// What the client hears of finals that were never queued (Redis stayed away until the
+    /// session ended): one `segment_failed` each.
+    pub fn never_queued(&self) -> Vec<ServerMessage> {
+        self.ledger
+            .never_queued()
+            .into_iter()
+            .map(|segment| ServerMessage::Error {
+                code: ErrorCode::SegmentFailed,
+                message: format!(
+                    "segment {segment} could not be queued: Redis did not answer before the session ended"
+                ),
+                retryable: true,
+                segment: Some(segment),
+                resume_token: None,
+            })
+            .collect()
     }
 
     /// The session's `end`: its finals delivered on this connection.
@@ -619,12 +672,18 @@ impl Live {
         pcm: &[u8],
     ) -> Result<(), ServerMessage> {
         let cut = Cut { kind, start, end };
-        // Under backlog, partials are shed first; finals are never shed.
+        // Under backlog, partials are shed first; finals are never shed. A segmenter asking for
+        // partials more often than every MIN_PARTIAL_GAP of audio (say `partial_ms = 20`: 348
+        // tasks for an 11 s clip) is held to it here, whatever the plugin's manifest allows.
         if cut.kind == CutKind::Partial
-            && state.backlog.load(std::sync::atomic::Ordering::Relaxed) > state.cfg.channels.shed_partials_backlog
+            && (state.backlog.load(std::sync::atomic::Ordering::Relaxed) > state.cfg.channels.shed_partials_backlog
+                || end < self.last_partial_end + MIN_PARTIAL_GAP)
         {
             state.metrics.partials_shed.inc();
             return Ok(());
+        }
+        if cut.kind == CutKind::Partial {
+            self.last_partial_end = end;
         }
         let rev = match cut.kind {
             CutKind::Partial => {
@@ -650,19 +709,45 @@ impl Live {
             postprocessor: self.postprocessor.clone(),
             router: self.router.clone(),
         };
-        let mut conn = state.redis.clone();
-        tasks::enqueue(&mut conn, &state.keys, &meta, pcm)
-            .await
-            .map_err(|e| ServerMessage::error(ErrorCode::Busy, format!("cannot queue the segment: {e}")))?;
-        state.metrics.tasks_enqueued.inc();
-        if cut.kind == CutKind::Final {
-            self.outstanding.insert(self.segment, Instant::now());
-            self.segment += 1;
-            self.save_progress(state, end).await;
-            self.rev = 0;
-            // Keep a little audio before the cut for the next utterance's pre-roll.
-            self.buf.forget_before(end.saturating_sub(KEEP_BEFORE));
+        if cut.kind == CutKind::Partial {
+            let mut conn = state.redis.clone();
+            // A partial is provisional: if Redis cannot take it now, the next one replaces it.
+            match tasks::enqueue(&mut conn, &state.keys, &meta, pcm).await {
+                Ok(_) => {
+                    state.metrics.tasks_enqueued.inc();
+                }
+                Err(e) => {
+                    state.metrics.partials_shed.inc();
+                    tracing::debug!(session = %self.id, "partial not queued: {e}");
+                }
+            }
+            return Ok(());
         }
+        // Finals queue in order: behind any that still wait for Redis.
+        self.queue_waiting(state).await;
+        let task = if self.ledger.has_unqueued() {
+            None
+        } else {
+            let mut conn = state.redis.clone();
+            match tasks::enqueue(&mut conn, &state.keys, &meta, pcm).await {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    tracing::warn!(session = %self.id, segment = self.segment, "final kept until Redis takes it: {e}");
+                    None
+                }
+            }
+        };
+        if task.is_some() {
+            state.metrics.tasks_enqueued.inc();
+        } else {
+            state.metrics.tasks_deferred.inc();
+        }
+        self.ledger.add(meta, pcm.to_vec(), task);
+        self.segment += 1;
+        self.save_progress(state, end).await;
+        self.rev = 0;
+        // Keep a little audio before the cut for the next utterance's pre-roll.
+        self.buf.forget_before(end.saturating_sub(KEEP_BEFORE));
         Ok(())
     }
 
@@ -671,6 +756,27 @@ impl Live {
     pub async fn on_delivery(&mut self, state: &Arc<AppState>, delivery: Delivery) -> Vec<ServerMessage> {
         let mut out = Vec::new();
         match delivery {
+            Delivery::Result(msg) if msg.epoch != self.epoch => {
+                if self.retired_epochs.contains(&msg.epoch) {
+                    // Published before Redis lost the session's state: applied as it comes
+                    // (a final still only once, while outstanding).
+                    let last = self.last_seq;
+                    self.apply(state, *msg, &mut out);
+                    self.last_seq = last;
+                    return out;
+                }
+                // Redis lost the session's state (and its sequence): results are numbered
+                // afresh under a new epoch. Follow it, reading what came before this one.
+                tracing::warn!(session = %self.id, from = %self.epoch, to = %msg.epoch, "result sequence restarted");
+                self.retired_epochs.push(std::mem::replace(&mut self.epoch, msg.epoch.clone()));
+                self.last_seq = 0;
+                if msg.seq > 1 {
+                    self.replay(state, &mut out).await;
+                }
+                if msg.seq == self.last_seq + 1 {
+                    self.apply(state, *msg, &mut out);
+                }
+            }
             Delivery::Result(msg) => {
                 if msg.seq <= self.last_seq {
                     state.metrics.duplicates_dropped.inc();
@@ -704,23 +810,57 @@ impl Live {
         }
     }
 
-    /// A final that takes too long may have been published while nothing else followed to
-    /// reveal the gap (a lost Pub/Sub message, or a worker that died between its write and its
-    /// publish on a cluster): look for it in the replay stream, which has every written result.
-    pub async fn check_overdue(&mut self, state: &Arc<AppState>) -> Vec<ServerMessage> {
-        let overdue = Duration::from_millis(state.cfg.channels.overdue_final_ms.max(100));
-        let now = Instant::now();
-        let mut any = false;
-        for since in self.outstanding.values_mut() {
-            if now.duration_since(*since) >= overdue {
-                *since = now;
-                any = true;
-                state.metrics.overdue_finals.inc();
+    /// Queues the finals that wait for Redis, in order, until one fails.
+    async fn queue_waiting(&mut self, state: &Arc<AppState>) {
+        if !self.ledger.has_unqueued() {
+            return;
+        }
+        let mut conn = state.redis.clone();
+        let mut done = Vec::new();
+        for u in self.ledger.unqueued() {
+            match tasks::enqueue(&mut conn, &state.keys, u.meta, u.pcm).await {
+                Ok(id) => done.push((u.segment, id)),
+                Err(_) => break,
             }
         }
+        for (segment, id) in done {
+            state.metrics.tasks_enqueued.inc();
+            tracing::info!(session = %self.id, segment, "kept final queued");
+            self.ledger.queued(segment, id);
+        }
+    }
+
+    /// Once a second: queue the finals that wait for Redis, and look for overdue ones. A final
+    /// that takes too long may have been published while nothing else followed to reveal the
+    /// gap (a lost Pub/Sub message, or a worker that died between its write and its publish on
+    /// a cluster): it is looked for in the replay stream, which has every written result. One
+    /// found neither there nor as a task on the stream was lost with Redis's data (a restart
+    /// without persistence): it is queued again from the audio kept for it.
+    pub async fn tick(&mut self, state: &Arc<AppState>) -> Vec<ServerMessage> {
+        self.queue_waiting(state).await;
+        let overdue = Duration::from_millis(state.cfg.channels.overdue_final_ms.max(100));
+        let due = self.ledger.overdue(Instant::now(), overdue);
         let mut out = Vec::new();
-        if any {
-            self.replay(state, &mut out).await;
+        if due.is_empty() {
+            return out;
+        }
+        state.metrics.overdue_finals.inc_by(due.len() as u64);
+        self.replay(state, &mut out).await;
+        let mut conn = state.redis.clone();
+        let mut lost = false;
+        for (segment, task) in due {
+            if !self.ledger.contains(segment) {
+                continue;
+            }
+            if let Ok(false) = tasks::exists(&mut conn, &state.keys, &task).await {
+                tracing::warn!(session = %self.id, segment, %task, "final's task vanished from Redis: queued again");
+                state.metrics.tasks_requeued.inc();
+                self.ledger.lost(segment);
+                lost = true;
+            }
+        }
+        if lost {
+            self.queue_waiting(state).await;
         }
         out
     }
@@ -747,7 +887,7 @@ impl Live {
         }
         if let Some(err) = p.error {
             if p.kind == CutKind::Final {
-                self.outstanding.remove(&p.segment);
+                self.ledger.delivered(p.segment);
             }
             out.push(ServerMessage::Error {
                 code: ErrorCode::SegmentFailed,
@@ -772,7 +912,7 @@ impl Live {
             CutKind::Final => {
                 // Finals of earlier connections (resume) are delivered once, as seq ordering
                 // already guarantees; finals of this one must be outstanding.
-                if self.outstanding.remove(&p.segment).is_some() || p.segment < self.first_segment {
+                if self.ledger.delivered(p.segment) || p.segment < self.first_segment {
                     self.finals_delivered += 1;
                     state.metrics.finals_delivered.inc();
                     if p.enqueued_ms > 0 {
@@ -789,6 +929,21 @@ impl Live {
             CutKind::Partial => {}
         }
     }
+}
+
+/// The room a session joins: with auth, the subject's own unless its token grants the name;
+/// without auth, only where the operator allowed rooms (nothing tells who may hear one).
+fn room_for(state: &AppState, principal: &Principal, room: &str) -> Result<String, ServerMessage> {
+    if room.is_empty() || room.len() > MAX_ROOM_BYTES {
+        return Err(ServerMessage::error(ErrorCode::InvalidOption, format!("room must be 1..={MAX_ROOM_BYTES} bytes")));
+    }
+    if !state.auth.enabled() && !state.cfg.gateway.rooms_without_auth {
+        return Err(ServerMessage::error(
+            ErrorCode::InvalidOption,
+            "rooms need authentication (gateway.auth_secret), or gateway.rooms_without_auth = true",
+        ));
+    }
+    Ok(principal.room_name(room))
 }
 
 fn shift(cuts: Vec<Cut>, offset: u64) -> Vec<Cut> {

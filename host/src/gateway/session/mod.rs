@@ -5,6 +5,7 @@
 mod audio_buf;
 mod budget;
 mod choices;
+mod ledger;
 mod live;
 mod speech;
 
@@ -23,6 +24,7 @@ use crate::channels::subscriber::Delivery;
 use budget::Budget;
 pub use budget::Rates;
 use live::Live;
+pub use live::{MAX_LANGUAGE_BYTES, MAX_PROMPT_BYTES};
 
 /// How often sessions look for overdue finals, their length and their stop deadline.
 const TICK: Duration = Duration::from_secs(1);
@@ -35,20 +37,33 @@ struct Slot {
     budget: Budget,
 }
 
+/// How a connection ends, for the Close frame it gets.
+enum Ending {
+    /// The peer sent Close: its echo goes back.
+    Peer,
+    /// The peer is gone or unresponsive.
+    Gone,
+    /// We close, with this code and reason.
+    Close(CloseFrame),
+}
+
 /// What the connection holds for as long as it lives: its place under the per-address limit
 /// and, with auth, under its subject's.
 pub struct Places {
     pub _conn: Option<super::server::ConnPlace>,
     pub _subject: Option<super::limits::Guard<String>>,
+    /// Who the connection's token names (rooms and resume are bound to it).
+    pub principal: super::auth::Principal,
 }
 
 /// Drives one socket until it closes. Never panics on client input.
-pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire: W, _places: Places) {
+pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire: W, places: Places) {
     state.metrics.sessions_active.inc();
     let g = &state.cfg.gateway;
     let final_timeout = Duration::from_secs(g.final_timeout_s);
     let idle_timeout = Duration::from_secs(g.idle_timeout_s.max(1));
     let ping_every = Duration::from_secs(g.ping_interval_s.max(1));
+    let write_timeout = Duration::from_secs(g.write_timeout_s.max(1));
     let max_session_ms = g.max_session_s.saturating_mul(1000);
     let rates = Rates { speed: g.max_audio_speed, burst_s: g.max_audio_burst_s, frames_per_s: g.max_frames_per_s };
     let (tx, mut inbox) = mpsc::unbounded_channel::<(String, Delivery)>();
@@ -75,7 +90,16 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
         let mut raw: Vec<String> = Vec::new();
         tokio::select! {
             msg = socket.recv() => {
-                let Some(Ok(msg)) = msg else { break None };
+                let msg = match msg {
+                    Some(Ok(m)) => m,
+                    // A frame that breaks RFC 6455 (or our size limits): fail the connection
+                    // with 1002 as the RFC asks, not by dropping the TCP connection.
+                    Some(Err(e)) => {
+                        tracing::debug!("websocket error from the peer: {e}");
+                        break Ending::Close(close_frame(close_code::PROTOCOL, "protocol error"));
+                    }
+                    None => break Ending::Gone,
+                };
                 // Anything from the peer shows it is alive, not only a pong.
                 pong_due = None;
                 let inputs = match msg {
@@ -94,15 +118,15 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
                         }
                     }
                     Message::Pong(_) | Message::Ping(_) => continue,
-                    Message::Close(_) => break None,
+                    Message::Close(_) => break Ending::Peer,
                 };
                 last_activity = Instant::now();
                 for input in inputs {
-                    handle(&state, input, &mut slots, &mut keys, &tx, rates, final_timeout, &mut out, &mut raw).await;
+                    handle(&state, &places.principal, input, &mut slots, &mut keys, &tx, rates, final_timeout, &mut out, &mut raw).await;
                 }
             }
             delivery = inbox.recv() => {
-                let Some((session, delivery)) = delivery else { break None };
+                let Some((session, delivery)) = delivery else { break Ending::Gone };
                 let Some(key) = keys.get(&session) else { continue };
                 if let Some(slot) = slots.get_mut(key) {
                     for m in slot.live.on_delivery(&state, delivery).await {
@@ -114,18 +138,19 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
                 let now = Instant::now();
                 if pong_due.is_some_and(|due| now >= due) {
                     tracing::debug!("nothing from the peer within {ping_every:?} of a ping: closing a dead connection");
-                    break None;
+                    break Ending::Gone;
                 }
                 if now.duration_since(last_ping) >= ping_every {
                     last_ping = now;
                     pong_due = Some(now + ping_every);
-                    if socket.send(Message::Ping(Vec::new().into())).await.is_err() {
-                        break None;
+                    let ping = socket.send(Message::Ping(Vec::new().into()));
+                    if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
+                        break Ending::Gone;
                     }
                 }
                 let mut timed_out = Vec::new();
                 for (key, slot) in slots.iter_mut() {
-                    for m in slot.live.check_overdue(&state).await {
+                    for m in slot.live.tick(&state).await {
                         out.push((key.clone(), m));
                     }
                     if slot.stop_deadline.is_none() && max_session_ms > 0 && slot.live.audio_ms() >= max_session_ms {
@@ -145,6 +170,7 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
                 for key in timed_out {
                     if let Some(slot) = slots.remove(&key) {
                         let missing = slot.live.outstanding();
+                        out.extend(slot.live.never_queued().into_iter().map(|m| (key.clone(), m)));
                         out.push((key.clone(), ServerMessage::error(ErrorCode::Timeout, format!("{missing} final(s) not ready in time"))));
                         out.push((key.clone(), slot.live.end_message()));
                         keys.remove(&slot.live.id);
@@ -191,8 +217,8 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
                     out.push((key, slot.live.end_message()));
                     slot.live.leave(&state).await;
                 }
-                let _ = send(&mut socket, &mut wire, out, raw).await;
-                break Some(close_frame(close_code::POLICY, "timeout"));
+                let _ = tokio::time::timeout(write_timeout, send(&mut socket, &mut wire, out, raw)).await;
+                break Ending::Close(close_frame(close_code::POLICY, "timeout"));
             }
         }
         // Sessions whose every final arrived after `stop` end here.
@@ -209,11 +235,17 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
                 slot.live.leave(&state).await;
             }
         }
-        if send(&mut socket, &mut wire, out, raw).await.is_err() {
-            break None;
+        // A peer that stops reading must not hold this loop (and its timers) in `send`.
+        match tokio::time::timeout(write_timeout, send(&mut socket, &mut wire, out, raw)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => break Ending::Gone,
+            Err(_) => {
+                tracing::debug!("the peer read nothing for {write_timeout:?}: dropping it");
+                break Ending::Gone;
+            }
         }
         if slots.is_empty() && (draining || ended && wire.closes_after_end()) {
-            break Some(if draining {
+            break Ending::Close(if draining {
                 close_frame(close_code::AWAY, "going away")
             } else {
                 close_frame(close_code::NORMAL, "end")
@@ -223,7 +255,18 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
     for slot in slots.into_values() {
         slot.live.leave(&state).await;
     }
-    let _ = socket.send(Message::Close(close)).await;
+    match close {
+        // tungstenite queued the echo of the peer's Close (RFC 6455 §5.5.1): send it.
+        Ending::Peer => {
+            let _ = tokio::time::timeout(write_timeout, futures_util::SinkExt::flush(&mut socket)).await;
+        }
+        Ending::Gone => {
+            let _ = tokio::time::timeout(write_timeout, socket.send(Message::Close(None))).await;
+        }
+        Ending::Close(frame) => {
+            let _ = tokio::time::timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await;
+        }
+    }
     state.metrics.sessions_active.dec();
 }
 
@@ -235,6 +278,7 @@ fn only_key(slots: &HashMap<String, Slot>) -> String {
 #[allow(clippy::too_many_arguments)]
 async fn handle(
     state: &Arc<AppState>,
+    principal: &super::auth::Principal,
     input: Input,
     slots: &mut HashMap<String, Slot>,
     keys: &mut HashMap<String, String>,
@@ -253,7 +297,7 @@ async fn handle(
             if slots.contains_key(&key) {
                 return reject(key, ErrorCode::AlreadyStarted, "this session has already started");
             }
-            match Live::open(state, start, tx).await {
+            match Live::open(state, principal, start, tx).await {
                 Ok(mut live) => {
                     for m in live.ready(state).await {
                         out.push((key.clone(), m));
