@@ -57,9 +57,10 @@ async fn start_sessions(stack: &Stack, n: usize, audio: &[f32], speed: f64) -> V
     clients
 }
 
+/// Every client's messages up to its `end`, all read at once: a client left unread for longer
+/// than two ping intervals answers no ping, and the gateway rightly drops it as dead.
 async fn collect(clients: &mut [Client]) -> Vec<Vec<ServerMessage>> {
-    let mut out = Vec::new();
-    for c in clients {
+    let each = clients.iter_mut().map(|c| async move {
         let mut msgs = Vec::new();
         while let Some(m) = c.recv(Duration::from_secs(120)).await {
             let end = matches!(m, ServerMessage::End { .. });
@@ -68,9 +69,9 @@ async fn collect(clients: &mut [Client]) -> Vec<Vec<ServerMessage>> {
                 break;
             }
         }
-        out.push(msgs);
-    }
-    out
+        msgs
+    });
+    futures_util::future::join_all(each).await
 }
 
 fn assert_complete(all: &[Vec<ServerMessage>], expected_segments: usize) {
@@ -130,6 +131,9 @@ async fn killing_the_subscriber_connection_loses_and_duplicates_nothing() {
     let _g = serial().await;
     let mut cfg = test_config();
     cfg.worker.batch_size = 16;
+    // 100 finals on two cores: the 10 s encoder window keeps this about the subscriber, not
+    // the model's speed (the default, 30 s, takes twice as long per final).
+    cfg.model.audio_ctx = "10".into();
     let stack = Stack::start_with(cfg).await;
     let audio = speak_sentences(&["Hello there."], 300);
     let mut clients = start_sessions(&stack, 100, &audio, 50.0).await;
@@ -245,7 +249,9 @@ async fn a_redis_restart_with_aof_keeps_tasks_and_delivers_every_final() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_poison_task_is_dead_lettered_and_its_session_told() {
     let _g = serial().await;
-    let stack = Stack::start_with(fast_reclaim()).await;
+    // The worker comes after the sessions start: a gateway that knows its workers' languages
+    // refuses "tlh" at `start`, and this test is about a task that gets past that check.
+    let stack = Stack::gateway_only(fast_reclaim()).await;
     let audio = speak_sentences(&UTTERANCES[1..2], 500);
     // An English-only model cannot take Klingon: every delivery of this task fails.
     let mut bad = stack.connect().await;
@@ -256,6 +262,7 @@ async fn a_poison_task_is_dead_lettered_and_its_session_told() {
     assert!(matches!(good.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
     bad.stream(&audio, 8.0).await;
     good.stream(&audio, 8.0).await;
+    stack.spawn_worker().await;
     let bad_msgs = bad.stop_and_collect().await;
     let good_msgs = good.stop_and_collect().await;
     assert!(

@@ -357,3 +357,20 @@ async fn with_on_failure_error_a_failing_postprocessor_is_reported_with_the_raw_
     assert_eq!(errors.len(), 1, "{errors:?}");
     assert!(errors[0].contains("panicky@0.1.0 failed"), "{errors:?}");
 }
+
+/// Under `fallback`, a default post-processor that fails has nothing to fall back to: the raw
+/// text is delivered and the session is told (it was silent before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_default_postprocessor_is_reported_under_fallback() {
+    let _g = serial().await;
+    let dir = plugin_dir(&["panicky@0.1.0"]);
+    let mut cfg = test_config();
+    cfg.plugins.dir = Some(dir.path().to_path_buf());
+    cfg.plugins.postprocessor = "panicky".into();
+    let stack = Stack::start_with(cfg).await;
+    let audio = speak_sentences(&["Please call Stella."], 600);
+    let (text, errors) = transcribe(&stack, &audio, json!({})).await;
+    assert!(text.to_lowercase().contains("please call"), "the raw text is delivered: {text:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("panicky@0.1.0 failed"), "{errors:?}");
+}

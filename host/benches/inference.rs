@@ -105,9 +105,9 @@ impl Precision {
     }
 }
 
-/// Encoder context: Whisper's 30 s window; shortened to the segment but never below the
-/// configured floor (`model.audio_ctx`, default 10 s: the engine's default); or shortened to the
-/// segment with no floor (`auto`, whisper.cpp's audio-ctx).
+/// Encoder context: Whisper's 30 s window (`model.audio_ctx`'s default, for finals); shortened
+/// to the segment but never below the floor partials use (`model.partial_audio_ctx`, default
+/// 10 s); or shortened to the segment with no floor (`auto`, whisper.cpp's audio-ctx).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Context {
     Full,
@@ -134,9 +134,9 @@ impl Context {
     }
 }
 
-/// Mel frames of the default context floor (`model.audio_ctx`).
+/// Mel frames of the default context floor of partials (`model.partial_audio_ctx`).
 fn default_floor() -> usize {
-    EngineOptions::from_config(&Config::default()).short_context.unwrap_or(FULL_FRAMES)
+    EngineOptions::from_config(&Config::default()).partial_short_context.unwrap_or(FULL_FRAMES)
 }
 
 const VARIANTS: [(Precision, Context); 6] = [
@@ -512,7 +512,7 @@ fn print_rtf_table(cells: &[Cell], lengths: &[usize], batches: &[usize], runs: u
     println!("   wall s = median wall time per call, min s = fastest run");
     println!("   RTF = wall / (batch x segment seconds); x b1 = RTF_b1 / RTF_bk (throughput gain of batching);");
     println!(
-        "   ctx: full = 30 s window; floor = the segment, at least {:.0} s (model.audio_ctx, the default); auto = the segment",
+        "   ctx: full = 30 s window; floor = the segment, at least {:.0} s (model.partial_audio_ctx, the partials' default); auto = the segment",
         default_floor() as f64 / 100.0
     );
     println!("   x full = RTF_full / RTF at the same batch; steps = decoder steps of the slowest row;");

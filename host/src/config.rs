@@ -54,8 +54,11 @@ pub struct ModelConfig {
     /// Intra-op threads of the process's one ONNX Runtime pool, shared by the model's sessions
     /// (0 = ONNX Runtime's choice, one per core).
     pub threads: usize,
-    /// Encoder context for finals: `full` (always 30 s), `auto` (shortened to the segment, as
-    /// whisper.cpp's audio-ctx does), or seconds, e.g. `"10"` (shortened, but never below).
+    /// Encoder context for finals: `full` (always 30 s, the default: what Whisper was trained
+    /// on), `auto` (shortened to the segment, as whisper.cpp's audio-ctx does), or seconds, e.g.
+    /// `"10"` (shortened, but never below: about half the model time of `full` on short
+    /// segments, and more words wrong on short utterances; docs/performance.md, "Encoder
+    /// context on real speech").
     #[serde(deserialize_with = "string_or_number")]
     pub audio_ctx: String,
     /// Encoder context for partial results, as `audio_ctx`.
@@ -264,7 +267,7 @@ impl Default for ModelConfig {
             dir: None,
             ort_library: None,
             threads: 0,
-            audio_ctx: "10".into(),
+            audio_ctx: "full".into(),
             partial_audio_ctx: "10".into(),
             max_tokens: 224,
             provider: "cpu".into(),

@@ -99,7 +99,6 @@ pub async fn run_gateway(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> 
     let target = redis_target(&cfg).await?;
     let metrics = Metrics::new();
     let seg = load_segmenters(&cfg, &target).await?;
-    warn_if_open(&cfg);
     Gateway::bind(cfg, target, seg, metrics).await?.serve(shutdown).await
 }
 
@@ -146,7 +145,6 @@ async fn up_inner(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let target = redis_target(&cfg).await?;
     let metrics = Metrics::new();
     let (engine, seg) = tokio::try_join!(worker_engine(&cfg), load_segmenters(&cfg, &target))?;
-    warn_if_open(&cfg);
     let gateway = Gateway::bind(cfg.clone(), target.clone(), seg, metrics.clone()).await?;
     let pipeline = load_pipeline(&cfg, &target, metrics.clone()).await?;
     let worker = Worker::new(&cfg, target, engine, metrics).with_pipeline(pipeline);
@@ -157,10 +155,4 @@ async fn up_inner(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     worker_stop.trigger();
     let w = w.await.context("worker task")?;
     g.and(w)
-}
-
-fn warn_if_open(cfg: &Config) {
-    if !cfg.listen.ip().is_loopback() {
-        tracing::warn!(addr = %cfg.listen, "listening on a non-loopback address without authentication");
-    }
 }

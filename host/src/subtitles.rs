@@ -19,9 +19,15 @@ pub fn vtt<'a>(segments: impl IntoIterator<Item = (u64, u64, &'a str)>) -> Strin
     let cues: String = segments
         .into_iter()
         .filter(|s| !s.2.trim().is_empty())
-        .map(|(s, e, t)| format!("{} --> {}\n{}\n\n", stamp(s, '.'), stamp(e, '.'), t.trim()))
+        .map(|(s, e, t)| format!("{} --> {}\n{}\n\n", stamp(s, '.'), stamp(e, '.'), vtt_text(t.trim())))
         .collect();
     format!("WEBVTT\n\n{cues}")
+}
+
+/// Cue text as WebVTT wants it: `&`, `<` and `>` escaped (a `<` would open a tag), and no
+/// `-->` or blank line inside a cue (either would end it).
+fn vtt_text(t: &str) -> String {
+    t.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace("\n\n", "\n")
 }
 
 #[cfg(test)]
@@ -36,5 +42,7 @@ mod tests {
             "1\n00:00:00,000 --> 00:00:01,500\nHello.\n\n2\n00:00:01,500 --> 01:02:03,004\nWorld.\n\n"
         );
         assert!(vtt(segs).starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nHello.\n\n"));
+        let tricky = vtt([(0, 1000, "a <b> & c --> d")]);
+        assert!(tricky.ends_with("\na &lt;b&gt; &amp; c --&gt; d\n\n"), "{tricky}");
     }
 }

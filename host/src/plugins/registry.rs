@@ -66,9 +66,22 @@ pub fn is_newer(a: &str, b: &str) -> bool {
     version_key(a) > version_key(b)
 }
 
-/// Orders dotted versions numerically where they are numbers ("0.10.0" after "0.9.1").
-fn version_key(v: &str) -> Vec<(u64, String)> {
-    v.split(['.', '-']).map(|p| (p.parse().unwrap_or(u64::MAX), p.to_string())).collect()
+/// Orders versions as SemVer does where they follow it: dotted parts numerically where they are
+/// numbers ("0.10.0" after "0.9.1"), and a pre-release before its release ("0.3.0-rc1" before
+/// "0.3.0", which the directory watcher must not activate over it). Build metadata (`+…`) is
+/// ignored. A total order, for any string.
+type VersionKey = (Vec<(u64, String)>, bool, Vec<(u64, String)>);
+
+fn version_key(v: &str) -> VersionKey {
+    let v = v.split('+').next().unwrap_or(v);
+    let (core, pre) = match v.split_once('-') {
+        Some((c, p)) => (c, Some(p)),
+        None => (v, None),
+    };
+    let parts = |s: &str| -> Vec<(u64, String)> {
+        s.split('.').map(|p| (p.parse().unwrap_or(u64::MAX), p.to_string())).collect()
+    };
+    (parts(core), pre.is_none(), pre.map(parts).unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -85,5 +98,19 @@ mod tests {
             std::fs::write(dir.path().join(f), b"").unwrap();
         }
         assert_eq!(newest_of(dir.path(), "vad", PluginKind::Segmenter).unwrap().unwrap().version, "0.10.0");
+    }
+
+    #[test]
+    fn a_pre_release_sorts_before_its_release() {
+        assert!(is_newer("0.3.0", "0.3.0-rc1"));
+        assert!(is_newer("0.3.0-rc2", "0.3.0-rc1"));
+        assert!(is_newer("0.3.0-rc1", "0.2.9"));
+        assert!(is_newer("0.10.0", "0.9.1"));
+        assert!(!is_newer("1.0.0+build5", "1.0.0"));
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["vad@0.3.0-rc1.wasm", "vad@0.3.0.wasm", "vad@0.2.1.wasm"] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        assert_eq!(newest_of(dir.path(), "vad", PluginKind::Segmenter).unwrap().unwrap().version, "0.3.0");
     }
 }

@@ -188,11 +188,21 @@ impl Pipeline {
                     Err(e) => {
                         self.metrics.plugin_errors.inc();
                         tracing::warn!(plugin = %default.label(), "default {} failed too: {e}", catalog.kind());
+                        errors.push(format!(
+                            "{} {} failed ({err}), and so did the default {} ({e}); the result is unprocessed",
+                            catalog.kind(),
+                            chosen.label(),
+                            default.label()
+                        ));
                         None
                     }
                 }
             }
-            OnFailure::Fallback => None,
+            // The default itself failed: nothing to fall back to, and the session is told.
+            OnFailure::Fallback => {
+                errors.push(format!("{} {} failed: {err}; the result is unprocessed", catalog.kind(), chosen.label()));
+                None
+            }
         }
     }
 }

@@ -61,9 +61,10 @@ impl AudioBuf {
         out
     }
 
-    /// `[start, end)` (clamped) as samples in [-1, 1], as plugins take them.
+    /// `[start, end)` (clamped) as samples in [-1, 1), as plugins take them: the same scale
+    /// as the workers' (`Task::samples`), so a segmenter and the model hear the same levels.
     pub fn f32(&self, start: u64, end: u64) -> Vec<f32> {
-        self.range(start, end).map(|s| f32::from(s) / 32767.0).collect()
+        self.range(start, end).map(|s| f32::from(s) / 32768.0).collect()
     }
 
     fn range(&self, start: u64, end: u64) -> impl Iterator<Item = i16> + '_ {
@@ -94,5 +95,22 @@ mod tests {
         b.forget_before(99_999);
         assert_eq!(b.clamp(0, u64::MAX), (1014, 1014));
         assert!((b.f32(0, 1).len(), b.s16le(0, 99).len()) == (0, 0));
+    }
+
+    /// The segmenter and the workers read the same audio at the same scale.
+    #[test]
+    fn plugins_and_workers_hear_the_same_levels() {
+        let mut b = AudioBuf::new(0, 64);
+        b.push(&[0.5, -1.0, 0.25]);
+        let task = crate::channels::tasks::Task {
+            id: String::new(),
+            meta: serde_json::from_value(serde_json::json!({
+                "session": "s", "segment": 0, "kind": "final", "reply": "r",
+                "start_ms": 0, "end_ms": 0, "enqueued_ms": 0,
+            }))
+            .unwrap(),
+            audio: b.s16le(0, 3),
+        };
+        assert_eq!(b.f32(0, 3), task.samples());
     }
 }

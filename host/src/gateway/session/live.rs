@@ -845,14 +845,20 @@ impl Live {
             return out;
         }
         state.metrics.overdue_finals.inc_by(due.len() as u64);
-        self.replay(state, &mut out).await;
+        // Which tasks are gone from the stream, asked before the replay stream is read: a worker
+        // writes a result before its task is acknowledged and trimmed, so a task gone now has
+        // its result in the replay stream, unless Redis lost both.
         let mut conn = state.redis.clone();
-        let mut lost = false;
+        let mut gone = Vec::new();
         for (segment, task) in due {
-            if !self.ledger.contains(segment) {
-                continue;
-            }
             if let Ok(false) = tasks::exists(&mut conn, &state.keys, &task).await {
+                gone.push((segment, task));
+            }
+        }
+        self.replay(state, &mut out).await;
+        let mut lost = false;
+        for (segment, task) in gone {
+            if self.ledger.contains(segment) {
                 tracing::warn!(session = %self.id, segment, %task, "final's task vanished from Redis: queued again");
                 state.metrics.tasks_requeued.inc();
                 self.ledger.lost(segment);
