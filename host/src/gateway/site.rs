@@ -63,7 +63,8 @@ impl SitePolicy {
         {
             let name = host_name(host);
             let loopback_ip = name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
-            if !allowed.iter().any(|a| *a == name) && !(loopback_ip && allowed.iter().any(|a| a == "127.0.0.1")) {
+            let listed = allowed.contains(&name) || (loopback_ip && allowed.iter().any(|a| a == "127.0.0.1"));
+            if !listed {
                 return Err(SiteError::Host(truncate(host)));
             }
         }
