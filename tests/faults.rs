@@ -362,19 +362,26 @@ fn no_persistence() -> [&'static str; 4] {
     ["--save", "", "--appendonly", "no"]
 }
 
-/// Redis loses everything in mid-session (FLUSHALL; a restart without persistence or a
-/// failover to an empty replica look the same): the consumer group is made again, the
-/// session's results are numbered afresh, and the finals after it still arrive.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_coming_back_empty_is_healed_and_later_finals_arrive() {
-    let _g = serial().await;
-    let redis = RedisChild::start("redis-server", &no_persistence()).await.unwrap();
+/// A stack on its own redis-server (started with `redis_args`), with a worker, and one
+/// session started on it (no partials).
+async fn stack_with_session(redis_args: &[&str]) -> (Stack, Client) {
+    let redis = RedisChild::start("redis-server", redis_args).await.unwrap();
     let stack = Stack::gateway_on(fast_reclaim(), redis).await;
     stack.spawn_worker().await;
     stack.wait_ready().await;
     let mut c = stack.connect().await;
     c.send_json(json!({"type": "start", "plugins": {"segmenter": {"partial_ms": "0"}}})).await;
     assert!(matches!(c.recv(Duration::from_secs(10)).await, Some(ServerMessage::Ready { .. })));
+    (stack, c)
+}
+
+/// Redis loses everything in mid-session (FLUSHALL; a restart without persistence or a
+/// failover to an empty replica look the same): the consumer group is made again, the
+/// session's results are numbered afresh, and the finals after it still arrive.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_coming_back_empty_is_healed_and_later_finals_arrive() {
+    let _g = serial().await;
+    let (stack, mut c) = stack_with_session(&no_persistence()).await;
     c.stream(&speak_sentences(&UTTERANCES[..2], 700), 4.0).await;
     let before = until_finals(&mut c, 2).await;
     let mut conn = stack.redis().await;
@@ -425,13 +432,7 @@ async fn finals_whose_tasks_vanished_with_redis_are_queued_again() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finals_cut_while_redis_is_away_are_kept_and_queued_later() {
     let _g = serial().await;
-    let redis = RedisChild::start("redis-server", &["--enable-debug-command", "yes"]).await.unwrap();
-    let stack = Stack::gateway_on(fast_reclaim(), redis).await;
-    stack.spawn_worker().await;
-    stack.wait_ready().await;
-    let mut c = stack.connect().await;
-    c.send_json(json!({"type": "start", "plugins": {"segmenter": {"partial_ms": "0"}}})).await;
-    assert!(matches!(c.recv(Duration::from_secs(10)).await, Some(ServerMessage::Ready { .. })));
+    let (stack, mut c) = stack_with_session(&["--enable-debug-command", "yes"]).await;
     let url = stack.redis_url.clone();
     let sleeper = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(300)).await;
