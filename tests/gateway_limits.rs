@@ -489,3 +489,25 @@ async fn a_close_from_the_client_is_answered_on_every_endpoint() {
         assert!(answered, "{path}: no Close frame came back");
     }
 }
+
+/// A started session whose client sends nothing but answers pings (kikipounamu records for
+/// minutes before it sends) is not idle; a socket that never starts one still is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_session_that_answers_pings_is_kept() {
+    let mut cfg = test_config();
+    cfg.gateway.idle_timeout_s = 2;
+    cfg.gateway.ping_interval_s = 1;
+    let stack = Stack::gateway_only(cfg).await;
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start"})).await;
+    assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
+    // Reading answers the server's pings; nothing else is sent for three idle timeouts.
+    let quiet_until = Instant::now() + Duration::from_secs(6);
+    while Instant::now() < quiet_until {
+        if let Some(m) = c.recv(Duration::from_millis(500)).await {
+            panic!("a ping-answering session got {m:?}");
+        }
+    }
+    c.send_json(json!({"type": "stop"})).await;
+    assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::End { .. })));
+}

@@ -117,7 +117,16 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
                             wire.binary(&b)
                         }
                     }
-                    Message::Pong(_) | Message::Ping(_) => continue,
+                    // Once a session has started, a peer that answers pings is alive however
+                    // long it sends nothing else: kikipounamu's client records for minutes and
+                    // sends its audio when the user stops. The idle timeout is for peers that
+                    // answer nothing, and for sockets that never start a session.
+                    Message::Pong(_) | Message::Ping(_) => {
+                        if !slots.is_empty() {
+                            last_activity = Instant::now();
+                        }
+                        continue;
+                    }
                     Message::Close(_) => break Ending::Peer,
                 };
                 last_activity = Instant::now();
