@@ -7,7 +7,8 @@
 //! country can do for you.") makes each piece a context-free fragment, and its SRT cues as long
 //! as the pauses are far apart.
 
-use crate::inference::WordTime;
+use std::ops::Range;
+
 use crate::plugins::Cut;
 
 /// Longest decoding window: under Whisper's 30 s, so a window never needs a second cut.
@@ -33,23 +34,29 @@ pub fn merge_cuts(cuts: &[Cut], max_samples: u64) -> Vec<(u64, u64)> {
     out
 }
 
-/// Splits a run of timed words into cues: at sentence ends, or before a cue gets too long.
-pub fn cues(words: Vec<WordTime>) -> Vec<Vec<WordTime>> {
-    let mut out: Vec<Vec<WordTime>> = Vec::new();
-    let mut cur: Vec<WordTime> = Vec::new();
-    for w in words {
-        let chars: usize = cur.iter().map(|w| w.text.len() + 1).sum::<usize>() + w.text.len();
-        if cur.first().is_some_and(|f| chars > CUE_MAX_CHARS || w.end_ms.saturating_sub(f.start_ms) > CUE_MAX_MS) {
-            out.push(std::mem::take(&mut cur));
+/// Splits a run of timed words into cues, at sentence ends or before a cue gets too long; returns
+/// each cue as a range of `words`. `timing` gives a word's (text, start ms, end ms), so that
+/// any word type (the model's, or a result's) is cut the same way without being converted.
+pub fn cue_ranges<T>(words: &[T], timing: impl Fn(&T) -> (&str, u64, u64)) -> Vec<Range<usize>> {
+    let mut out = Vec::new();
+    let (mut start, mut chars, mut first_ms) = (0, 0usize, 0u64);
+    for (i, w) in words.iter().enumerate() {
+        let (text, w_start, w_end) = timing(w);
+        if i > start && (chars + text.len() > CUE_MAX_CHARS || w_end.saturating_sub(first_ms) > CUE_MAX_MS) {
+            out.push(start..i);
+            start = i;
         }
-        let ends = w.text.ends_with(['.', '?', '!', '。', '？', '！']);
-        cur.push(w);
-        if ends {
-            out.push(std::mem::take(&mut cur));
+        if i == start {
+            (chars, first_ms) = (0, w_start);
+        }
+        chars += text.len() + 1;
+        if text.ends_with(['.', '?', '!', '。', '？', '！']) {
+            out.push(start..i + 1);
+            start = i + 1;
         }
     }
-    if !cur.is_empty() {
-        out.push(cur);
+    if start < words.len() {
+        out.push(start..words.len());
     }
     out
 }
@@ -57,22 +64,30 @@ pub fn cues(words: Vec<WordTime>) -> Vec<Vec<WordTime>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::inference::WordTime;
     use crate::plugins::CutKind;
 
     fn word(text: &str, start_ms: u64, end_ms: u64) -> WordTime {
         WordTime { text: text.into(), start_ms, end_ms, probability: 1.0 }
     }
 
+    fn cues(words: &[WordTime]) -> Vec<Range<usize>> {
+        cue_ranges(words, |w| (w.text.as_str(), w.start_ms, w.end_ms))
+    }
+
     #[test]
     fn cues_end_at_sentences_and_stay_short() {
         let words = vec![word("Hello.", 0, 500), word("How", 600, 800), word("are", 800, 900), word("you?", 900, 1200)];
-        let c = cues(words);
-        assert_eq!(c.len(), 2);
-        assert_eq!(c[1].len(), 3);
+        assert_eq!(cues(&words), vec![0..1, 1..4]);
         let long: Vec<WordTime> = (0..40).map(|i| word("word", i * 400, i * 400 + 300)).collect();
-        let c = cues(long);
+        let c = cues(&long);
         assert!(c.len() > 2);
-        assert!(c.iter().all(|c| c.last().unwrap().end_ms - c[0].start_ms <= CUE_MAX_MS));
+        assert!(c.iter().all(|r| long[r.end - 1].end_ms - long[r.start].start_ms <= CUE_MAX_MS));
+        assert_eq!(c.iter().map(|r| r.len()).sum::<usize>(), 40, "every word in one cue");
+        // Characters: "word" + a space each, so 17 words (84 chars) fit, the 18th does not.
+        let many: Vec<WordTime> = (0..30).map(|i| word("word", i * 10, i * 10 + 5)).collect();
+        assert_eq!(cues(&many)[0], 0..17);
+        assert!(cues(&[]).is_empty());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::audio::{self, samples_to_ms as ms};
 use crate::inference::{Engine, Request, WordTime, is_unspaced, split_windows};
-use crate::longform::cues;
+use crate::longform::cue_ranges;
 
 #[derive(Debug, Serialize)]
 pub struct FileResult {
@@ -40,7 +40,7 @@ pub struct FileOptions {
 
 /// Transcribes one file: decoded, resampled to 16 kHz mono, cut into windows of at most 30 s
 /// at pauses, decoded a batch of windows at a time. With word times, segments are
-/// subtitle-sized runs of words ([`crate::longform::cues`]); without, one per window.
+/// subtitle-sized runs of words ([`crate::longform::cue_ranges`]); without, one per window.
 pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyhow::Result<FileResult> {
     let samples = audio::read_wav(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let windows = split_windows(&samples);
@@ -90,14 +90,15 @@ pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyh
                 continue;
             }
             let sep = if is_unspaced(&r.language) { "" } else { " " };
-            for cue in cues(words) {
+            for range in cue_ranges(&words, |w| (w.text.as_str(), w.start_ms, w.end_ms)) {
+                let cue = &words[range];
                 segments.push(SegmentOut {
                     start_ms: cue.first().map_or(start, |w| w.start_ms),
                     end_ms: cue.last().map_or(start, |w| w.end_ms),
                     text: cue.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(sep),
                     avg_logprob: r.avg_logprob,
                     no_speech_prob: r.no_speech_prob,
-                    words: cue,
+                    words: cue.to_vec(),
                 });
             }
         }

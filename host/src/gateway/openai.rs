@@ -19,7 +19,7 @@ use crate::channels::results;
 use crate::channels::subscriber::Delivery;
 use crate::channels::tasks::{self, TaskMeta};
 use crate::channels::workers::now_ms;
-use crate::inference::{WordTime, is_unspaced};
+use crate::inference::is_unspaced;
 use crate::plugins::{Cut, CutKind};
 use crate::{longform, subtitles};
 
@@ -233,38 +233,21 @@ async fn transcribe(
     outcome
 }
 
-/// Subtitle-sized segments: cues cut from the word times (a window without them is one cue).
-fn cues(segments: &Segments) -> Vec<(u64, u64, String, Vec<results::Word>)> {
+/// Subtitle-sized segments as (start ms, end ms, text): cues cut from the word times (a window
+/// without them is one cue).
+fn cues(segments: &Segments) -> Vec<(u64, u64, String)> {
     let mut out = Vec::new();
     for s in segments {
         if s.words.is_empty() {
-            out.push((s.start_ms, s.end_ms, s.text.trim().to_string(), Vec::new()));
+            out.push((s.start_ms, s.end_ms, s.text.trim().to_string()));
             continue;
         }
         let sep = if is_unspaced(s.language.as_deref().unwrap_or("en")) { "" } else { " " };
-        let timed: Vec<WordTime> = s
-            .words
-            .iter()
-            .map(|w| WordTime {
-                text: w.text.clone(),
-                start_ms: w.start_ms,
-                end_ms: w.end_ms,
-                probability: w.probability,
-            })
-            .collect();
-        for cue in longform::cues(timed) {
+        for range in longform::cue_ranges(&s.words, |w| (w.text.as_str(), w.start_ms, w.end_ms)) {
+            let cue = &s.words[range];
             let (Some(first), Some(last)) = (cue.first(), cue.last()) else { continue };
             let text = cue.iter().map(|w| w.text.trim()).collect::<Vec<_>>().join(sep);
-            let words = cue
-                .iter()
-                .map(|w| results::Word {
-                    text: w.text.clone(),
-                    start_ms: w.start_ms,
-                    end_ms: w.end_ms,
-                    probability: w.probability,
-                })
-                .collect();
-            out.push((first.start_ms, last.end_ms, text, words));
+            out.push((first.start_ms, last.end_ms, text));
         }
     }
     out
@@ -274,7 +257,7 @@ fn render(format: &str, segments: &Segments, duration: f64, language: &str) -> R
     let sep = if is_unspaced(language) { "" } else { " " };
     let text = segments.iter().map(|s| s.text.trim()).collect::<Vec<_>>().join(sep);
     let cues = cues(segments);
-    let timed = || cues.iter().map(|(s, e, t, _)| (*s, *e, t.as_str()));
+    let timed = || cues.iter().map(|(s, e, t)| (*s, *e, t.as_str()));
     let plain = |body: String, mime: &'static str| ([(header::CONTENT_TYPE, mime)], body).into_response();
     match format {
         "text" => plain(text + "\n", "text/plain; charset=utf-8"),
@@ -285,7 +268,7 @@ fn render(format: &str, segments: &Segments, duration: f64, language: &str) -> R
             "language": language,
             "duration": duration,
             "text": text,
-            "segments": cues.iter().enumerate().map(|(i, (s, e, t, _))| json!({
+            "segments": cues.iter().enumerate().map(|(i, (s, e, t))| json!({
                 "id": i, "start": *s as f64 / 1e3, "end": *e as f64 / 1e3, "text": t,
             })).collect::<Vec<_>>(),
             "words": segments.iter().flat_map(|s| &s.words).map(|w| json!({

@@ -51,11 +51,6 @@ impl Ledger {
         self.entries.len()
     }
 
-    /// Whether finals wait to be queued (a new one must queue behind them).
-    pub fn has_unqueued(&self) -> bool {
-        self.entries.values().any(|e| e.task.is_none())
-    }
-
     /// The finals not queued, in segment order.
     pub fn unqueued(&self) -> Vec<Unqueued<'_>> {
         self.entries
@@ -99,11 +94,6 @@ impl Ledger {
     pub fn contains(&self, segment: u64) -> bool {
         self.entries.contains_key(&segment)
     }
-
-    /// The segments never queued (the session ends without them).
-    pub fn never_queued(&self) -> Vec<u64> {
-        self.entries.iter().filter(|(_, e)| e.task.is_none()).map(|(&s, _)| s).collect()
-    }
 }
 
 #[cfg(test)]
@@ -138,10 +128,9 @@ mod tests {
         l.add(meta(1), vec![3, 4], None);
         l.add(meta(2), vec![5, 6], None);
         assert_eq!(l.outstanding(), 3);
-        assert!(l.has_unqueued());
         assert_eq!(l.unqueued().iter().map(|u| u.segment).collect::<Vec<_>>(), vec![1, 2]);
         l.queued(1, "2-0".into());
-        assert_eq!(l.never_queued(), vec![2]);
+        assert_eq!(l.unqueued().iter().map(|u| u.segment).collect::<Vec<_>>(), vec![2]);
         tokio::time::advance(Duration::from_secs(6)).await;
         let due = l.overdue(Instant::now(), Duration::from_secs(5));
         assert_eq!(due, vec![(0, "1-0".to_string()), (1, "2-0".to_string())]);

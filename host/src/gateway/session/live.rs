@@ -300,8 +300,9 @@ impl Live {
     /// session ended): one `segment_failed` each.
     pub fn never_queued(&self) -> Vec<ServerMessage> {
         self.ledger
-            .never_queued()
+            .unqueued()
             .into_iter()
+            .map(|u| u.segment)
             .map(|segment| ServerMessage::Error {
                 code: ErrorCode::SegmentFailed,
                 message: format!(
@@ -723,26 +724,12 @@ impl Live {
             }
             return Ok(());
         }
-        // Finals queue in order: behind any that still wait for Redis.
-        self.queue_waiting(state).await;
-        let task = if self.ledger.has_unqueued() {
-            None
-        } else {
-            let mut conn = state.redis.clone();
-            match tasks::enqueue(&mut conn, &state.keys, &meta, pcm).await {
-                Ok(id) => Some(id),
-                Err(e) => {
-                    tracing::warn!(session = %self.id, segment = self.segment, "final kept until Redis takes it: {e}");
-                    None
-                }
-            }
-        };
-        if task.is_some() {
-            state.metrics.tasks_enqueued.inc();
-        } else {
+        // Finals queue in order, through the ledger: behind any that still wait for Redis.
+        self.ledger.add(meta, pcm.to_vec(), None);
+        if self.queue_waiting(state).await.waiting > 0 {
             state.metrics.tasks_deferred.inc();
+            tracing::warn!(session = %self.id, segment = self.segment, "final kept until Redis takes it");
         }
-        self.ledger.add(meta, pcm.to_vec(), task);
         self.segment += 1;
         self.save_progress(state, end).await;
         self.rev = 0;
@@ -811,23 +798,28 @@ impl Live {
     }
 
     /// Queues the finals that wait for Redis, in order, until one fails.
-    async fn queue_waiting(&mut self, state: &Arc<AppState>) {
-        if !self.ledger.has_unqueued() {
-            return;
+    async fn queue_waiting(&mut self, state: &Arc<AppState>) -> Queued {
+        let waiting = self.ledger.unqueued();
+        if waiting.is_empty() {
+            return Queued { queued: 0, waiting: 0 };
         }
         let mut conn = state.redis.clone();
         let mut done = Vec::new();
-        for u in self.ledger.unqueued() {
+        for u in &waiting {
             match tasks::enqueue(&mut conn, &state.keys, u.meta, u.pcm).await {
                 Ok(id) => done.push((u.segment, id)),
-                Err(_) => break,
+                Err(e) => {
+                    tracing::debug!(session = %self.id, segment = u.segment, "final not queued yet: {e}");
+                    break;
+                }
             }
         }
+        let counts = Queued { queued: done.len(), waiting: waiting.len() - done.len() };
+        state.metrics.tasks_enqueued.inc_by(done.len() as u64);
         for (segment, id) in done {
-            state.metrics.tasks_enqueued.inc();
-            tracing::info!(session = %self.id, segment, "kept final queued");
             self.ledger.queued(segment, id);
         }
+        counts
     }
 
     /// Once a second: queue the finals that wait for Redis, and look for overdue ones. A final
@@ -837,7 +829,10 @@ impl Live {
     /// found neither there nor as a task on the stream was lost with Redis's data (a restart
     /// without persistence): it is queued again from the audio kept for it.
     pub async fn tick(&mut self, state: &Arc<AppState>) -> Vec<ServerMessage> {
-        self.queue_waiting(state).await;
+        let kept = self.queue_waiting(state).await.queued;
+        if kept > 0 {
+            tracing::info!(session = %self.id, "{kept} kept final(s) queued");
+        }
         let overdue = Duration::from_millis(state.cfg.channels.overdue_final_ms.max(100));
         let due = self.ledger.overdue(Instant::now(), overdue);
         let mut out = Vec::new();
@@ -950,6 +945,14 @@ fn room_for(state: &AppState, principal: &Principal, room: &str) -> Result<Strin
         ));
     }
     Ok(principal.room_name(room))
+}
+
+/// What one pass over the finals waiting for Redis did.
+struct Queued {
+    /// Queued now.
+    queued: usize,
+    /// Still waiting (Redis refused the first of them).
+    waiting: usize,
 }
 
 fn shift(cuts: Vec<Cut>, offset: u64) -> Vec<Cut> {
