@@ -161,4 +161,10 @@ async fn a_newer_file_in_the_directory_goes_live_and_rollback_returns() {
     let (code, body) = http_with(stack.addr, "POST", "/admin/plugins/segmenter/rollback", &auth, b"").await.unwrap();
     assert_eq!(code, 200, "{body}");
     assert_eq!(active().await, "echo@0.1.0");
+    // Errors name files, not the server's paths.
+    let missing = "/admin/plugins/segmenter/activate?name=echo&version=9.9.9";
+    let (code, body) = http_with(stack.addr, "POST", missing, &auth, b"").await.unwrap();
+    assert_eq!(code, 422, "{body}");
+    let dir = stack.cfg.plugin_dir();
+    assert!(body.contains("echo@9.9.9") && !body.contains(&*dir.to_string_lossy()), "{body}");
 }

@@ -68,8 +68,34 @@ impl Which {
     }
 }
 
+/// An error answer. The server's own paths stay in its log: the caller gets file names only.
 fn fail(code: StatusCode, msg: impl std::fmt::Display) -> Response {
-    (code, Json(serde_json::json!({ "error": msg.to_string() }))).into_response()
+    let msg = msg.to_string();
+    let shown = without_paths(&msg);
+    if shown != msg {
+        tracing::info!("admin request refused: {msg}");
+    }
+    (code, Json(serde_json::json!({ "error": shown }))).into_response()
+}
+
+/// `text` with every absolute path (a `/` run of two or more components) cut to its last one.
+fn without_paths(text: &str) -> String {
+    let path_char = |c: char| c.is_alphanumeric() || "._-@+/".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find('/') {
+        let starts_path = rest[..i].chars().next_back().is_none_or(|c| !path_char(c));
+        out.push_str(&rest[..i]);
+        let run = rest[i..].find(|c: char| !path_char(c)).map_or(&rest[i..], |end| &rest[i..i + end]);
+        if starts_path && run.trim_end_matches('/').matches('/').count() >= 2 {
+            out.push_str(run.trim_end_matches('/').rsplit('/').next().unwrap_or_default());
+        } else {
+            out.push_str(run);
+        }
+        rest = &rest[i + run.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The kind named in the path; a 404 answer for anything else.
@@ -437,4 +463,20 @@ async fn check_any(state: &Arc<AppState>, file: registry::PluginFile) -> Result<
         }
     }
     Err(errors.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_paths;
+
+    #[test]
+    fn errors_name_files_not_server_paths() {
+        assert_eq!(
+            without_paths("echo@0.3.0.wasm is neither in /srv/kiki/.cache/plugins nor stored in Redis"),
+            "echo@0.3.0.wasm is neither in plugins nor stored in Redis"
+        );
+        assert_eq!(without_paths("writing `/a/b/x@1.0.0.wasm`: denied"), "writing `x@1.0.0.wasm`: denied");
+        assert_eq!(without_paths("name and version are required"), "name and version are required");
+        assert_eq!(without_paths("a/b and 1/2 and /tmp"), "a/b and 1/2 and /tmp");
+    }
 }
