@@ -33,6 +33,20 @@ async fn speech_streamed_in_real_time_frames_comes_back_as_finals() {
     assert!(matches!(msgs.last(), Some(ServerMessage::End { .. })), "{msgs:?}");
     assert!(finals >= 2, "the segmenter should cut at the pauses: {msgs:?}");
     assert!(w <= 0.35, "WER {w:.3} over 0.35: {text}");
+    // Partials say how much of their text has settled: a prefix the partial before agreed on.
+    let mut prev: Option<&Segment> = None;
+    let mut partials = 0;
+    for m in &msgs {
+        if let ServerMessage::Partial(p) = m {
+            partials += 1;
+            let stable = p.stable.expect("partials carry `stable`");
+            let settled: String = p.text.chars().take(stable).collect();
+            let agreed = prev.filter(|q| q.segment == p.segment).map_or(String::new(), |q| q.text.clone());
+            assert!(stable <= p.text.chars().count() && agreed.starts_with(&settled), "{p:?} after {prev:?}");
+            prev = Some(p);
+        }
+    }
+    assert!(partials > 0, "{msgs:?}");
     // Finals carry word times on the session's clock, inside their segment.
     for m in &msgs {
         if let ServerMessage::Final(s) = m

@@ -220,7 +220,7 @@ async fn slowloris_and_floods_of_connections_leave_the_server_serving() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn audio_too_fast_too_long_or_garbled_gets_clear_errors() {
+async fn audio_too_fast_is_slowed_too_long_or_garbled_gets_clear_errors() {
     let mut cfg = test_config();
     cfg.gateway.max_audio_speed = 1.0;
     cfg.gateway.max_audio_burst_s = 1.0;
@@ -232,18 +232,33 @@ async fn audio_too_fast_too_long_or_garbled_gets_clear_errors() {
     keepalive_cfg.gateway.ping_interval_s = 1;
     let stack = Stack::gateway_only(cfg).await;
 
-    // Three seconds of audio at once: the burst passes, the rest is dropped, said once.
-    let mut c = stack.connect().await;
+    // Three seconds of audio at once at 1× real time with a 1 s burst: nothing is dropped and
+    // nothing refused; the socket is read at the allowed speed, so the last frames are taken
+    // about two seconds later.
+    // (On a stack of its own: the other one ends sessions after 2 s of audio.)
+    let mut fast_cfg = test_config();
+    fast_cfg.gateway.max_audio_speed = 1.0;
+    fast_cfg.gateway.max_audio_burst_s = 1.0;
+    let fast = Stack::gateway_only(fast_cfg).await;
+    let mut c = fast.connect().await;
     c.send_json(json!({"type": "start"})).await;
     assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
+    let frames_before = fast.metrics.frames.get();
     for _ in 0..150 {
         c.send_binary(vec![0; 640]).await;
     }
-    match c.recv(Duration::from_secs(5)).await {
-        Some(ServerMessage::Error { code: ErrorCode::RateLimited, retryable: true, .. }) => {}
-        other => panic!("expected rate_limited, got {other:?}"),
+    if let Some(m) = c.recv(Duration::from_millis(500)).await {
+        panic!("a fast sender is slowed, not told: {m:?}");
     }
-    assert!(stack.metrics.frames_rate_limited.get() > 0);
+    let read_early = fast.metrics.frames.get() - frames_before;
+    assert!(read_early < 150, "all 3 s of audio read at once despite a 1× limit");
+    assert!(fast.metrics.reads_paused.get() > 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while fast.metrics.frames.get() - frames_before < 150 {
+        assert!(Instant::now() < deadline, "frames left unread: {}", fast.metrics.frames.get() - frames_before);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(c);
 
     // Real-time audio past max_session_s: the session is told and finishes.
     let mut c = stack.connect().await;
@@ -490,19 +505,50 @@ async fn a_close_from_the_client_is_answered_on_every_endpoint() {
     }
 }
 
+/// A message over the transport limit is answered with `frame_too_large` and a 1009 close
+/// (RFC 6455 §7.4.1), not a dropped connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_over_the_transport_limit_is_told_and_closed_with_1009() {
+    let stack = Stack::gateway_only(test_config()).await;
+    let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", stack.addr)).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    // Sent from a task of its own: the server never reads all of it, and the answer must be
+    // read while the write is stuck.
+    tokio::spawn(async move {
+        tx.send(Message::Text(json!({"type": "start"}).to_string().into())).await.unwrap();
+        // 4 × max_frame_bytes is the transport limit.
+        let _ = tx.send(Message::Binary(vec![0u8; test_config().gateway.max_frame_bytes * 4 + 2].into())).await;
+    });
+    let (mut told, mut code) = (false, None);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(10), rx.next()).await {
+        match m {
+            Message::Text(t) => {
+                told |= matches!(
+                    serde_json::from_str(t.as_str()),
+                    Ok(ServerMessage::Error { code: ErrorCode::FrameTooLarge, .. })
+                )
+            }
+            Message::Close(f) => code = f.map(|f| u16::from(f.code)),
+            _ => {}
+        }
+    }
+    assert!(told, "no frame_too_large error");
+    assert_eq!(code, Some(1009));
+}
+
 /// A started session whose client sends nothing but answers pings (kikipounamu records for
 /// minutes before it sends) is not idle; a socket that never starts one still is.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_session_that_answers_pings_is_kept() {
     let mut cfg = test_config();
-    cfg.gateway.idle_timeout_s = 2;
+    cfg.gateway.idle_timeout_s = 3;
     cfg.gateway.ping_interval_s = 1;
     let stack = Stack::gateway_only(cfg).await;
     let mut c = stack.connect().await;
     c.send_json(json!({"type": "start"})).await;
     assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
-    // Reading answers the server's pings; nothing else is sent for three idle timeouts.
-    let quiet_until = Instant::now() + Duration::from_secs(6);
+    // Reading answers the server's pings; nothing else is sent for over two idle timeouts.
+    let quiet_until = Instant::now() + Duration::from_secs(7);
     while Instant::now() < quiet_until {
         if let Some(m) = c.recv(Duration::from_millis(500)).await {
             panic!("a ping-answering session got {m:?}");

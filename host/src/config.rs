@@ -127,10 +127,15 @@ pub struct GatewayConfig {
     /// Longest session, in seconds of audio (0 = no limit); then it finishes as after `stop`.
     pub max_session_s: u64,
     /// Sustained audio speed a session may send, × real time, with a burst of this many seconds.
+    /// Faster senders are slowed (their socket goes unread), never dropped. Sessions without
+    /// partials are paced by `max_held_audio_s` instead.
     pub max_audio_speed: f64,
     pub max_audio_burst_s: f64,
     /// Sustained binary frames per second per session (a burst of 5 s worth is allowed).
     pub max_frames_per_s: f64,
+    /// Audio a session may have cut and awaiting its finals, in seconds; above it the socket is
+    /// left unread until finals come back (the workers pace a file sent at full speed).
+    pub max_held_audio_s: u64,
     /// Run Silero VAD on each session's audio and hand the segmenter its speech probability
     /// (the default `vad` segmenter uses it to veto non-speech sounds: beeps, music, knocks).
     /// Costs ~0.2 ms of CPU per 32 ms of audio per session, so it is off by default.
@@ -303,7 +308,8 @@ impl Default for GatewayConfig {
             max_session_s: 4 * 3600,
             max_audio_speed: 4.0,
             max_audio_burst_s: 30.0,
-            max_frames_per_s: 200.0,
+            max_frames_per_s: 1000.0,
+            max_held_audio_s: 600,
             speech_prob: false,
             speech_model: None,
             allowed_hosts: None,

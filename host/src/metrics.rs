@@ -33,8 +33,8 @@ pub struct Metrics {
     pub auth_failures: Counter,
     /// Connections refused by the per-address, total or per-subject limits.
     pub connections_refused: Counter,
-    /// Audio frames dropped for arriving faster than a session's limits.
-    pub frames_rate_limited: Counter,
+    /// Times a session's socket was left unread to slow its sender.
+    pub reads_paused: Counter,
     /// Gateway time per audio frame: decode, resample, segmenter, and queueing any cut.
     pub frame_seconds: Histogram,
     pub tasks_enqueued: Counter,
@@ -110,9 +110,9 @@ impl Metrics {
                 "Connections refused by the connection limits",
                 Counter::default()
             ),
-            frames_rate_limited: reg!(
-                "frames_rate_limited",
-                "Audio frames dropped by the rate limits",
+            reads_paused: reg!(
+                "reads_paused",
+                "Times a session's socket was left unread to slow its sender (rate limits, audio awaiting finals)",
                 Counter::default()
             ),
             frame_seconds: reg!(

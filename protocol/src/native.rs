@@ -127,6 +127,10 @@ pub struct Segment {
     /// For results from another session of the same room: that session's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
+    /// Partials: how many characters (Unicode scalar values) at the start of `text` have settled,
+    /// that is this partial and the one before it agree on them, up to a word boundary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable: Option<usize>,
 }
 
 /// Every error a client can see, with a stable wire name.

@@ -17,6 +17,7 @@ fn events(seed: u8, text: &str) -> ServerMessage {
         end_ms: u64::from(seed) * 10,
         words: vec![Word { text: text.to_string(), start_ms: 0, end_ms: 5, probability: 0.5 }],
         origin: None,
+        stable: None,
     };
     match seed % 5 {
         0 => ServerMessage::Partial(seg),

@@ -33,17 +33,30 @@ pub struct Unqueued<'a> {
 #[derive(Default)]
 pub struct Ledger {
     entries: BTreeMap<u64, Entry>,
+    /// Bytes of `pcm` held in all entries (the session stops reading its socket above a limit).
+    held_bytes: usize,
 }
 
 impl Ledger {
     /// Records a final of `meta.segment`; `task` is its stream id if it was queued.
     pub fn add(&mut self, meta: TaskMeta, pcm: Vec<u8>, task: Option<String>) {
-        self.entries.insert(meta.segment, Entry { meta, pcm, task, since: Instant::now() });
+        self.held_bytes += pcm.len();
+        if let Some(old) = self.entries.insert(meta.segment, Entry { meta, pcm, task, since: Instant::now() }) {
+            self.held_bytes -= old.pcm.len();
+        }
     }
 
     /// The final of `segment` arrived: forget it. Whether it was outstanding.
     pub fn delivered(&mut self, segment: u64) -> bool {
-        self.entries.remove(&segment).is_some()
+        let Some(e) = self.entries.remove(&segment) else { return false };
+        self.held_bytes -= e.pcm.len();
+        true
+    }
+
+    /// Milliseconds of audio cut and not yet delivered as finals.
+    pub fn held_ms(&self) -> u64 {
+        // 16 kHz s16le: 32 bytes a millisecond.
+        (self.held_bytes / 32) as u64
     }
 
     /// Finals cut and not delivered, queued or not.
@@ -128,6 +141,7 @@ mod tests {
         l.add(meta(1), vec![3, 4], None);
         l.add(meta(2), vec![5, 6], None);
         assert_eq!(l.outstanding(), 3);
+        assert_eq!(l.held_bytes, 6);
         assert_eq!(l.unqueued().iter().map(|u| u.segment).collect::<Vec<_>>(), vec![1, 2]);
         l.queued(1, "2-0".into());
         assert_eq!(l.unqueued().iter().map(|u| u.segment).collect::<Vec<_>>(), vec![2]);
@@ -139,6 +153,7 @@ mod tests {
         assert_eq!(l.unqueued()[0].pcm, &[1, 2]);
         assert!(l.delivered(1));
         assert!(!l.delivered(1));
+        assert_eq!(l.held_bytes, 4);
         assert!(l.contains(0) && !l.contains(1));
     }
 }

@@ -24,6 +24,7 @@ use crate::plugins::{CatalogError, Cut, CutKind, SegmenterInstance, SegmenterPlu
 use super::audio_buf::AudioBuf;
 use super::choices::{self, Choices};
 use super::ledger::Ledger;
+use super::settled::settled_chars;
 use super::speech::SpeechProbs;
 
 /// Samples kept before the last final's end, for a segmenter's pre-roll padding.
@@ -62,6 +63,9 @@ pub struct Live {
     seg_name: String,
     /// Options the client gave the segmenter, reused when the instance is replaced.
     seg_options: Vec<(String, String)>,
+    /// No partials asked for (`partial_ms = 0`): the session is file-like, paced by the workers
+    /// (the audio it holds) instead of a speed limit, and any partial its segmenter cuts is shed.
+    paced_by_workers: bool,
     /// The result plugins the session chose, passed to the workers with each task.
     postprocessor: Option<PluginChoice>,
     router: Option<PluginChoice>,
@@ -94,6 +98,9 @@ pub struct Live {
     rev: u32,
     /// End (absolute sample) of the last partial queued.
     last_partial_end: u64,
+    /// The last partial delivered (segment, text): the next one's settled prefix is measured
+    /// against it.
+    last_partial: Option<(u64, String)>,
     /// Finals cut and not yet delivered, with their tasks and audio (queued again if lost).
     ledger: Ledger,
     /// Epochs this session's results had before Redis lost its state: their late messages
@@ -169,6 +176,8 @@ impl Live {
             choices::check_options(m, "segmenter", &seg_choice.options)?;
         }
         let options = seg_choice.options;
+        // A session that asks for no partials is file-like: paced by the workers, not by speed.
+        let paced_by_workers = options.iter().any(|(k, v)| k == "partial_ms" && v.trim() == "0");
         let segmenter = plugin.open(SAMPLE_RATE, &options).map_err(|e| match e {
             crate::plugins::PluginError::InvalidConfig { .. } => {
                 ServerMessage::error(ErrorCode::InvalidOption, format!("plugins.segmenter: {e}"))
@@ -244,6 +253,7 @@ impl Live {
             segmenter,
             seg_name: plugin.name.clone(),
             seg_options: options,
+            paced_by_workers,
             postprocessor: choices.postprocessor,
             router: choices.router,
             failed: false,
@@ -260,6 +270,7 @@ impl Live {
             first_segment: next_segment,
             rev: 0,
             last_partial_end: 0,
+            last_partial: None,
             ledger: Ledger::default(),
             retired_epochs: Vec::new(),
             finals_delivered: 0,
@@ -294,6 +305,16 @@ impl Live {
     /// Finals cut and not yet delivered.
     pub fn outstanding(&self) -> usize {
         self.ledger.outstanding()
+    }
+
+    /// Milliseconds of audio cut and awaiting its finals.
+    pub fn held_ms(&self) -> u64 {
+        self.ledger.held_ms()
+    }
+
+    /// Whether the session asked for no partials: it may send as fast as the workers keep up.
+    pub fn paced_by_workers(&self) -> bool {
+        self.paced_by_workers
     }
 
     /// What the client hears of finals that were never queued (Redis stayed away until the
@@ -357,6 +378,7 @@ impl Live {
                 end_ms,
                 words: Vec::new(),
                 origin: None,
+                stable: None,
             })];
         }
         // Sent whole, not sliced from the buffer: a client-cut utterance may be longer than the
@@ -676,6 +698,9 @@ impl Live {
         // Under backlog, partials are shed first; finals are never shed. A segmenter asking for
         // partials more often than every MIN_PARTIAL_GAP of audio (say `partial_ms = 20`: 348
         // tasks for an 11 s clip) is held to it here, whatever the plugin's manifest allows.
+        if cut.kind == CutKind::Partial && self.paced_by_workers {
+            return Ok(());
+        }
         if cut.kind == CutKind::Partial
             && (state.backlog.load(std::sync::atomic::Ordering::Relaxed) > state.cfg.channels.shed_partials_backlog
                 || end < self.last_partial_end + MIN_PARTIAL_GAP)
@@ -877,6 +902,7 @@ impl Live {
             end_ms: p.end_ms,
             words: p.words,
             origin: p.origin.clone(),
+            stable: None,
         };
         // Another room member's result: pass it on, it is not one of ours to track.
         if p.origin.is_some() {
@@ -925,6 +951,10 @@ impl Live {
             // A partial for a segment already final is stale.
             CutKind::Partial if p.segment >= self.segment => {
                 state.metrics.partials_delivered.inc();
+                let mut seg = seg;
+                let prev = self.last_partial.take().filter(|(s, _)| *s == p.segment).map(|(_, t)| t);
+                seg.stable = Some(settled_chars(prev.as_deref().unwrap_or(""), &seg.text));
+                self.last_partial = Some((p.segment, seg.text.clone()));
                 out.push(ServerMessage::Partial(seg));
             }
             CutKind::Partial => {}

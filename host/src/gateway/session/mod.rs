@@ -7,6 +7,7 @@ mod budget;
 mod choices;
 mod ledger;
 mod live;
+mod settled;
 mod speech;
 
 use std::collections::HashMap;
@@ -45,6 +46,8 @@ enum Ending {
     Gone,
     /// We close, with this code and reason.
     Close(CloseFrame),
+    /// A message over the transport limit: closed with 1009 once the sessions were told.
+    TooBig,
 }
 
 /// What the connection holds for as long as it lives: its place under the per-address limit
@@ -79,23 +82,60 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
     tokio::pin!(drain);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_ping = Instant::now();
+    // Pings keep their own clock: checked on the 1 s tick, a 1 s interval came out as 2 s
+    // whenever the tick ran a hair early, longer than a short idle timeout.
+    let mut pings = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut pong_due: Option<Instant> = None;
+    // Backpressure: the socket is left unread (TCP then slows the sender) until `paused_until`
+    // when a frame overdrew its session's budget, and while a session holds more audio awaiting
+    // finals than `max_held_audio_s`. Nothing is dropped for speed.
+    let held_cap_ms = g.max_held_audio_s.saturating_mul(1000);
+    let mut paused_until: Option<Instant> = None;
+    let resume = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(resume);
+    let mut was_reading = true;
     let mut draining = false;
     let close = loop {
         // While a session waits for its finals after `stop`, the client has nothing to send:
         // the stop deadline governs then, not the idle timeout.
         let waiting = slots.values().any(|s| s.stop_deadline.is_some());
+        let reading = paused_until.is_none() && !slots.values().any(|s| s.live.held_ms() > held_cap_ms);
+        if !reading {
+            // What the peer sent meanwhile sits unread: its silence is ours, not idleness.
+            last_activity = Instant::now();
+            pong_due = None;
+            if was_reading {
+                state.metrics.reads_paused.inc();
+            }
+        }
+        was_reading = reading;
         let mut out: Vec<(String, ServerMessage)> = Vec::new();
         let mut raw: Vec<String> = Vec::new();
         tokio::select! {
-            msg = socket.recv() => {
+            msg = socket.recv(), if reading => {
                 let msg = match msg {
                     Some(Ok(m)) => m,
-                    // A frame that breaks RFC 6455 (or our size limits): fail the connection
-                    // with 1002 as the RFC asks, not by dropping the TCP connection.
+                    // A frame that breaks RFC 6455 fails the connection with 1002, a message
+                    // over the transport limit with 1009 (RFC 6455 §7.4.1), each session told
+                    // first: not by dropping the TCP connection.
                     Some(Err(e)) => {
                         tracing::debug!("websocket error from the peer: {e}");
+                        // axum wraps tungstenite's error without its type: its capacity
+                        // error reads "Space limit exceeded: Message too long: N > LIMIT".
+                        if e.to_string().contains("Message too long") {
+                            let error = ServerMessage::error(
+                                ErrorCode::FrameTooLarge,
+                                format!("a message over this endpoint's limit ({e}): the connection closes"),
+                            );
+                            let out = if slots.is_empty() {
+                                vec![(String::new(), error)]
+                            } else {
+                                slots.keys().map(|k| (k.clone(), error.clone())).collect()
+                            };
+                            let _ = tokio::time::timeout(write_timeout, send(&mut socket, &mut wire, out, Vec::new())).await;
+                            break Ending::TooBig;
+                        }
                         break Ending::Close(close_frame(close_code::PROTOCOL, "protocol error"));
                     }
                     None => break Ending::Gone,
@@ -130,9 +170,18 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
                     Message::Close(_) => break Ending::Peer,
                 };
                 last_activity = Instant::now();
+                let mut wait = Duration::ZERO;
                 for input in inputs {
-                    handle(&state, &places.principal, input, &mut slots, &mut keys, &tx, rates, final_timeout, &mut out, &mut raw).await;
+                    wait = wait.max(handle(&state, &places.principal, input, &mut slots, &mut keys, &tx, rates, final_timeout, &mut out, &mut raw).await);
                 }
+                if !wait.is_zero() {
+                    let until = Instant::now() + wait;
+                    paused_until = Some(until);
+                    resume.as_mut().reset(until);
+                }
+            }
+            () = &mut resume, if paused_until.is_some() => {
+                paused_until = None;
             }
             delivery = inbox.recv() => {
                 let Some((session, delivery)) = delivery else { break Ending::Gone };
@@ -143,19 +192,20 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
                     }
                 }
             }
+            _ = pings.tick() => {
+                if pong_due.is_none() {
+                    pong_due = Some(Instant::now() + ping_every);
+                }
+                let ping = socket.send(Message::Ping(Vec::new().into()));
+                if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
+                    break Ending::Gone;
+                }
+            }
             _ = tick.tick() => {
                 let now = Instant::now();
                 if pong_due.is_some_and(|due| now >= due) {
                     tracing::debug!("nothing from the peer within {ping_every:?} of a ping: closing a dead connection");
                     break Ending::Gone;
-                }
-                if now.duration_since(last_ping) >= ping_every {
-                    last_ping = now;
-                    pong_due = Some(now + ping_every);
-                    let ping = socket.send(Message::Ping(Vec::new().into()));
-                    if !matches!(tokio::time::timeout(write_timeout, ping).await, Ok(Ok(()))) {
-                        break Ending::Gone;
-                    }
                 }
                 let mut timed_out = Vec::new();
                 for (key, slot) in slots.iter_mut() {
@@ -275,6 +325,14 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
         Ending::Close(frame) => {
             let _ = tokio::time::timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await;
         }
+        // The rest of the message is still unread, and closing a socket with unread data resets
+        // the connection, which can discard what the peer has not read yet: give it a moment to
+        // read the error and the Close.
+        Ending::TooBig => {
+            let frame = close_frame(close_code::SIZE, "message too big");
+            let _ = tokio::time::timeout(write_timeout, socket.send(Message::Close(Some(frame)))).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
     }
     state.metrics.sessions_active.dec();
 }
@@ -296,10 +354,11 @@ async fn handle(
     final_timeout: Duration,
     out: &mut Vec<(String, ServerMessage)>,
     raw: &mut Vec<String>,
-) {
+) -> Duration {
     let mut reject = |key: String, code: ErrorCode, message: &str| {
         state.metrics.protocol_errors.inc();
         out.push((key, ServerMessage::error(code, message)));
+        Duration::ZERO
     };
     match input {
         Input::Start { key, start } => {
@@ -312,6 +371,7 @@ async fn handle(
                         out.push((key.clone(), m));
                     }
                     keys.insert(live.id.clone(), key.clone());
+                    let rates = if live.paced_by_workers() { rates.paced_by_workers() } else { rates };
                     slots.insert(key, Slot { live, stop_deadline: None, budget: Budget::new(rates) });
                 }
                 Err(e) => {
@@ -319,6 +379,7 @@ async fn handle(
                     out.push((key, e));
                 }
             }
+            Duration::ZERO
         }
         Input::Audio { key, bytes } => {
             let Some(slot) = slots.get_mut(&key) else {
@@ -326,15 +387,10 @@ async fn handle(
             };
             // Late frames in flight when `stop` was sent are normal; drop them quietly.
             if slot.stop_deadline.is_some() {
-                return;
+                return Duration::ZERO;
             }
-            if !slot.budget.take(slot.live.frame_seconds(bytes.len())) {
-                state.metrics.frames_rate_limited.inc();
-                if slot.budget.should_warn() {
-                    out.push((key, rate_limited(rates)));
-                }
-                return;
-            }
+            // Taken whatever the budget: a sender over it is slowed by not reading its socket.
+            let wait = slot.budget.charge(slot.live.frame_seconds(bytes.len()));
             let started = std::time::Instant::now();
             let msgs = slot.live.on_audio(state, &bytes).await;
             state.metrics.frame_seconds.observe(started.elapsed().as_secs_f64());
@@ -343,6 +399,7 @@ async fn handle(
             if slot.live.failed() && slot.stop_deadline.is_none() {
                 slot.stop_deadline = Some(Instant::now() + final_timeout);
             }
+            wait
         }
         Input::Utterance { key, samples, rate } => {
             let Some(slot) = slots.get_mut(&key) else {
@@ -351,14 +408,12 @@ async fn handle(
             if slot.stop_deadline.is_some() {
                 return reject(key, ErrorCode::NotStarted, "audio after finish");
             }
-            let seconds = samples.len() as f64 / f64::from(rate.max(1));
-            if !slot.budget.take(seconds) {
-                state.metrics.frames_rate_limited.inc();
-                out.push((key, rate_limited(rates)));
-                return;
-            }
+            // A client-cut utterance is file-like: it counts as a frame, and the audio it holds
+            // until its final paces the socket.
+            let wait = slot.budget.charge(0.0);
             let msgs = slot.live.on_utterance(state, samples, rate).await;
             out.extend(msgs.into_iter().map(|m| (key.clone(), m)));
+            wait
         }
         Input::Stop { key } => {
             let Some(slot) = slots.get_mut(&key) else {
@@ -369,23 +424,18 @@ async fn handle(
                 let msgs = slot.live.finish(state).await;
                 out.extend(msgs.into_iter().map(|m| (key.clone(), m)));
             }
+            Duration::ZERO
         }
         Input::Reject { key, error } => {
             state.metrics.protocol_errors.inc();
             out.push((key, error));
+            Duration::ZERO
         }
-        Input::Send(frame) => raw.push(frame),
+        Input::Send(frame) => {
+            raw.push(frame);
+            Duration::ZERO
+        }
     }
-}
-
-fn rate_limited(rates: Rates) -> ServerMessage {
-    ServerMessage::error(
-        ErrorCode::RateLimited,
-        format!(
-            "audio faster than {}x real time (burst {} s) or {} frames/s: frames dropped",
-            rates.speed, rates.burst_s, rates.frames_per_s
-        ),
-    )
 }
 
 /// Sends the wire's own frames first (acknowledgements answer the input), then the rendered
