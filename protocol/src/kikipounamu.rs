@@ -98,15 +98,15 @@ impl Kikipounamu {
             (samples, 16_000)
         };
         session.chunks.push(msg.chunk_index);
-        let ack =
-            json!({"type": "ack", "session_id": msg.session_id, "chunk_index": msg.chunk_index, "status": "received"});
+        // As the Go server acks a chunk: no session id.
+        let ack = json!({"type": "ack", "chunk_index": msg.chunk_index, "status": "received"});
         vec![Input::Send(ack.to_string()), Input::Utterance { key: msg.session_id, samples, rate }]
     }
 }
 
 /// Chunk texts joined in order: with a space between words of space-separated scripts, directly
 /// between Chinese or Japanese characters (as the original server concatenates them).
-fn join(texts: impl Iterator<Item = String>) -> String {
+pub(crate) fn join(texts: impl Iterator<Item = String>) -> String {
     let mut out = String::new();
     for t in texts.map(|t| t.trim().to_string()).filter(|t| !t.is_empty()) {
         let cjk = |c: Option<char>| {
@@ -119,6 +119,17 @@ fn join(texts: impl Iterator<Item = String>) -> String {
         out.push_str(&t);
     }
     out
+}
+
+/// Drops the fields the Go server leaves out when empty (`omitempty` on all but `type` and
+/// `chunk_index`): an empty `text`, `session_id`, `message`, a zero `duration` or `chunk_count`.
+fn omit_empty(mut v: serde_json::Value) -> serde_json::Value {
+    if let Some(m) = v.as_object_mut() {
+        m.retain(|k, v| {
+            k == "type" || k == "chunk_index" || !(v.as_str() == Some("") || v.as_f64() == Some(0.0) || v.is_null())
+        });
+    }
+    v
 }
 
 impl Wire for Kikipounamu {
@@ -172,18 +183,21 @@ impl Wire for Kikipounamu {
 
     fn render(&mut self, key: &str, msg: &ServerMessage) -> Vec<String> {
         let out = match msg {
-            ServerMessage::Ready { .. } => Some(json!({"type": "ack", "session_id": key, "status": "session_started"})),
+            ServerMessage::Ready { .. } => {
+                Some(json!({"type": "ack", "session_id": key, "chunk_index": 0, "status": "session_started"}))
+            }
             ServerMessage::Final(seg) if seg.origin.is_none() => self.sessions.get_mut(key).map(|s| {
                 let index = s.chunks.get(seg.segment as usize).copied().unwrap_or(seg.segment as i64);
                 s.texts.insert(index, seg.text.clone());
-                json!({"type": "chunk_result", "session_id": key, "chunk_index": index, "text": seg.text})
+                omit_empty(json!({"type": "chunk_result", "session_id": key, "chunk_index": index, "text": seg.text}))
             }),
             ServerMessage::Partial(_) | ServerMessage::Final(_) => None,
             ServerMessage::Error { code, message, segment, .. } => {
-                let mut m = json!({"type": "error", "session_id": key, "code": code, "message": message});
-                if let Some(index) = segment.and_then(|s| self.sessions.get(key)?.chunks.get(s as usize).copied()) {
-                    m["chunk_index"] = json!(index);
-                }
+                let index = segment.and_then(|s| self.sessions.get(key)?.chunks.get(s as usize).copied()).unwrap_or(0);
+                // `code` is Kiki's own addition; the rest is the Go server's error.
+                let m = omit_empty(
+                    json!({"type": "error", "session_id": key, "chunk_index": index, "code": code, "message": message}),
+                );
                 // A session refused at its start is not one.
                 if matches!(
                     code,
@@ -195,13 +209,14 @@ impl Wire for Kikipounamu {
                 Some(m)
             }
             ServerMessage::End { .. } => self.sessions.remove(key).map(|s| {
-                json!({
+                omit_empty(json!({
                     "type": "final_result",
                     "session_id": key,
+                    "chunk_index": 0,
                     "text": join(s.texts.into_values()),
                     "duration": s.started.elapsed().as_secs_f64(),
                     "chunk_count": s.chunks.len(),
-                })
+                }))
             }),
         };
         out.map(|v| vec![v.to_string()]).unwrap_or_default()
@@ -240,8 +255,14 @@ mod tests {
         for i in [0, 1] {
             let msg = json!({"action": "chunk", "session_id": "s1", "chunk_index": i + 7, "audio_data": b64(&wav)});
             let inputs = w.text(&msg.to_string());
-            assert!(
-                matches!(&inputs[..], [Input::Send(_), Input::Utterance { samples, rate: 16000, .. }] if samples.len() == 1600)
+            let [Input::Send(ack), Input::Utterance { samples, rate: 16000, .. }] = &inputs[..] else {
+                panic!("{inputs:?}")
+            };
+            assert_eq!(samples.len(), 1600);
+            // The Go server's ack, field for field.
+            assert_eq!(
+                serde_json::from_str::<serde_json::Value>(ack).unwrap(),
+                json!({"type": "ack", "chunk_index": i + 7, "status": "received"})
             );
         }
         let seg = |segment: u64, text: &str| Segment {
@@ -252,6 +273,7 @@ mod tests {
             end_ms: 100,
             words: vec![],
             origin: None,
+            stable: None,
         };
         let r: serde_json::Value =
             serde_json::from_str(&w.render("s1", &ServerMessage::Final(seg(1, "world")))[0]).unwrap();
@@ -265,6 +287,11 @@ mod tests {
             (Some("final_result"), Some("Hello world"), Some(2))
         );
         assert!(f["duration"].as_f64().is_some());
+        assert_eq!(f["chunk_index"], 0);
+        // Empty text is left out, as the Go server's `omitempty` does.
+        w.text(r#"{"action":"start","session_id":"s2"}"#);
+        let r: serde_json::Value = serde_json::from_str(&w.render("s2", &ServerMessage::Final(seg(0, "")))[0]).unwrap();
+        assert_eq!(r, json!({"type": "chunk_result", "session_id": "s2", "chunk_index": 0}));
     }
 
     #[test]
