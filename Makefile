@@ -21,10 +21,12 @@ build: setup
 run: build
 	$(CARGO_TARGET_DIR)/release/kiki up
 
-## Set up and run every test: host unit + integration tests, plugin crates, the browser test,
+## Set up and run every test: host unit + integration tests (with FunASR's PyPI clients in
+## tests/clients/), plugin crates, the browser test,
 ## the fuzz targets (20 s each; `bash protocol/fuzz/run.sh 600` for a longer run), lints.
 test: setup
 	bash plugins/testing/build.sh .cache/test-plugins
+	bash tests/clients/setup.sh
 	$(CARGO) test --release --workspace
 	cd plugins && $(CARGO) test
 	bash tests/browser/run.sh
