@@ -21,6 +21,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 DEADLINE_EXIT = 124
 
 
+def hotword(pair: str) -> tuple[str, int]:
+    """An argparse type: WORD:WEIGHT."""
+    import argparse
+
+    word, sep, weight = pair.rpartition(":")
+    if not sep or not word:
+        raise argparse.ArgumentTypeError(f"expected WORD:WEIGHT, got {pair!r}")
+    return word, int(weight)
+
+
+def add_server_arguments(p) -> None:
+    """The arguments every driver takes: where the server is and the FunASR mode."""
+    p.add_argument("--url", required=True, help="server URL, e.g. ws://127.0.0.1:PORT/")
+    p.add_argument("--mode", required=True, choices=["offline", "online", "2pass"])
+
+
 def isolate_library_import() -> None:
     """Drop this folder from sys.path: `funasr_client.py` here would shadow the installed
     `funasr_client` package that both drivers import."""

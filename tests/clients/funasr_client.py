@@ -32,23 +32,15 @@ import _harness  # noqa: E402
 LIBRARY = "funasr-client==0.1.6"
 
 
-def hotword(pair: str) -> tuple[str, int]:
-    word, sep, weight = pair.rpartition(":")
-    if not sep or not word:
-        raise argparse.ArgumentTypeError(f"expected WORD:WEIGHT, got {pair!r}")
-    return word, int(weight)
-
-
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=f"Recognize a WAV file with {LIBRARY} (async_file_asr / file_asr) "
         "and print one JSON report on stdout.",
     )
-    p.add_argument("--url", required=True, help="server URL, e.g. ws://127.0.0.1:PORT/")
+    _harness.add_server_arguments(p)
     p.add_argument("--wav", required=True,
                    help="16-bit mono .wav (its frames are sent as PCM) or .pcm; other suffixes "
                    "are sent as raw file bytes with wav_format=<suffix>")
-    p.add_argument("--mode", required=True, choices=["offline", "online", "2pass"])
     p.add_argument("--chunk-size", type=int, nargs=3, metavar=("P", "C", "F"),
                    help="chunk_size (library default: 5 10 5)")
     p.add_argument("--chunk-interval", type=int,
@@ -56,7 +48,7 @@ def parse_args() -> argparse.Namespace:
                    "60*C/chunk_interval ms each (library default: 10)")
     p.add_argument("--sample-rate", type=int,
                    help="sample_rate for .pcm input; .wav uses its header (library default: 16000)")
-    p.add_argument("--hotwords", nargs="+", metavar="WORD:WEIGHT", type=hotword,
+    p.add_argument("--hotwords", nargs="+", metavar="WORD:WEIGHT", type=_harness.hotword,
                    help="hotwords (library default: none)")
     p.add_argument("--itn", choices=["true", "false"], help="itn (library default: not sent)")
     p.add_argument("--api", choices=["async", "sync"], default="async",

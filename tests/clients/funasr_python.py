@@ -31,27 +31,19 @@ import _harness  # noqa: E402
 LIBRARY = "funasr-python==0.1.5"
 
 
-def hotword(pair: str) -> tuple[str, int]:
-    word, sep, weight = pair.rpartition(":")
-    if not sep or not word:
-        raise argparse.ArgumentTypeError(f"expected WORD:WEIGHT, got {pair!r}")
-    return word, int(weight)
-
-
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=f"Recognize a WAV file with {LIBRARY} (AsyncFunASRClient.recognize_file) "
         "and print one JSON report on stdout.",
     )
-    p.add_argument("--url", required=True, help="server URL, e.g. ws://127.0.0.1:PORT/")
+    _harness.add_server_arguments(p)
     p.add_argument("--wav", required=True, help="audio file (the library loads it with librosa)")
-    p.add_argument("--mode", required=True, choices=["offline", "online", "2pass"])
     p.add_argument("--chunk-size", type=int, nargs=3, metavar=("P", "C", "F"),
                    help="ClientConfig.chunk_size (library default: 5 10 5)")
     p.add_argument("--chunk-interval", type=int,
                    help="ClientConfig.chunk_interval; this library also sends the file in frames "
                    "of this many ms (library default: 10)")
-    p.add_argument("--hotwords", nargs="+", metavar="WORD:WEIGHT", type=hotword,
+    p.add_argument("--hotwords", nargs="+", metavar="WORD:WEIGHT", type=_harness.hotword,
                    help="ClientConfig.hotwords (library default: none)")
     p.add_argument("--timeout", type=float,
                    help="ClientConfig.timeout, seconds: connect, and the wait for is_final "
