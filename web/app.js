@@ -351,8 +351,9 @@ class Stream {
         this.ready = true;
         this.attempt = 0;
         setConn("live", `Live · ${msg.session.slice(0, 8)}`);
-        for (const buf of this.queue) this.sendNow(buf);
+        const queued = this.queue;
         this.queue = [];
+        for (const buf of queued) this.sendNow(buf);
         if (this.stopping) this.sendStop();
         break;
       }
@@ -419,6 +420,12 @@ class Stream {
   }
 
   sendNow(buf) {
+    // A socket the server (or the network) is closing takes nothing: the frame waits for the
+    // next connection, as while reconnecting.
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) {
+      this.queue.push(buf);
+      return;
+    }
     this.ws.send(buf);
     this.sent.push({ at: this.sentSamples, buf });
     if (this.sent.length > Math.ceil(MAX_QUEUE_MS / FRAME_MS)) this.sent.shift();
@@ -438,6 +445,8 @@ class Stream {
   }
 
   sendStop() {
+    // Closing under us: `stop` goes out after the next `ready` (see onMessage).
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return;
     this.stopSent = true;
     this.ws.send(JSON.stringify({ type: "stop" }));
     setConn("finishing");
