@@ -39,7 +39,7 @@ async fn speech_streamed_in_real_time_frames_comes_back_as_finals() {
     for m in &msgs {
         if let ServerMessage::Partial(p) = m {
             partials += 1;
-            let stable = p.stable.expect("partials carry `stable`");
+            let stable = p.stable.expect("partials carry `stable`") as usize;
             let settled: String = p.text.chars().take(stable).collect();
             let agreed = prev.filter(|q| q.segment == p.segment).map_or(String::new(), |q| q.text.clone());
             assert!(stable <= p.text.chars().count() && agreed.starts_with(&settled), "{p:?} after {prev:?}");

@@ -130,7 +130,7 @@ pub struct Segment {
     /// Partials: how many characters (Unicode scalar values) at the start of `text` have settled,
     /// that is this partial and the one before it agree on them, up to a word boundary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stable: Option<usize>,
+    pub stable: Option<u32>,
 }
 
 /// Every error a client can see, with a stable wire name.

@@ -953,7 +953,8 @@ impl Live {
                 state.metrics.partials_delivered.inc();
                 let mut seg = seg;
                 let prev = self.last_partial.take().filter(|(s, _)| *s == p.segment).map(|(_, t)| t);
-                seg.stable = Some(settled_chars(prev.as_deref().unwrap_or(""), &seg.text));
+                seg.stable =
+                    Some(u32::try_from(settled_chars(prev.as_deref().unwrap_or(""), &seg.text)).unwrap_or(u32::MAX));
                 self.last_partial = Some((p.segment, seg.text.clone()));
                 out.push(ServerMessage::Partial(seg));
             }
