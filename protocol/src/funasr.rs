@@ -133,8 +133,8 @@ impl Stream {
 
     /// Offline mode's one result: every sentence, with `timestamp` and FunASR's `stamp_sents`.
     fn offline_result(self) -> Value {
-        let sents: Vec<Value> = self.sentences.iter().map(|(_, s)| s.clone()).collect();
-        let text = crate::kikipounamu::join(self.sentences.into_iter().map(|(t, _)| t));
+        let (texts, sents): (Vec<String>, Vec<Value>) = self.sentences.into_iter().unzip();
+        let text = crate::kikipounamu::join(texts.into_iter());
         let mut m = json!({"mode": "offline", "wav_name": self.wav_name, "text": text, "is_final": true});
         if !self.spans.is_empty() {
             m["timestamp"] = json!(stamp_string(&self.spans));
