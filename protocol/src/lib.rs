@@ -4,6 +4,7 @@
 //! - [`funasr`] and [`kikipounamu`]: adapters, so that clients written for those servers work
 //!   unchanged; each turns its client's frames into [`wire::Input`]s and renders the gateway's
 //!   native events in its own format.
+//! - [`realtime`]: OpenAI's Realtime API for transcription, for its SDKs.
 //! - [`pcm`] and [`wav`]: decoding of the audio clients send.
 //!
 //! Nothing here does I/O, so the gateway, the tests and the fuzz targets share one definition.
@@ -12,6 +13,7 @@ pub mod funasr;
 pub mod kikipounamu;
 pub mod native;
 pub mod pcm;
+pub mod realtime;
 pub mod wav;
 pub mod wire;
 

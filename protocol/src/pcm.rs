@@ -65,6 +65,34 @@ pub fn quantize(s: f32) -> i16 {
     (v + 0.5f32.copysign(v)) as i16
 }
 
+/// G.711 μ-law byte to linear s16 (ITU-T G.711; what telephony and OpenAI's `audio/pcmu` carry).
+/// Written out because it is a dozen lines of a fixed standard; no crate needed for it.
+pub fn ulaw_to_s16(byte: u8) -> i16 {
+    let u = !byte;
+    let exponent = (u >> 4) & 0x07;
+    let mantissa = (u & 0x0f) as i32;
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    (if u & 0x80 != 0 { -magnitude } else { magnitude }) as i16
+}
+
+/// G.711 A-law byte to linear s16 (`audio/pcma`).
+pub fn alaw_to_s16(byte: u8) -> i16 {
+    let a = byte ^ 0x55;
+    let exponent = (a >> 4) & 0x07;
+    let mantissa = (a & 0x0f) as i32;
+    let magnitude = match exponent {
+        0 => (mantissa << 4) + 8,
+        e => ((mantissa << 4) + 0x108) << (e - 1),
+    };
+    (if a & 0x80 != 0 { magnitude } else { -magnitude }) as i16
+}
+
+/// G.711 bytes (μ-law or A-law) as little-endian s16 PCM.
+pub fn g711_to_s16le(bytes: &[u8], alaw: bool) -> Vec<u8> {
+    let decode = if alaw { alaw_to_s16 } else { ulaw_to_s16 };
+    bytes.iter().flat_map(|&b| decode(b).to_le_bytes()).collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,5 +112,16 @@ mod tests {
         let mut out = Vec::new();
         decode_frame(&bytes, PcmFormat::F32le, &mut out).unwrap();
         assert_eq!(out, vec![0.0, 0.25]);
+    }
+
+    #[test]
+    fn g711_matches_the_standard_tables() {
+        // Reference points of ITU-T G.711 (and every codec library's tables).
+        assert_eq!((ulaw_to_s16(0xff), ulaw_to_s16(0x7f)), (0, 0));
+        assert_eq!((ulaw_to_s16(0x00), ulaw_to_s16(0x80)), (-32124, 32124));
+        assert_eq!((ulaw_to_s16(0xfe), ulaw_to_s16(0x7e)), (8, -8));
+        assert_eq!((alaw_to_s16(0xd5), alaw_to_s16(0x55)), (8, -8));
+        assert_eq!((alaw_to_s16(0xaa), alaw_to_s16(0x2a)), (32256, -32256));
+        assert_eq!(g711_to_s16le(&[0x00], false), (-32124i16).to_le_bytes().to_vec());
     }
 }

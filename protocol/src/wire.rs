@@ -27,6 +27,10 @@ pub enum Input {
 pub trait Wire: Send + 'static {
     /// For logs and metrics.
     fn name(&self) -> &'static str;
+    /// Frames sent as soon as the socket opens, before any input (OpenAI's `session.created`).
+    fn greet(&mut self) -> Vec<String> {
+        Vec::new()
+    }
     fn text(&mut self, text: &str) -> Vec<Input>;
     fn binary(&mut self, bytes: &[u8]) -> Vec<Input>;
     /// Renders an event of session `key` (a reply to one of its inputs, a result, its `end`).
