@@ -313,6 +313,7 @@ async fn trimming_never_removes_an_unacked_task() {
         beam_size: None,
         postprocessor: None,
         router: None,
+        task: Default::default(),
     };
     for round in 0..20u64 {
         for i in 0..50 {

@@ -132,6 +132,7 @@ async fn task_probe(target: &RedisTarget, conn: &mut Conn, keys: &Keys, timeout:
         beam_size: None,
         postprocessor: None,
         router: None,
+        task: Default::default(),
     };
     let res = async {
         let mut sub = target.subscribe(&channel).await?;

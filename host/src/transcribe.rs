@@ -67,7 +67,7 @@ pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyh
                 language: opts.language.as_deref(),
                 prompt: opts.prompt.as_deref(),
                 beam_size: opts.beam_size,
-                partial: false,
+                ..Default::default()
             })
             .collect();
         for (range, r) in batch.iter().zip(engine.transcribe_requests(&requests)?) {

@@ -42,6 +42,25 @@ pub struct TaskMeta {
     pub postprocessor: Option<PluginChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub router: Option<PluginChoice>,
+    /// Whisper's task: transcribe (the default, left out on the wire) or translate to English.
+    #[serde(default, skip_serializing_if = "ModelTask::is_transcribe")]
+    pub task: ModelTask,
+}
+
+/// What the model is asked to do with a segment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelTask {
+    #[default]
+    Transcribe,
+    /// Speech in any language to English text (multilingual models only).
+    Translate,
+}
+
+impl ModelTask {
+    pub fn is_transcribe(&self) -> bool {
+        *self == ModelTask::Transcribe
+    }
 }
 
 /// A session's choice of a result plugin: its name ("" for the default) and options.

@@ -23,6 +23,9 @@ pub struct ModelInfo {
     pub timestamp_begin: u32,
     #[serde(default)]
     pub transcribe: Option<u32>,
+    /// `<|translate|>` (multilingual models).
+    #[serde(default)]
+    pub translate: Option<u32>,
     #[serde(default)]
     pub suppress_tokens: Vec<u32>,
     #[serde(default)]

@@ -98,6 +98,9 @@ pub struct Request<'a> {
     pub beam_size: Option<usize>,
     /// A provisional result that must be quick: greedy, no temperature fallback, no word times.
     pub partial: bool,
+    /// Whisper's `translate` task (English text from speech in any language; multilingual
+    /// models only): no word times, since the words are not the ones spoken.
+    pub translate: bool,
 }
 
 pub struct Engine {
@@ -119,7 +122,14 @@ struct Window {
 
 /// Windows decode together when they share language token, prompt tokens, beam width and
 /// partial-ness (which sets the temperatures tried).
-type GroupKey = (Option<u32>, Vec<u32>, usize, bool);
+type GroupKey = (Prefix, Vec<u32>, usize, bool);
+
+/// What the decoder's prompt says after `<|startoftranscript|>`: the language token and the task.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+struct Prefix {
+    lang: Option<u32>,
+    translate: bool,
+}
 
 /// What decoding one window gave.
 #[derive(Debug, Clone)]
@@ -280,6 +290,11 @@ impl Engine {
     pub fn transcribe_requests(&self, requests: &[Request]) -> Result<Vec<Transcript>, InferenceError> {
         for r in requests {
             self.check_language(r.language)?;
+            if r.translate && (!self.info.multilingual || self.info.translate.is_none()) {
+                return Err(InferenceError::Input(
+                    "model is English-only; translation needs a multilingual Whisper model".into(),
+                ));
+            }
         }
         let partial: Vec<bool> = requests.iter().map(|r| r.partial).collect();
         if partial.iter().all(|&p| p) || partial.iter().all(|&p| !p) {
@@ -324,13 +339,14 @@ impl Engine {
             let r = &requests[w.request];
             let prompt = r.prompt.map(|p| self.tokenizer.encode(p.trim())).unwrap_or_default();
             let beam = if r.partial { 1 } else { r.beam_size.unwrap_or(self.opts.decoding.beam_size).clamp(1, 32) };
-            groups.entry((langs[i], prompt, beam, r.partial)).or_default().push(i);
+            let prefix = Prefix { lang: langs[i], translate: r.translate };
+            groups.entry((prefix, prompt, beam, r.partial)).or_default().push(i);
         }
         let mut decoded: Vec<Option<Decoded>> = vec![None; windows.len()];
-        for ((lang, prompt, beam, partial), members) in groups {
+        for ((prefix, prompt, beam, partial), members) in groups {
             let all = &self.opts.decoding.temperatures;
             let temperatures = if partial { &all[..1] } else { &all[..] };
-            let got = self.decode_with_fallback(&cross, &members, &seconds, (lang, &prompt, beam), temperatures)?;
+            let got = self.decode_with_fallback(&cross, &members, &seconds, (prefix, &prompt, beam), temperatures)?;
             for (&i, d) in members.iter().zip(got) {
                 decoded[i] = Some(d);
             }
@@ -346,8 +362,11 @@ impl Engine {
             })
             .collect();
         let words = if self.aligns && d.word_timestamps {
-            let items: Vec<usize> =
-                (0..windows.len()).filter(|&i| kept[i] && !requests[windows[i].request].partial).collect();
+            let items: Vec<usize> = (0..windows.len())
+                .filter(|&i| {
+                    kept[i] && !requests[windows[i].request].partial && !requests[windows[i].request].translate
+                })
+                .collect();
             let got = self.align(&cross, &items, &langs, &decoded, &audio)?;
             let mut all = vec![Vec::new(); windows.len()];
             for (i, (w, keep)) in items.into_iter().zip(got) {
@@ -390,7 +409,11 @@ impl Engine {
                 ..wt.clone()
             }));
         }
-        for (res, n) in results.iter_mut().zip(counts) {
+        for ((res, n), r) in results.iter_mut().zip(counts).zip(requests) {
+            // A translation is English, whatever language was heard.
+            if r.translate {
+                res.language = "en".into();
+            }
             if n > 0 {
                 res.avg_logprob /= n as f32;
             }
@@ -500,7 +523,7 @@ impl Engine {
         cross: &CrossKv,
         members: &[usize],
         seconds: &[f32],
-        (lang, prompt, beam): (Option<u32>, &[u32], usize),
+        (prefix, prompt, beam): (Prefix, &[u32], usize),
         temperatures: &[f32],
     ) -> Result<Vec<Decoded>, InferenceError> {
         let d = &self.opts.decoding;
@@ -515,7 +538,7 @@ impl Engine {
                 (true, _) => Mode::Sample { temperature, best_of: d.best_of },
             };
             let rows: Vec<usize> = pending.iter().map(|&p| members[p]).collect();
-            let got = self.decode(cross, &rows, lang, prompt, mode, n as u64)?;
+            let got = self.decode(cross, &rows, prefix, prompt, mode, n as u64)?;
             let mut retry = Vec::new();
             for (&p, (best, no_speech)) in pending.iter().zip(got) {
                 let text = self.tokenizer.decode(&best.tokens).trim().to_string();
@@ -555,7 +578,7 @@ impl Engine {
 
     /// Decoder prompt: `[<|startofprev|> context…] <|startoftranscript|> [lang transcribe]
     /// <|notimestamps|>`, and the place of `<|startoftranscript|>` in it.
-    fn prompt(&self, lang: Option<u32>, context: &[u32]) -> (Vec<u32>, usize) {
+    fn prompt(&self, prefix: Prefix, context: &[u32]) -> (Vec<u32>, usize) {
         let mut p = Vec::new();
         if let Some(prev) = self.info.sot_prev
             && !context.is_empty()
@@ -565,18 +588,19 @@ impl Engine {
             p.extend(&context[context.len().saturating_sub(keep)..]);
         }
         let sot_index = p.len();
-        p.extend(self.sot_sequence(lang));
+        p.extend(self.sot_sequence(prefix));
         p.push(self.info.no_timestamps);
         (p, sot_index)
     }
 
-    fn sot_sequence(&self, lang: Option<u32>) -> Vec<u32> {
+    fn sot_sequence(&self, prefix: Prefix) -> Vec<u32> {
         let mut s = vec![self.info.sot];
+        let task = if prefix.translate { self.info.translate } else { self.info.transcribe };
         if self.info.multilingual
-            && let Some(t) = self.info.transcribe
+            && let Some(t) = task
         {
             // English when nothing else is known: the language tokens start right after sot.
-            s.push(lang.unwrap_or(self.info.sot + 1));
+            s.push(prefix.lang.unwrap_or(self.info.sot + 1));
             s.push(t);
         }
         s
@@ -589,7 +613,7 @@ impl Engine {
         &self,
         cross: &CrossKv,
         windows: &[usize],
-        lang: Option<u32>,
+        prefix: Prefix,
         context: &[u32],
         mode: Mode,
         seed: u64,
@@ -597,7 +621,7 @@ impl Engine {
         let info = &self.info;
         let (layers, state) = (info.n_text_layer, info.n_state);
         let k = mode.rows();
-        let (prompt, sot_index) = self.prompt(lang, context);
+        let (prompt, sot_index) = self.prompt(prefix, context);
         let max_len = self.opts.max_tokens.min(info.n_text_ctx / 2).min(info.n_text_ctx - prompt.len()).max(1);
         let items = windows.len();
         let mut search = Search::new(mode, items, info.eot, max_len, self.opts.decoding.length_penalty, seed);
@@ -698,7 +722,7 @@ impl Engine {
         let mut seqs: Vec<Vec<u32>> = Vec::with_capacity(items.len());
         let mut starts = Vec::with_capacity(items.len());
         for &i in items {
-            let mut s = self.sot_sequence(langs[i]);
+            let mut s = self.sot_sequence(Prefix { lang: langs[i], translate: false });
             s.push(self.info.no_timestamps);
             starts.push(s.len());
             s.extend(&decoded[i].best.tokens);

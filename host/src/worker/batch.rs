@@ -53,6 +53,7 @@ mod tests {
                 beam_size: None,
                 postprocessor: None,
                 router: None,
+                task: Default::default(),
             },
             audio: vec![],
         }

@@ -238,6 +238,7 @@ impl Worker {
                     // Partials are provisional and must be quick: greedy, no retries, no word times.
                     beam_size: m.beam_size.map(usize::from),
                     partial: m.kind == CutKind::Partial,
+                    translate: m.task == crate::channels::tasks::ModelTask::Translate,
                 })
                 .collect();
             engine.transcribe_requests(&requests)
@@ -461,6 +462,7 @@ mod tests {
             beam_size: None,
             postprocessor: None,
             router: None,
+            task: Default::default(),
         }
     }
 

@@ -131,6 +131,7 @@ mod tests {
             beam_size: None,
             postprocessor: None,
             router: None,
+            task: Default::default(),
         }
     }
 

@@ -734,6 +734,7 @@ impl Live {
             beam_size: self.beam_size,
             postprocessor: self.postprocessor.clone(),
             router: self.router.clone(),
+            task: Default::default(),
         };
         if cut.kind == CutKind::Partial {
             let mut conn = state.redis.clone();
