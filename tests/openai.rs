@@ -1,4 +1,6 @@
-//! The OpenAI-compatible file endpoint, through the same task channel and workers.
+//! OpenAI's API: the file endpoint through the same task channel and workers, and OpenAI's own
+//! SDKs (PyPI `openai`, npm `openai`; tests/clients/, set up by tests/clients/setup.sh) unchanged
+//! against a real stack: Realtime transcription sessions, models, translations, SSE.
 
 mod common;
 
@@ -47,7 +49,10 @@ async fn a_wav_file_comes_back_in_every_response_format() {
         ["The quick brown fox jumps over the lazy dog.", "I would like a cup of coffee with milk and sugar."];
     let wav = wav_bytes(&speak_sentences(&sentences, 900));
 
-    let (ct, body) = multipart(&wav, &[("model", "whisper-1"), ("response_format", "verbose_json")]);
+    let (ct, body) = multipart(
+        &wav,
+        &[("model", "whisper-1"), ("response_format", "verbose_json"), ("timestamp_granularities[]", "word")],
+    );
     let (code, resp) = post(stack.addr, &ct, &body).await;
     assert_eq!(code, 200, "{resp}");
     let v: serde_json::Value = serde_json::from_str(&resp).unwrap();
@@ -105,4 +110,278 @@ async fn bad_uploads_get_a_clear_400() {
     }
     let (ct, body) = multipart(&wav_bytes(&[0.0; 16_000]), &[("response_format", "json")]);
     assert_eq!(post(stack.addr, &ct, &body).await.0, 200, "still serving");
+}
+
+/// Runs tests/clients/openai_sdk.py (OpenAI's Python SDK) with `args`: its JSON report.
+async fn python_sdk(addr: std::net::SocketAddr, args: &[&str]) -> serde_json::Value {
+    let root = repo_root();
+    let out = tokio::process::Command::new(root.join(".cache/clients/openai/bin/python"))
+        .arg(root.join("tests/clients/openai_sdk.py"))
+        .args(["--base-url", &format!("http://{addr}/v1")])
+        .args(args)
+        .output()
+        .await
+        .expect("run tests/clients/setup.sh first (make test does)");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("openai_sdk.py {args:?}: {e}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+fn ok(report: &serde_json::Value) -> &serde_json::Value {
+    assert!(report["error"].is_null(), "the SDK raised: {report}");
+    report
+}
+
+const TWO: [&str; 2] =
+    ["The quick brown fox jumps over the lazy dog.", "I would like a cup of coffee with milk and sugar."];
+
+/// `audio` (16 kHz) as a 24 kHz WAV, the rate of OpenAI's `audio/pcm`, so that the SDK drivers
+/// send it as it is and `/ws` can be given the very same samples.
+fn wav_24k(path: &std::path::Path, audio: &[f32]) -> Vec<f32> {
+    let hi = kiki::audio::resample(audio, 16_000, 24_000).unwrap();
+    write_wav(path, &hi, 24_000, 1);
+    hi
+}
+
+/// The words `/ws` gives for the same audio at `rate` (what the Realtime API must match).
+async fn native_text(stack: &Stack, audio: &[f32], rate: u32) -> String {
+    let mut c = stack.connect().await;
+    c.send_json(serde_json::json!({"type": "start", "language": "en", "sample_rate": rate})).await;
+    c.stream(audio, 20.0).await;
+    let msgs = c.stop_and_collect().await;
+    final_text(&msgs)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_sdk_transcribes_live_through_realtime() {
+    let _g = serial().await;
+    let stack = Stack::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("two.wav");
+    let audio = wav_24k(&wav, &speak_sentences(&TWO, 1200));
+    let wav = wav.to_str().unwrap();
+    let reference = TWO.join(" ");
+
+    // Server VAD (with a wrong event first, which gets an error and changes nothing): one item
+    // per utterance, speech_started -> speech_stopped -> committed -> deltas -> completed.
+    let r = python_sdk(stack.addr, &["realtime", "--wav", wav, "--wrong-event", "--pace", "2"]).await;
+    let r = ok(&r);
+    eprintln!("realtime server_vad: {}", r["text"]);
+    let events = r["events"].as_array().unwrap();
+    assert_eq!(events[0]["type"], "session.created", "{r}");
+    assert_eq!((events[1]["type"].as_str(), events[1]["code"].as_str()), (Some("error"), Some("unsupported_event")));
+    assert_eq!(events[1]["event_id"], "wrong-1", "the error names the client's event: {r}");
+    assert_eq!(events[2]["type"], "session.updated");
+    let kinds: Vec<&str> = events.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert!(kinds.iter().filter(|k| **k == "input_audio_buffer.speech_started").count() >= 2, "{r}");
+    // Live text: settled words of the partials arrive while the utterance is still going.
+    let first_delta = kinds.iter().position(|k| *k == "conversation.item.input_audio_transcription.delta");
+    let first_stop = kinds.iter().position(|k| *k == "input_audio_buffer.speech_stopped");
+    assert!(first_delta.is_some() && first_delta < first_stop, "a delta before the end of speech: {r}");
+    let order = r["order"].as_array().unwrap();
+    assert!(order.len() >= 2, "one item per utterance: {r}");
+    // Items chain: each committed names the one before.
+    let committed: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["type"] == "input_audio_buffer.committed").collect();
+    assert!(committed[0]["previous_item_id"].is_null());
+    assert_eq!(committed[1]["previous_item_id"], committed[0]["item_id"]);
+    for (id, item) in r["items"].as_object().unwrap() {
+        let (deltas, transcript) = (item["deltas"].as_str().unwrap(), item["transcript"].as_str().unwrap_or(""));
+        assert_eq!(deltas, transcript, "{id}: the deltas add up to the transcript, never revised: {r}");
+        assert!(item["logprobs"].as_u64().unwrap() > 0 || transcript.is_empty(), "logprobs were asked: {r}");
+    }
+    let text = r["text"].as_str().unwrap();
+    assert!(wer(&reference, text) <= 0.35, "{r}");
+    let native = native_text(&stack, &audio, 24_000).await;
+    eprintln!("/ws: {native}");
+    assert!(wer(&native, text) <= 0.1, "the same words as /ws: {native:?} vs {text:?}");
+
+    // Manual commits (turn_detection null): one item per commit, committed at once.
+    let r = python_sdk(stack.addr, &["realtime", "--wav", wav, "--turn", "manual", "--commit-every", "100"]).await;
+    let r = ok(&r);
+    eprintln!("realtime manual: {}", r["text"]);
+    assert_eq!(r["commits"], 1, "{r}");
+    assert!(wer(&reference, r["text"].as_str().unwrap()) <= 0.35, "{r}");
+    assert!(!r["events"].as_array().unwrap().iter().any(|e| e["type"] == "input_audio_buffer.speech_started"));
+
+    // Telephone audio: μ-law and A-law at 8 kHz (narrowband: tiny.en misses more of it).
+    // Its words are those of `/ws` given the same 8 kHz audio as linear PCM, but for G.711's
+    // quantisation noise.
+    let narrow = dir.path().join("two-8k.wav");
+    let speech = kiki::audio::resample(&speak_sentences(&TWO, 1200), 16_000, 8_000).unwrap();
+    write_wav(&narrow, &speech, 8_000, 1);
+    let native = native_text(&stack, &speech, 8_000).await;
+    eprintln!("/ws at 8 kHz: {native}");
+    for format in ["pcmu", "pcma"] {
+        let r = python_sdk(stack.addr, &["realtime", "--wav", narrow.to_str().unwrap(), "--format", format]).await;
+        let r = ok(&r);
+        let text = r["text"].as_str().unwrap();
+        eprintln!("realtime {format}: {text}");
+        assert!(wer(&native, text) <= 0.25 && wer(&reference, text) <= 0.6, "{format}: {native:?} vs {r}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_sockets_dropped_or_wrong_leave_the_server_serving() {
+    let _g = serial().await;
+    let stack = Stack::start().await;
+    let url = format!("ws://{}/v1/realtime?intent=transcription", stack.addr);
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let created = next_event(&mut ws).await;
+    assert_eq!(created["type"], "session.created");
+    // A conversation session is refused with an OpenAI error event; the socket stays open.
+    send_event(&mut ws, serde_json::json!({"type": "session.update", "session": {"type": "realtime"}})).await;
+    let e = next_event(&mut ws).await;
+    assert_eq!((e["type"].as_str(), e["error"]["param"].as_str()), (Some("error"), Some("session.type")), "{e}");
+    // Audio of a sentence, then the socket is dropped mid-utterance, without a close.
+    let pcm = to_s16le(&kiki::audio::resample(&speak("ten of clubs"), 16_000, 24_000).unwrap());
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(&pcm);
+    send_event(&mut ws, serde_json::json!({"type": "input_audio_buffer.append", "audio": b64})).await;
+    drop(ws);
+    // An empty commit is refused; a connection with another intent is not a transcription.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    next_event(&mut ws).await;
+    send_event(&mut ws, serde_json::json!({"type": "input_audio_buffer.commit", "event_id": "c"})).await;
+    let e = next_event(&mut ws).await;
+    assert_eq!(e["error"]["code"], "input_audio_buffer_commit_empty", "{e}");
+    let (code, body) = http_get(stack.addr, "/v1/realtime?intent=conversation").await.unwrap();
+    assert_eq!(code, 400, "{body}");
+    // The server goes on: a normal session gets its transcript.
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("one.wav");
+    wav_24k(&wav, &speak(TWO[1]));
+    let r = python_sdk(
+        stack.addr,
+        &["realtime", "--wav", wav.to_str().unwrap(), "--turn", "manual", "--commit-every", "100"],
+    )
+    .await;
+    assert!(wer(TWO[1], ok(&r)["text"].as_str().unwrap()) <= 0.5, "{r}");
+}
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn send_event(ws: &mut Ws, v: serde_json::Value) {
+    use futures_util::SinkExt;
+    ws.send(tokio_tungstenite::tungstenite::Message::Text(v.to_string().into())).await.unwrap();
+}
+
+async fn next_event(ws: &mut Ws) -> serde_json::Value {
+    use futures_util::StreamExt;
+    loop {
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(30), ws.next())
+            .await
+            .expect("an event")
+            .unwrap()
+            .unwrap();
+        if let tokio_tungstenite::tungstenite::Message::Text(t) = msg {
+            return serde_json::from_str(t.as_str()).unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_sdks_list_models_stream_files_and_refuse_translation_on_english_only() {
+    let _g = serial().await;
+    let stack = Stack::start().await;
+    stack.wait_for_worker_reports().await;
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("two.wav");
+    write_wav(&wav, &speak_sentences(&TWO, 900), 16_000, 1);
+    let wav = wav.to_str().unwrap();
+    let reference = TWO.join(" ");
+
+    let r = python_sdk(stack.addr, &["models"]).await;
+    let ids: Vec<&str> = ok(&r)["ids"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    for id in ["tiny.en", "whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe"] {
+        assert!(ids.contains(&id), "{id} in {ids:?}");
+    }
+    let (code, body) = http_get(stack.addr, "/v1/models/whisper-1").await.unwrap();
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = http_get(stack.addr, "/v1/models/gpt-9").await.unwrap();
+    assert!(code == 404 && body.contains("model_not_found"), "{code} {body}");
+
+    // SSE: a delta per window, in order, then the whole text.
+    let r = python_sdk(stack.addr, &["stream", "--wav", wav]).await;
+    let r = ok(&r);
+    let deltas: String = r["deltas"].as_array().unwrap().iter().filter_map(|d| d.as_str()).collect();
+    let done = r["text"].as_str().unwrap();
+    eprintln!("stream: {done}");
+    assert_eq!(deltas.trim(), done, "{r}");
+    assert!(wer(&reference, done) <= 0.35, "{r}");
+
+    // tiny.en cannot translate: a clear 400 the SDK raises.
+    let r = python_sdk(stack.addr, &["translate", "--wav", wav]).await;
+    let e = r["error"].as_str().unwrap_or("");
+    assert!(e.contains("BadRequestError") && e.contains("English-only"), "{r}");
+
+    // Requests the server cannot honour are refused, never silently ignored.
+    let bytes = wav_bytes(&speak("ten of clubs"));
+    for (field, value, needle) in [
+        ("temperature", "0.7", "temperature"),
+        ("model", "gpt-9", "model_not_found"),
+        ("include[]", "everything", "include"),
+        ("timestamp_granularities[]", "word", "verbose_json"),
+    ] {
+        let (ct, body) = multipart(&bytes, &[(field, value)]);
+        let (code, resp) = post(stack.addr, &ct, &body).await;
+        assert!(code == 400 || code == 404, "{field}: {code} {resp}");
+        assert!(resp.contains(needle), "{field}: {resp}");
+    }
+
+    // OpenAI's Node SDK: models, SSE and a Realtime session (through a TLS terminator: it
+    // always opens wss:).
+    let root = repo_root();
+    let out = tokio::process::Command::new("node")
+        .arg(root.join("tests/clients/openai_node.mjs"))
+        .args(["--base-url", &format!("http://{}/v1", stack.addr), "--wav", wav])
+        .output()
+        .await
+        .unwrap();
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("openai_node.mjs: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    eprintln!("node: {r}");
+    let r = ok(&r);
+    assert!(r["ids"].as_array().unwrap().iter().any(|v| v == "whisper-1"), "{r}");
+    assert!(wer(&reference, r["stream_text"].as_str().unwrap()) <= 0.35, "{r}");
+    assert!(wer(&reference, r["realtime"]["text"].as_str().unwrap()) <= 0.35, "{r}");
+}
+
+/// Whisper's translate task on a multilingual model (base): Mandarin speech comes back English.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn translations_give_english_from_a_multilingual_model() {
+    let _g = serial().await;
+    let mut cfg = test_config();
+    cfg.model.name = "base".into();
+    let stack = Stack::gateway_only(cfg.clone()).await;
+    let engine = kiki::roles::load_engine(&cfg).await.expect("base loads");
+    let pipeline = kiki::roles::load_pipeline(&cfg, &stack.target, stack.metrics.clone()).await.unwrap();
+    let worker = kiki::worker::Worker::new(&cfg, stack.target.clone(), Some(engine), stack.metrics.clone())
+        .with_pipeline(pipeline);
+    tokio::spawn(worker.run(stack.worker_shutdown.clone()));
+    stack.wait_ready().await;
+    stack.wait_for_worker_reports().await;
+    let lines = std::fs::read_to_string(repo_root().join("tests/data/mandarin.txt")).unwrap();
+    let pinyin: Vec<String> = lines.lines().filter_map(|l| l.split('|').nth(1).map(str::to_string)).take(3).collect();
+    let audio: Vec<f32> = pinyin
+        .iter()
+        .flat_map(|p| {
+            let mut a = speak_with(p, &["-v", "cmn-latn-pinyin"]);
+            a.extend(std::iter::repeat_n(0.0, 12_000));
+            a
+        })
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("zh.wav");
+    write_wav(&wav, &audio, 16_000, 1);
+    let r = python_sdk(stack.addr, &["translate", "--wav", wav.to_str().unwrap()]).await;
+    let text = ok(&r)["text"].as_str().unwrap().to_string();
+    eprintln!("translated: {text}");
+    let cjk = |c: &char| ('\u{4e00}'..='\u{9fff}').contains(c);
+    let latin = text.chars().filter(|c| c.is_ascii_alphabetic()).count();
+    assert!(latin >= 10 && !text.chars().any(|c| cjk(&c)), "English text, no Chinese characters: {text:?}");
+    // The same audio transcribed stays Chinese: the task, not the model, made it English.
+    let (ct, body) = multipart(&std::fs::read(&wav).unwrap(), &[("language", "zh")]);
+    let (code, resp) = post(stack.addr, &ct, &body).await;
+    assert_eq!(code, 200, "{resp}");
+    assert!(resp.chars().any(|c| cjk(&c)), "{resp}");
 }

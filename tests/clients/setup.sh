@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Creates the two virtualenvs the FunASR client harness (tests/clients/*.py) runs in:
+# Creates the virtualenvs the client drivers (tests/clients/*.py) run in:
 #   .cache/clients/funasr-python  ->  PyPI funasr-python==0.1.5  (run funasr_python.py with it)
 #   .cache/clients/funasr-client  ->  PyPI funasr-client==0.1.6  (run funasr_client.py with it)
-# Both packages install a top-level module named `funasr_client`, hence two venvs.
+#   .cache/clients/openai         ->  PyPI openai==3.51.0 + websockets (run openai_sdk.py with it)
+#   .cache/clients/openai-node    ->  npm openai@7.55.0 + ws (run openai_node.mjs with node)
+# Both FunASR packages install a top-level module named `funasr_client`, hence two venvs.
 #
 # Idempotent: a stamp (the hash of this script) marks a finished setup; edit this file to force a
 # rebuild. Quiet: pip's output goes to .cache/clients/setup.log and is shown only on failure.
@@ -18,7 +20,8 @@ want="$(sha256sum "$0" | cut -d' ' -f1)"
 
 ready() {
     [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
-        [[ -x "$base/funasr-python/bin/python" && -x "$base/funasr-client/bin/python" ]]
+        [[ -x "$base/funasr-python/bin/python" && -x "$base/funasr-client/bin/python" ]] &&
+        [[ -x "$base/openai/bin/python" && -d "$base/openai-node/node_modules/openai" ]]
 }
 
 ready && exit 0
@@ -66,10 +69,24 @@ pip_install funasr-python \
 venv funasr-client
 pip_install funasr-client funasr-client==0.1.6 websockets==17.4 typing_extensions==4.16.0
 
+# OpenAI's own SDKs. The Python one needs websockets for client.realtime (its `realtime` extra).
+venv openai
+pip_install openai \
+    openai==3.51.0 websockets==17.4 annotated-types==0.8.0 anyio==4.16.0 h11==0.16.0 httpcore2==2.17.0 \
+    httpx2==2.17.0 idna==3.21 jiter==0.19.0 pydantic==2.14.4 pydantic_core==2.50.5 sniffio==1.3.1 \
+    truststore==0.10.5 typing_extensions==4.16.0 typing-inspection==0.4.5
+rm -rf "$base/openai-node"
+mkdir -p "$base/openai-node"
+run npm install --prefix "$base/openai-node" --no-audit --no-fund --save-exact openai@7.55.0 ws@8.23.1
+
 # Prove each venv imports what its script runs (librosa.core.audio is loaded lazily on first use).
 run "$base/funasr-python/bin/python" -c \
     'import funasr_client, librosa.core.audio; assert funasr_client.__version__ == "0.1.5"'
 run "$base/funasr-client/bin/python" -c \
     'import importlib.metadata as m, funasr_client.file_asr; assert m.version("funasr-client") == "0.1.6"'
+
+run "$base/openai/bin/python" -c \
+    'import openai, websockets.sync.client; assert openai.__version__ == "3.51.0"'
+run node -e "require('$base/openai-node/node_modules/openai/package.json').version === '7.55.0' || process.exit(1)"
 
 echo "$want" >"$stamp"

@@ -22,7 +22,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{DefaultBodyLimit, Extension, Query, State};
+use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -75,6 +75,8 @@ pub struct AppState {
     pub speech: Option<Arc<SileroVad>>,
     /// The languages the live workers transcribe, polled with the backlog; `None`: not known.
     pub languages: RwLock<Option<BTreeSet<String>>>,
+    /// The models the live workers run (their names), polled with the backlog.
+    pub models: RwLock<BTreeSet<String>>,
     /// Places for file uploads being transcribed (`gateway.max_uploads`).
     pub uploads: Arc<tokio::sync::Semaphore>,
 }
@@ -169,6 +171,7 @@ impl Gateway {
             subjects: Limiter::new(cfg_subject_limit, 0),
             speech,
             languages: RwLock::new(None),
+            models: RwLock::new(BTreeSet::new()),
             uploads: Arc::new(tokio::sync::Semaphore::new(cfg_max_uploads.max(1))),
         });
         Ok(Self { state, listener, target })
@@ -211,10 +214,6 @@ impl Gateway {
             .route("/readyz", get(health::readyz))
             .route("/metrics", get(health::metrics))
             .route("/api/stats", get(stats::stats))
-            .route(
-                "/v1/audio/transcriptions",
-                post(openai::transcriptions).layer(DefaultBodyLimit::max(openai::MAX_UPLOAD)),
-            )
             .route("/admin/plugins", get(admin::list))
             .route("/admin/plugins/{kind}/activate", post(admin::activate))
             .route("/admin/plugins/{kind}/rollback", post(admin::rollback))
@@ -224,6 +223,7 @@ impl Gateway {
             // FunASR clients connect to the server's root: a WebSocket upgrade there speaks
             // FunASR, anything else gets the WebApp.
             .route("/", get(root))
+            .merge(openai::router())
             .fallback_service(ServeDir::new(&web))
             .with_state(state.clone())
             .layer(axum::middleware::from_fn_with_state(
@@ -428,6 +428,13 @@ async fn poll_backlog(state: Arc<AppState>, shutdown: Shutdown) {
                 if let Ok(live) = crate::channels::workers::alive_with_stats(&mut conn, &state.keys).await {
                     let languages = crate::channels::workers::languages_of(live.iter().map(|(_, _, s)| s.as_ref()));
                     *state.languages.write().unwrap_or_else(|e| e.into_inner()) = languages;
+                    // A worker's model label is "name precision provider".
+                    let models = live
+                        .iter()
+                        .filter_map(|(_, _, s)| s.as_ref().filter(|s| s.engine == "whisper"))
+                        .filter_map(|s| s.model.split_whitespace().next().map(str::to_string))
+                        .collect();
+                    *state.models.write().unwrap_or_else(|e| e.into_inner()) = models;
                     let reports: Vec<(String, u64, u64, u64)> = live
                         .into_iter()
                         .map(|(id, _, s)| {

@@ -96,6 +96,13 @@ pub async fn run<W: Wire>(mut socket: WebSocket, state: Arc<AppState>, mut wire:
     tokio::pin!(resume);
     let mut was_reading = true;
     let mut draining = false;
+    // What the protocol says first (OpenAI's `session.created`), before any input.
+    let greeting = wire.greet();
+    let greeted = tokio::time::timeout(write_timeout, send(&mut socket, &mut wire, Vec::new(), greeting)).await;
+    if !matches!(greeted, Ok(Ok(()))) {
+        state.metrics.sessions_active.dec();
+        return;
+    }
     let close = loop {
         // While a session waits for its finals after `stop`, the client has nothing to send:
         // the stop deadline governs then, not the idle timeout.
