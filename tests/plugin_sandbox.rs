@@ -138,7 +138,7 @@ fn kiki_plugin_check_reports_what_a_component_is() {
     };
     let (ok, out) = run(repo_root().join(format!(".cache/plugins/vad@{VAD_VERSION}.wasm")));
     assert!(ok && out.contains("segmenter world") && out.contains("self-test"), "{out}");
-    let (ok, out) = run(repo_root().join(".cache/plugins/text@0.1.0.wasm"));
+    let (ok, out) = run(repo_root().join(format!(".cache/plugins/text@{TEXT_VERSION}.wasm")));
     assert!(ok && out.contains("postprocessor world") && out.contains("Stella"), "{out}");
     let (ok, out) = run(repo_root().join(".cache/plugins/default@0.1.0.wasm"));
     assert!(ok && out.contains("router world") && out.contains("Session(\"listener\")"), "{out}");

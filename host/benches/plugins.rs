@@ -183,7 +183,7 @@ fn main() -> anyhow::Result<()> {
     let dir =
         args.plugin_dir.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/plugins"));
     let vad_path = dir.join(format!("vad@{VAD_VERSION}.wasm"));
-    let text_path = dir.join("text@0.1.0.wasm");
+    let text_path = dir.join("text@0.1.1.wasm");
     let default_path = dir.join("default@0.1.0.wasm");
     for p in [&vad_path, &text_path, &default_path] {
         if !p.exists() {
@@ -411,7 +411,7 @@ fn main() -> anyhow::Result<()> {
             .map(drop)
             .map_err(|e| anyhow::anyhow!("{e}"))
     })?;
-    compile(&format!("text@0.1.0, PluginRuntime::compile, {} KiB", size(&text_path)), &|| {
+    compile(&format!("text@0.1.1, PluginRuntime::compile, {} KiB", size(&text_path)), &|| {
         rt.compile(&text_path).map(drop).map_err(|e| anyhow::anyhow!("{e}"))
     })?;
     compile(&format!("default@0.1.0, PluginRuntime::compile, {} KiB", size(&default_path)), &|| {

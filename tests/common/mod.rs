@@ -28,6 +28,8 @@ pub fn repo_root() -> PathBuf {
 
 /// The default segmenter's release, as plugins/build.sh installs it.
 pub const VAD_VERSION: &str = "0.2.1";
+/// The default post-processor's version (`.cache/plugins/text@TEXT_VERSION.wasm`).
+pub const TEXT_VERSION: &str = "0.1.1";
 
 /// The default segmenter (`.cache/plugins/vad@VAD_VERSION.wasm`) loaded into `rt`.
 pub fn default_vad(rt: &Arc<kiki::plugins::PluginRuntime>) -> Arc<kiki::plugins::SegmenterPlugin> {

@@ -1,11 +1,13 @@
 //! Default Kiki text post-processor.
 //!
 //! Steps, in order: hotword replacement, spoken-number normalisation, profanity masking,
-//! sentence casing, and a final period for finals.
+//! sentence casing, a final period for finals, and full-width punctuation in Chinese and
+//! Japanese text.
 //!
 //! Config (session `extra` first, then the operator's `[plugins.text]`):
 //! - `mask_profanity` (bool, default true)
 //! - `normalize_numbers` (bool, default true)
+//! - `cjk_punctuation` (bool, default true)
 //!
 //! Words: when `words` is non-empty and has exactly one entry per whitespace-separated token
 //! of `text`, the words are rewritten in step with the text (a merge, e.g. "twenty five" ->
@@ -13,6 +15,7 @@
 //! first word's leading whitespace). When the counts differ, the texts do not align and
 //! `words` is returned untouched.
 
+mod cjk;
 mod numbers;
 mod textops;
 
@@ -27,11 +30,12 @@ pub use textops::{Item, edit_distance};
 pub struct TextConfig {
     pub mask_profanity: bool,
     pub normalize_numbers: bool,
+    pub cjk_punctuation: bool,
 }
 
 impl Default for TextConfig {
     fn default() -> Self {
-        TextConfig { mask_profanity: true, normalize_numbers: true }
+        TextConfig { mask_profanity: true, normalize_numbers: true, cjk_punctuation: true }
     }
 }
 
@@ -41,6 +45,7 @@ impl TextConfig {
         Ok(TextConfig {
             mask_profanity: c.get_bool("mask_profanity", d.mask_profanity)?,
             normalize_numbers: c.get_bool("normalize_numbers", d.normalize_numbers)?,
+            cjk_punctuation: c.get_bool("cjk_punctuation", d.cjk_punctuation)?,
         })
     }
 }
@@ -64,7 +69,16 @@ pub fn process_with(cfg: &TextConfig, mut input: Transcript, hotwords: &[String]
         textops::final_period(&mut items);
     }
 
+    let cjk = cfg.cjk_punctuation && cjk::has_cjk(&input.text);
+    if cjk {
+        for item in items.iter_mut() {
+            item.text = cjk::punctuate(&item.text);
+        }
+    }
     input.text = items.iter().map(|i| i.text.as_str()).collect::<Vec<_>>().join(" ");
+    if cjk {
+        input.text = cjk::punctuate(&input.text);
+    }
     if aligned {
         input.words = rebuild_words(&input.words, &items);
     }

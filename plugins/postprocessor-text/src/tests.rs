@@ -144,3 +144,20 @@ fn plugin_entry_point_reads_session_options() {
     let bad = SessionOptions { extra: vec![("normalize_numbers".into(), "2".into())], ..opts };
     assert!(TextPostprocessor::process(tr(CutKind::Final, "x"), &bad).is_err());
 }
+
+#[test]
+fn chinese_finals_read_with_full_width_punctuation() {
+    let zh = |text: &str| {
+        let mut t = tr(CutKind::Final, text);
+        t.language = "zh".into();
+        process_with(&TextConfig::default(), t, &[]).text
+    };
+    assert_eq!(zh("你好,世界"), "你好，世界。");
+    assert_eq!(zh("今天天气很好。"), "今天天气很好。");
+    assert_eq!(zh("你吃饭了吗?"), "你吃饭了吗？");
+    assert_eq!(zh("我用 Python, 很好用"), "我用 Python，很好用。");
+    let off = TextConfig { cjk_punctuation: false, ..TextConfig::default() };
+    assert_eq!(process_with(&off, tr(CutKind::Final, "你好,世界"), &[]).text, "你好,世界.");
+    // English is untouched by it.
+    assert_eq!(fin("hello, world"), "Hello, world.");
+}

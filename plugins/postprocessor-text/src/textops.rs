@@ -171,7 +171,7 @@ pub fn mask_profanity(items: &mut [Item]) {
 
 fn ends_sentence(text: &str) -> bool {
     let t = text.trim_end_matches(['"', '\'', ')', ']', '”', '’', '»']);
-    t.ends_with(['.', '?', '!', '…'])
+    t.ends_with(['.', '?', '!', '…', '。', '？', '！'])
 }
 
 fn capitalize_first_letter(text: &str) -> String {
