@@ -21,7 +21,7 @@ build: setup
 run: build
 	$(CARGO_TARGET_DIR)/release/kiki up
 
-## Set up and run every test: host unit + integration tests (with FunASR's PyPI clients in
+## Set up and run every test: host unit + integration tests (with the FunASR and OpenAI client libraries in
 ## tests/clients/), plugin crates, the browser test,
 ## the fuzz targets (20 s each; `bash protocol/fuzz/run.sh 600` for a longer run), lints.
 test: setup

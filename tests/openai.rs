@@ -245,7 +245,9 @@ async fn realtime_sockets_dropped_or_wrong_leave_the_server_serving() {
     let e = next_event(&mut ws).await;
     assert_eq!(e["error"]["code"], "input_audio_buffer_commit_empty", "{e}");
     let (code, body) = http_get(stack.addr, "/v1/realtime?intent=conversation").await.unwrap();
-    assert_eq!(code, 400, "{body}");
+    assert!(code == 400 && body.contains("intent"), "{code} {body}");
+    let (code, body) = http_get(stack.addr, "/v1/realtime?intent=transcription").await.unwrap();
+    assert!(code >= 400 && body.contains("websocket_required"), "a plain GET: {code} {body}");
     // The server goes on: a normal session gets its transcript.
     let dir = tempfile::tempdir().unwrap();
     let wav = dir.path().join("one.wav");
@@ -384,4 +386,64 @@ async fn translations_give_english_from_a_multilingual_model() {
     let (code, resp) = post(stack.addr, &ct, &body).await;
     assert_eq!(code, 200, "{resp}");
     assert!(resp.chars().any(|c| cjk(&c)), "{resp}");
+}
+
+/// With auth on: the SDK's API key is the access token; a client secret minted through
+/// `/v1/realtime/client_secrets` opens a session (as a Bearer, or as a browser's subprotocol) and
+/// may not administer; nothing opens without a token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn realtime_with_auth_takes_tokens_and_client_secrets() {
+    use kiki::gateway::auth::{Auth, Scope};
+    let _g = serial().await;
+    const SECRET: &str = "test-secret-for-openai";
+    let mut cfg = test_config();
+    cfg.gateway.auth_secret = Some(SECRET.into());
+    let stack = Stack::start_with(cfg).await;
+    let token = Auth::new(Some(SECRET.as_bytes()), b"", None).mint("alice", &[Scope::Transcribe], 600).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("one.wav");
+    wav_24k(&wav, &speak(TWO[0]));
+    let wav = wav.to_str().unwrap();
+
+    // No token: the SDK raises at connect (401), and the models list is refused too.
+    let r = python_sdk(stack.addr, &["models", "--api-key", "not-a-token"]).await;
+    assert!(r["error"].as_str().unwrap_or("").contains("401"), "{r}");
+    // The SDK mints a secret with the access token, then streams with the secret as its key.
+    let r = python_sdk(
+        stack.addr,
+        &["secret", "--api-key", &token, "--wav", wav, "--turn", "manual", "--commit-every", "100"],
+    )
+    .await;
+    let r = ok(&r);
+    assert!(wer(TWO[0], r["text"].as_str().unwrap()) <= 0.5, "{r}");
+
+    // A browser's way: the secret as the `openai-insecure-api-key.` subprotocol beside `realtime`.
+    let (code, body) = http_with(
+        stack.addr,
+        "POST",
+        "/v1/realtime/client_secrets",
+        &[("Authorization", &format!("Bearer {token}")), ("Content-Type", "application/json")],
+        br#"{"expires_after": {"anchor": "created_at", "seconds": 60}, "session": {"type": "transcription"}}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+    let secret: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let value = secret["value"].as_str().unwrap();
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}/v1/realtime?intent=transcription", stack.addr).into_client_request().unwrap();
+    let protocols = format!("realtime, openai-insecure-api-key.{value}");
+    req.headers_mut().insert("Sec-WebSocket-Protocol", protocols.parse().unwrap());
+    let (mut ws, resp) = tokio_tungstenite::connect_async(req).await.expect("the secret opens a session");
+    assert_eq!(resp.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap()), Some("realtime"));
+    assert_eq!(next_event(&mut ws).await["type"], "session.created");
+    // The secret transcribes, never administers.
+    let (code, _) =
+        http_with(stack.addr, "GET", "/admin/plugins", &[("Authorization", &format!("Bearer {value}"))], b"")
+            .await
+            .unwrap();
+    assert_eq!(code, 403);
+    // Without any token the upgrade is refused.
+    let plain = format!("ws://{}/v1/realtime?intent=transcription", stack.addr);
+    assert!(tokio_tungstenite::connect_async(&plain).await.is_err());
 }

@@ -1,10 +1,11 @@
-//! The FunASR and kikipounamu adapters as state machines: any sequence of client frames, mixed
+//! The FunASR, kikipounamu and OpenAI Realtime adapters as state machines: any sequence of client frames, mixed
 //! with server events for the sessions they open, never panics.
 #![no_main]
 
 use kiki_protocol::funasr::FunAsr;
 use kiki_protocol::kikipounamu::Kikipounamu;
 use kiki_protocol::native::{ErrorCode, Segment, ServerMessage, Word};
+use kiki_protocol::realtime::Realtime;
 use kiki_protocol::{Input, Wire};
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +18,7 @@ fn events(seed: u8, text: &str) -> ServerMessage {
         end_ms: u64::from(seed) * 10,
         words: vec![Word { text: text.to_string(), start_ms: 0, end_ms: 5, probability: 0.5 }],
         origin: None,
-        stable: None,
+        stable: Some(u32::from(seed) % 8),
     };
     match seed % 5 {
         0 => ServerMessage::Partial(seg),
@@ -54,4 +55,7 @@ fn drive(wire: &mut dyn Wire, data: &[u8]) {
 fuzz_target!(|data: &[u8]| {
     drive(&mut FunAsr::new(), data);
     drive(&mut Kikipounamu::new(), data);
+    let mut realtime = Realtime::new("f".into(), vec!["whisper-1".into()]);
+    let _ = realtime.greet();
+    drive(&mut realtime, data);
 });

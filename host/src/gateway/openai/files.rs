@@ -167,7 +167,7 @@ async fn handle(
 ) -> Response {
     // The token first: an unauthorised caller learns nothing about what it sent.
     if let Err(denied) = authorize(&state, &headers, q.token.as_deref(), Scope::Transcribe) {
-        return denied.into_response();
+        return super::denied(denied);
     }
     let form = match form {
         Ok(f) => f,

@@ -52,6 +52,12 @@ pub(crate) fn error_with(
     (status, Json(body)).into_response()
 }
 
+/// A refused token in OpenAI's shape (its SDKs raise `AuthenticationError` / `PermissionDeniedError`).
+pub(crate) fn denied(d: super::Denied) -> Response {
+    let code = if d.0.status() == StatusCode::UNAUTHORIZED { "invalid_api_key" } else { "insufficient_scope" };
+    error_with(d.0.status(), d.0.to_string(), None, Some(code))
+}
+
 /// A retryable refusal: 429 with `Retry-After`.
 pub(crate) fn busy(message: String) -> Response {
     let mut resp = error_with(StatusCode::TOO_MANY_REQUESTS, message, None, Some("rate_limit_exceeded"));

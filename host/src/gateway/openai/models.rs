@@ -19,7 +19,7 @@ fn model(id: &str) -> Value {
 
 pub async fn list(State(state): State<Arc<AppState>>, headers: HeaderMap, Query(q): Query<TokenQuery>) -> Response {
     if let Err(denied) = authorize(&state, &headers, q.token.as_deref(), Scope::Transcribe) {
-        return denied.into_response();
+        return super::denied(denied);
     }
     let data: Vec<Value> = super::model_names(&state).iter().map(|m| model(m)).collect();
     Json(json!({"object": "list", "data": data})).into_response()
@@ -32,7 +32,7 @@ pub async fn one(
     Path(id): Path<String>,
 ) -> Response {
     if let Err(denied) = authorize(&state, &headers, q.token.as_deref(), Scope::Transcribe) {
-        return denied.into_response();
+        return super::denied(denied);
     }
     if super::model_names(&state).contains(&id) {
         return Json(model(&id)).into_response();

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -41,7 +42,7 @@ pub async fn connect(
     headers: HeaderMap,
     Query(q): Query<ConnectQuery>,
     place: Option<Extension<server::ConnPlace>>,
-    ws: WebSocketUpgrade,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
     if let Some(intent) = q.intent.as_deref().filter(|i| *i != "transcription") {
         let message =
@@ -52,6 +53,17 @@ pub async fn connect(
         return resp;
     }
     let token = q.token.clone().or_else(|| subprotocol_key(&headers));
+    // Refused in OpenAI's shape here; `upgrade` checks the same token again for the session.
+    if let Err(d) = authorize(&state, &headers, token.as_deref(), Scope::Transcribe) {
+        return super::denied(d);
+    }
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => {
+            let message = format!("the Realtime API is a WebSocket: {}", e.body_text());
+            return super::error_with(e.status(), message, None, Some("websocket_required"));
+        }
+    };
     let models = super::model_names(&state);
     let wire = Realtime::new(crate::ids::short(), models);
     upgrade(state, &headers, TokenQuery { token }, place, ws.protocols(["realtime"]), wire, 32).await
@@ -83,7 +95,7 @@ pub async fn client_secret(
 ) -> Response {
     let principal = match authorize(&state, &headers, q.token.as_deref(), Scope::Transcribe) {
         Ok(p) => p,
-        Err(denied) => return denied.into_response(),
+        Err(denied) => return super::denied(denied),
     };
     let req: SecretRequest = match body.map(|Json(v)| serde_json::from_value(v)).transpose() {
         Ok(r) => r.unwrap_or_default(),
