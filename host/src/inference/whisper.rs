@@ -111,6 +111,8 @@ pub struct Engine {
     decoder: Mutex<Session>,
     /// The decoder graph gives the alignment heads' attention (`cross_qk`).
     aligns: bool,
+    /// `decoding.language_prompts`, tokenised, by language token.
+    language_prompts: std::collections::HashMap<u32, Vec<u32>>,
     opts: EngineOptions,
 }
 
@@ -235,9 +237,16 @@ impl Engine {
         let encoder = open("encoder")?;
         let decoder = open("decoder")?;
         let aligns = !info.alignment_heads.is_empty() && decoder.outputs().iter().any(|o| o.name() == "cross_qk");
+        let language_prompts = d
+            .language_prompts
+            .iter()
+            .filter(|(_, p)| !p.trim().is_empty())
+            .filter_map(|(code, p)| Some((*info.languages.get(code)?, tokenizer.encode(p.trim()))))
+            .collect();
         Ok(Self {
             info,
             tokenizer,
+            language_prompts,
             mel: MelFrontEnd::new(),
             encoder: Mutex::new(encoder),
             decoder: Mutex::new(decoder),
@@ -337,7 +346,14 @@ impl Engine {
         let mut groups: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
         for (i, w) in windows.iter().enumerate() {
             let r = &requests[w.request];
-            let prompt = r.prompt.map(|p| self.tokenizer.encode(p.trim())).unwrap_or_default();
+            // The session's prompt, else its language's (not for translations, which write English).
+            let prompt = match r.prompt {
+                Some(p) => self.tokenizer.encode(p.trim()),
+                None if !r.translate => {
+                    langs[i].and_then(|l| self.language_prompts.get(&l)).cloned().unwrap_or_default()
+                }
+                None => Vec::new(),
+            };
             let beam = if r.partial { 1 } else { r.beam_size.unwrap_or(self.opts.decoding.beam_size).clamp(1, 32) };
             let prefix = Prefix { lang: langs[i], translate: r.translate };
             groups.entry((prefix, prompt, beam, r.partial)).or_default().push(i);
