@@ -203,6 +203,14 @@ async fn openai_python_sdk_transcribes_live_through_realtime() {
     assert!(wer(&reference, r["text"].as_str().unwrap()) <= 0.35, "{r}");
     assert!(!r["events"].as_array().unwrap().iter().any(|e| e["type"] == "input_audio_buffer.speech_started"));
 
+    // The beta API, as clients written for it use it: the same items and words.
+    let r = python_sdk(stack.addr, &["realtime", "--wav", wav, "--beta"]).await;
+    let r = ok(&r);
+    eprintln!("realtime beta: {}", r["text"]);
+    let kinds: Vec<&str> = r["events"].as_array().unwrap().iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds[..2], ["transcription_session.created", "transcription_session.updated"], "{r}");
+    assert!(wer(&native, r["text"].as_str().unwrap()) <= 0.1, "{native:?} vs {r}");
+
     // Telephone audio: μ-law and A-law at 8 kHz (narrowband: tiny.en misses more of it).
     // Its words are those of `/ws` given the same 8 kHz audio as linear PCM, but for G.711's
     // quantisation noise.

@@ -14,6 +14,12 @@
 //! (settled text of the partials: only new text, never revised), `.completed` (`transcript`,
 //! `usage`, `logprobs` when asked), `.failed`, and `error` in OpenAI's shape.
 //!
+//! The beta schema that many clients still speak (`OpenAI-Beta: realtime=v1`) is served too:
+//! `transcription_session.update` (`input_audio_format` pcm16 | g711_ulaw | g711_alaw,
+//! `input_audio_transcription`, `turn_detection`, `input_audio_noise_reduction`, `include`) is
+//! answered by `transcription_session.updated`, and a beta connection is greeted with
+//! `transcription_session.created`; the other events have the same names in both.
+//!
 //! How it maps onto Kiki's sessions: with server VAD the audio streams into a native session and
 //! its segmenter cuts utterances; each final is an item. The VAD settings become the segmenter's
 //! options (`silence_duration_ms` -> `hangover_ms`, `prefix_padding_ms` -> `pad_ms`, `threshold`
@@ -247,6 +253,8 @@ pub struct Realtime {
     last_item: Option<String>,
     /// Manual commits: s16le audio appended since the last commit, at the config's rate.
     buffer: Vec<u8>,
+    /// The connection said `OpenAI-Beta: realtime=v1`: greeted in the beta schema.
+    beta: bool,
 }
 
 impl Realtime {
@@ -264,7 +272,15 @@ impl Realtime {
             clock_ms: 0.0,
             last_item: None,
             buffer: Vec::new(),
+            beta: false,
         }
+    }
+
+    /// Greets in the beta schema (`transcription_session.created`), for connections that ask
+    /// for it with `OpenAI-Beta: realtime=v1`.
+    pub fn beta(mut self) -> Self {
+        self.beta = true;
+        self
     }
 
     fn event(&mut self, kind: &str, mut body: Value) -> String {
@@ -315,6 +331,65 @@ impl Realtime {
         })
     }
 
+    /// The session in the beta schema (`transcription_session.*`).
+    fn beta_session_json(&self) -> Value {
+        let c = &self.config;
+        let format = match c.format.codec {
+            Codec::Pcm16 => "pcm16",
+            Codec::Ulaw => "g711_ulaw",
+            Codec::Alaw => "g711_alaw",
+        };
+        json!({
+            "id": format!("sess_{}", self.nonce),
+            "object": "realtime.transcription_session",
+            "input_audio_format": format,
+            "input_audio_transcription": {"model": c.model, "language": c.language, "prompt": c.prompt},
+            "turn_detection": c.vad.as_ref().map(Vad::to_json),
+            "input_audio_noise_reduction": c.noise_reduction,
+            "include": if c.logprobs { json!([LOGPROBS]) } else { json!([]) },
+            "modalities": ["text"],
+        })
+    }
+
+    /// A beta `transcription_session.update`, read as the GA `session.update` it means.
+    fn update_beta(&mut self, v: &Value, client_event: Option<&str>) -> Vec<Input> {
+        let Some(s) = v.get("session").and_then(Value::as_object) else {
+            return vec![self.invalid(
+                "missing_required_parameter",
+                "`session` is required",
+                Some("session"),
+                client_event,
+            )];
+        };
+        let mut input = serde_json::Map::new();
+        if let Some(f) = s.get("input_audio_format") {
+            let format = match f.as_str() {
+                Some("pcm16") => json!({"type": "audio/pcm", "rate": 24_000}),
+                Some("g711_ulaw") => json!({"type": "audio/pcmu"}),
+                Some("g711_alaw") => json!({"type": "audio/pcma"}),
+                _ => {
+                    let msg = format!("unsupported input_audio_format {f} (pcm16, g711_ulaw, g711_alaw)");
+                    return vec![self.invalid("invalid_value", &msg, Some("session.input_audio_format"), client_event)];
+                }
+            };
+            input.insert("format".into(), format);
+        }
+        for (beta, ga) in [
+            ("input_audio_transcription", "transcription"),
+            ("turn_detection", "turn_detection"),
+            ("input_audio_noise_reduction", "noise_reduction"),
+        ] {
+            if let Some(x) = s.get(beta) {
+                input.insert(ga.into(), x.clone());
+            }
+        }
+        let mut ga = json!({"type": "transcription", "audio": {"input": input}});
+        if let Some(include) = s.get("include") {
+            ga["include"] = include.clone();
+        }
+        self.update(&json!({ "session": ga }), client_event, true)
+    }
+
     fn new_item(&mut self) -> Item {
         self.items += 1;
         Item { id: format!("item_{}{}", self.nonce, self.items), ..Default::default() }
@@ -351,7 +426,8 @@ impl Realtime {
         Some(key)
     }
 
-    fn update(&mut self, v: &Value, client_event: Option<&str>) -> Vec<Input> {
+    /// Applies a `session.update` (answered in the beta schema when `beta`).
+    fn update(&mut self, v: &Value, client_event: Option<&str>, beta: bool) -> Vec<Input> {
         let Some(s) = v.get("session").and_then(Value::as_object) else {
             return vec![self.invalid(
                 "missing_required_parameter",
@@ -421,8 +497,13 @@ impl Realtime {
             self.close_current(&mut inputs);
         }
         self.config = next;
-        let session = self.session_json();
-        let updated = self.event("session.updated", json!({ "session": session }));
+        let updated = if beta {
+            let session = self.beta_session_json();
+            self.event("transcription_session.updated", json!({ "session": session }))
+        } else {
+            let session = self.session_json();
+            self.event("session.updated", json!({ "session": session }))
+        };
         inputs.push(Input::Send(updated));
         inputs
     }
@@ -736,6 +817,10 @@ impl Wire for Realtime {
     }
 
     fn greet(&mut self) -> Vec<String> {
+        if self.beta {
+            let session = self.beta_session_json();
+            return vec![self.event("transcription_session.created", json!({ "session": session }))];
+        }
         let session = self.session_json();
         vec![self.event("session.created", json!({ "session": session }))]
     }
@@ -748,14 +833,15 @@ impl Wire for Realtime {
         let client_event = v.get("event_id").and_then(Value::as_str).map(str::to_string);
         let ev = client_event.as_deref();
         match v.get("type").and_then(Value::as_str).unwrap_or("") {
-            "session.update" => self.update(&v, ev),
+            "session.update" => self.update(&v, ev, false),
+            "transcription_session.update" => self.update_beta(&v, ev),
             "input_audio_buffer.append" => self.append(&v, ev),
             "input_audio_buffer.commit" => self.commit(ev),
             "input_audio_buffer.clear" => self.clear(),
             "" => vec![self.invalid("missing_required_parameter", "every event needs a `type`", Some("type"), ev)],
             other => {
                 let msg = format!(
-                    "event {other:?} is not supported in a transcription session (session.update, input_audio_buffer.append, .commit, .clear)"
+                    "event {other:?} is not supported in a transcription session (session.update, transcription_session.update, input_audio_buffer.append, .commit, .clear)"
                 );
                 vec![self.invalid("unsupported_event", &msg, Some("type"), ev)]
             }
@@ -931,6 +1017,24 @@ mod tests {
             assert_eq!(e[0]["error"]["type"], "invalid_request_error", "{bad}");
         }
         assert_eq!(sent(&w.binary(&[1, 2]))[0]["type"], "error");
+    }
+
+    #[test]
+    fn the_beta_schema_is_read_and_answered_in_kind() {
+        let mut w = wire().beta();
+        assert_eq!(parse(&w.greet())[0]["type"], "transcription_session.created");
+        let up = w.text(r#"{"type":"transcription_session.update","session":{"input_audio_format":"g711_ulaw","input_audio_transcription":{"model":"whisper-1","language":"en"},"turn_detection":{"type":"server_vad","silence_duration_ms":300}}}"#);
+        let e = &sent(&up)[0];
+        assert_eq!(e["type"], "transcription_session.updated");
+        assert_eq!(e["session"]["input_audio_format"], "g711_ulaw");
+        assert_eq!(e["session"]["turn_detection"]["silence_duration_ms"], 300);
+        let b64 = base64::engine::general_purpose::STANDARD.encode([0xffu8; 800]);
+        let a = w.text(&json!({"type": "input_audio_buffer.append", "audio": b64}).to_string());
+        let Input::Start { start, .. } = &a[0] else { panic!("{a:?}") };
+        assert_eq!((start.sample_rate, start.language.as_deref()), (8000, Some("en")));
+        assert_eq!(start.plugins["segmenter"]["hangover_ms"], "300");
+        let bad = w.text(r#"{"type":"transcription_session.update","session":{"input_audio_format":"opus"}}"#);
+        assert_eq!(sent(&bad)[0]["error"]["param"], "session.input_audio_format");
     }
 
     #[test]

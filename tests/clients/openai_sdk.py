@@ -8,7 +8,8 @@ Commands:
                --commit-every seconds, or (--turn vad) 1.5 s of silence for the last turn; waits
                for every item's `completed`. --format pcm (24 kHz) | pcmu | pcma (8 kHz G.711).
                --wrong-event sends an event a transcription session does not take first; --pace N
-               sends at N times real time (a live microphone is 1).
+               sends at N times real time (a live microphone is 1); --beta speaks the beta API
+               (client.beta.realtime, transcription_session.update).
     models     client.models.list()
     translate  client.audio.translations.create(model="whisper-1", file=...)
     stream     client.audio.transcriptions.create(model="whisper-1", file=..., stream=True)
@@ -61,7 +62,12 @@ def realtime(client: openai.OpenAI, args) -> dict:
     events: list[dict] = []
     items: dict[str, dict] = {}
     commits = 0
-    with client.realtime.connect(extra_query={"intent": "transcription"}) as conn:
+    if args.beta:
+        # The beta API (OpenAI-Beta: realtime=v1), as clients written for it in 2025 use it.
+        connection = client.beta.realtime.connect(model="gpt-4o-transcribe", extra_query={"intent": "transcription"})
+    else:
+        connection = client.realtime.connect(extra_query={"intent": "transcription"})
+    with connection as conn:
         first = conn.recv()
         events.append({"type": first.type})
         if args.wrong_event:
@@ -69,15 +75,24 @@ def realtime(client: openai.OpenAI, args) -> dict:
             err = conn.recv()
             events.append({"type": err.type, "code": getattr(err.error, "code", None),
                            "event_id": getattr(err.error, "event_id", None)})
-        conn.session.update(session={
-            "type": "transcription",
-            "audio": {"input": {
-                "format": fmt,
-                "transcription": {"model": "whisper-1", "language": "en"},
+        if args.beta:
+            beta_format = {"pcm": "pcm16", "pcmu": "g711_ulaw", "pcma": "g711_alaw"}[args.format]
+            conn.transcription_session.update(session={
+                "input_audio_format": beta_format,
+                "input_audio_transcription": {"model": "gpt-4o-transcribe", "language": "en"},
                 "turn_detection": turn,
-            }},
-            "include": ["item.input_audio_transcription.logprobs"],
-        })
+                "include": ["item.input_audio_transcription.logprobs"],
+            })
+        else:
+            conn.session.update(session={
+                "type": "transcription",
+                "audio": {"input": {
+                    "format": fmt,
+                    "transcription": {"model": "whisper-1", "language": "en"},
+                    "turn_detection": turn,
+                }},
+                "include": ["item.input_audio_transcription.logprobs"],
+            })
         updated = conn.recv()
         events.append({"type": updated.type})
         # The SDK's recv blocks without a timeout: a reader thread lets this loop wait with one.
@@ -169,10 +184,14 @@ def main() -> int:
     p.add_argument("--commit-every", type=float, default=4.0)
     p.add_argument("--silence-ms", type=int, default=500)
     p.add_argument("--wrong-event", action="store_true")
+    p.add_argument("--beta", action="store_true", help="client.beta.realtime (OpenAI-Beta: realtime=v1)")
     p.add_argument("--pace", type=float, default=0.0, help="send at this many times real time (0: at once)")
     p.add_argument("--deadline", type=float, default=120)
     args = p.parse_args()
-    client = openai.OpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0)
+    # The beta Realtime client always opens wss: unless told the WebSocket address, which is an
+    # ordinary client option (the GA one derives ws: from an http: base URL).
+    ws_url = args.base_url.replace("http://", "ws://", 1) if args.beta else None
+    client = openai.OpenAI(base_url=args.base_url, api_key=args.api_key, max_retries=0, websocket_base_url=ws_url)
     report: dict = {"library": f"openai {openai.__version__}", "error": None}
     try:
         if args.command == "realtime":

@@ -66,6 +66,13 @@ pub async fn connect(
     };
     let models = super::model_names(&state);
     let wire = Realtime::new(crate::ids::short(), models);
+    // Clients of the beta API say so; they are greeted in its schema.
+    let beta = headers
+        .get_all("openai-beta")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.split(',').any(|p| p.trim() == "realtime=v1"));
+    let wire = if beta { wire.beta() } else { wire };
     upgrade(state, &headers, TokenQuery { token }, place, ws.protocols(["realtime"]), wire, 32).await
 }
 
