@@ -234,3 +234,38 @@ fn finals(msgs: &[ServerMessage]) -> Vec<&Segment> {
         })
         .collect()
 }
+
+/// End of speech -> final, leg by leg, in `/metrics`: the segmenter's wait past the cut, the
+/// queue, the model, the publish and the delivery, one observation per final in each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latency_of_finals_is_broken_down_in_metrics() {
+    let _g = serial().await;
+    let stack = Stack::start().await;
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start"})).await;
+    assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::Ready { .. })));
+    // Silence after the last sentence, so that both finals are cut by the endpoint, not by `stop`.
+    let mut speech = speak_sentences(&SENTENCES[..2], 900);
+    speech.extend(std::iter::repeat_n(0.0, 16_000));
+    c.stream(&speech, 4.0).await;
+    let msgs = c.stop_and_collect().await;
+    let finals = msgs.iter().filter(|m| matches!(m, ServerMessage::Final(_))).count();
+    assert!(finals >= 2, "{msgs:?}");
+    let (_, metrics) = http_get(stack.addr, "/metrics").await.unwrap();
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    };
+    for leg in ["endpoint", "queue", "model", "publish", "delivery"] {
+        let count = value(&format!("kiki_final_{leg}_seconds_count"));
+        let sum = value(&format!("kiki_final_{leg}_seconds_sum"));
+        eprintln!("{leg}: {count} finals, mean {:.3} s", sum / count.max(1.0));
+        assert!(count >= finals as f64, "{leg}: {count} observations for {finals} finals");
+    }
+    // The segmenter's default hangover is 400 ms, of which it keeps 150 ms in the cut.
+    let endpoint = value("kiki_final_endpoint_seconds_sum") / value("kiki_final_endpoint_seconds_count");
+    assert!((0.15..=0.6).contains(&endpoint), "endpoint wait {endpoint} s");
+}

@@ -198,6 +198,7 @@ async fn a_final_whose_publish_was_lost_is_found_in_the_replay_stream() {
         text: "please call stella".into(),
         start_ms: task.meta.start_ms,
         end_ms: task.meta.end_ms,
+        published_ms: 0,
         words: vec![],
         error: None,
         plugin_error: None,

@@ -73,6 +73,14 @@ pub struct Metrics {
     pub inference_seconds: Histogram,
     /// Enqueue at the gateway -> final on the socket.
     pub final_latency_seconds: Histogram,
+    /// End of speech -> final, leg by leg (finals only): the segmenter's wait past the cut
+    /// (gateway), the task queue, the model call, result plugins and publish (worker), and
+    /// Pub/Sub to the gateway.
+    pub final_endpoint_seconds: Histogram,
+    pub final_queue_seconds: Histogram,
+    pub final_model_seconds: Histogram,
+    pub final_publish_seconds: Histogram,
+    pub final_delivery_seconds: Histogram,
     pub inference_ms: Counter,
     /// Recent final latencies (ms) for the dashboard's percentiles.
     recent_latency: std::sync::Mutex<std::collections::VecDeque<u64>>,
@@ -180,6 +188,31 @@ impl Metrics {
             inference_audio_ms: reg!("inference_audio_ms", "Audio transcribed, ms", Counter::default()),
             inference_seconds: reg!("inference_seconds", "Wall time per batched model call", latency()),
             final_latency_seconds: reg!("final_latency_seconds", "Enqueue to final delivered", latency()),
+            final_endpoint_seconds: reg!(
+                "final_endpoint_seconds",
+                "Audio the segmenter heard past a final's end before cutting it (gateway; the hangover leg)",
+                latency()
+            ),
+            final_queue_seconds: reg!(
+                "final_queue_seconds",
+                "Final enqueued to read by a worker (worker; the queue leg)",
+                latency()
+            ),
+            final_model_seconds: reg!(
+                "final_model_seconds",
+                "Model call that carried a final (worker; the model leg)",
+                latency()
+            ),
+            final_publish_seconds: reg!(
+                "final_publish_seconds",
+                "Result plugins and durable publish of a final (worker; the publish leg)",
+                latency()
+            ),
+            final_delivery_seconds: reg!(
+                "final_delivery_seconds",
+                "Final published to received by its gateway (gateway; the delivery leg)",
+                latency()
+            ),
             inference_ms: reg!("inference_ms", "Model wall time, ms", Counter::default()),
             pending_per_consumer: reg!(
                 "tasks_pending",

@@ -37,6 +37,10 @@ pub struct ResultPayload {
     /// Gateway enqueue time, carried through for latency figures.
     #[serde(default)]
     pub enqueued_ms: u64,
+    /// Wall-clock ms when the worker published it (0: unknown), for the delivery leg of the
+    /// latency breakdown.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub published_ms: u64,
     /// Set when this result is delivered to a session other than the one that spoke (room
     /// fan-out): the speaking session's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,6 +48,10 @@ pub struct ResultPayload {
     /// The language the model heard (detected, or the one asked for).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub language: Option<String>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl ResultPayload {
@@ -262,6 +270,7 @@ mod tests {
             error: None,
             plugin_error: None,
             enqueued_ms: 1,
+            published_ms: 0,
             origin: None,
             language: None,
         };

@@ -182,6 +182,11 @@ impl Worker {
     }
 
     async fn process(&self, conn: &mut Conn, batch: Vec<Task>) {
+        // The queue leg of each final's latency: from its enqueue to this read.
+        let picked = crate::channels::workers::now_ms();
+        for t in batch.iter().filter(|t| t.meta.kind == CutKind::Final && t.meta.enqueued_ms > 0) {
+            self.metrics.final_queue_seconds.observe(picked.saturating_sub(t.meta.enqueued_ms) as f64 / 1e3);
+        }
         let (run, skipped) = coalesce(batch);
         if let Err(e) = tasks::ack(conn, &self.keys, &skipped).await {
             tracing::warn!("ack of coalesced partials failed: {e}");
@@ -197,8 +202,16 @@ impl Worker {
     }
 
     async fn run_group(&self, conn: &mut Conn, run: Vec<Task>) {
+        let started = std::time::Instant::now();
         match self.infer(conn, &run).await {
-            Ok(transcripts) => self.publish_and_ack(conn, &run, transcripts).await,
+            Ok(transcripts) => {
+                // The model leg of each final's latency: the call that carried it.
+                let model = started.elapsed().as_secs_f64();
+                for _ in run.iter().filter(|t| t.meta.kind == CutKind::Final) {
+                    self.metrics.final_model_seconds.observe(model);
+                }
+                self.publish_and_ack(conn, &run, transcripts).await
+            }
             // One bad segment must not sink the others: retry them one by one.
             Err(e) if run.len() > 1 => {
                 tracing::warn!("batch of {} failed ({e}); retrying one by one", run.len());
@@ -270,8 +283,15 @@ impl Worker {
                 ms = task.meta.end_ms - task.meta.start_ms, avg_logprob = tr.avg_logprob,
                 no_speech = tr.no_speech_prob, ratio = tr.compression_ratio, "{}", tr.text
             );
+            let started = std::time::Instant::now();
             match self.deliver(conn, task, tr).await {
-                Ok(()) => acks.push(task.id.clone()),
+                Ok(()) => {
+                    // The publish leg: result plugins and the durable publish.
+                    if task.meta.kind == CutKind::Final {
+                        self.metrics.final_publish_seconds.observe(started.elapsed().as_secs_f64());
+                    }
+                    acks.push(task.id.clone())
+                }
                 Err(e) => tracing::warn!(task = %task.id, "delivery failed, left for redelivery: {e}"),
             }
         }
@@ -311,6 +331,7 @@ impl Worker {
             words: out.words,
             plugin_error: out.plugin_error,
             language: Some(transcript.language.clone()).filter(|l| !l.is_empty()),
+            published_ms: crate::channels::workers::now_ms(),
             ..result_for(task, out.text, None)
         };
         for route in out.routes {
@@ -406,6 +427,7 @@ fn result_for(task: &Task, text: String, error: Option<String>) -> ResultPayload
         error,
         plugin_error: None,
         enqueued_ms: task.meta.enqueued_ms,
+        published_ms: 0,
         origin: None,
         language: None,
     }

@@ -500,6 +500,15 @@ impl Live {
             }
         }
         let cuts = self.feed(self.feedable());
+        // The endpoint leg of each final's latency: how much audio past the cut's end the
+        // segmenter heard before it cut (its hangover, less the tail it keeps), on the audio
+        // clock, which is the wall clock for a live client.
+        if let Ok(cuts) = &cuts {
+            for c in cuts.iter().filter(|c| c.kind == CutKind::Final && !c.is_release()) {
+                let waited = self.buf.end().saturating_sub(c.end);
+                state.metrics.final_endpoint_seconds.observe(waited as f64 / f64::from(SAMPLE_RATE));
+            }
+        }
         self.apply_cuts(state, cuts).await
     }
 
@@ -945,6 +954,10 @@ impl Live {
                     state.metrics.finals_delivered.inc();
                     if p.enqueued_ms > 0 {
                         state.metrics.observe_final_latency(now_ms().saturating_sub(p.enqueued_ms));
+                    }
+                    if p.published_ms > 0 {
+                        let delivery = now_ms().saturating_sub(p.published_ms) as f64 / 1e3;
+                        state.metrics.final_delivery_seconds.observe(delivery);
                     }
                     out.push(ServerMessage::Final(seg));
                 }
