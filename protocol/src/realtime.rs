@@ -311,6 +311,11 @@ impl Realtime {
         Input::Send(self.error("invalid_request_error", code, message, param, client_event))
     }
 
+    /// The error for a required field left out.
+    fn missing(&mut self, param: &str, message: &str, client_event: Option<&str>) -> Vec<Input> {
+        vec![self.invalid("missing_required_parameter", message, Some(param), client_event)]
+    }
+
     fn session_json(&self) -> Value {
         let c = &self.config;
         let mut transcription = json!({"model": c.model, "language": c.language, "prompt": c.prompt});
@@ -354,12 +359,7 @@ impl Realtime {
     /// A beta `transcription_session.update`, read as the GA `session.update` it means.
     fn update_beta(&mut self, v: &Value, client_event: Option<&str>) -> Vec<Input> {
         let Some(s) = v.get("session").and_then(Value::as_object) else {
-            return vec![self.invalid(
-                "missing_required_parameter",
-                "`session` is required",
-                Some("session"),
-                client_event,
-            )];
+            return self.missing("session", "`session` is required", client_event);
         };
         let mut input = serde_json::Map::new();
         if let Some(f) = s.get("input_audio_format") {
@@ -429,12 +429,7 @@ impl Realtime {
     /// Applies a `session.update` (answered in the beta schema when `beta`).
     fn update(&mut self, v: &Value, client_event: Option<&str>, beta: bool) -> Vec<Input> {
         let Some(s) = v.get("session").and_then(Value::as_object) else {
-            return vec![self.invalid(
-                "missing_required_parameter",
-                "`session` is required",
-                Some("session"),
-                client_event,
-            )];
+            return self.missing("session", "`session` is required", client_event);
         };
         let mut next = self.config.clone();
         if let Some(t) = s.get("type").and_then(Value::as_str)
@@ -533,12 +528,7 @@ impl Realtime {
 
     fn append(&mut self, v: &Value, client_event: Option<&str>) -> Vec<Input> {
         let Some(b64) = v.get("audio").and_then(Value::as_str) else {
-            return vec![self.invalid(
-                "missing_required_parameter",
-                "`audio` (base64) is required",
-                Some("audio"),
-                client_event,
-            )];
+            return self.missing("audio", "`audio` (base64) is required", client_event);
         };
         let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64) else {
             return vec![self.invalid("invalid_value", "`audio` is not valid base64", Some("audio"), client_event)];
@@ -838,7 +828,7 @@ impl Wire for Realtime {
             "input_audio_buffer.append" => self.append(&v, ev),
             "input_audio_buffer.commit" => self.commit(ev),
             "input_audio_buffer.clear" => self.clear(),
-            "" => vec![self.invalid("missing_required_parameter", "every event needs a `type`", Some("type"), ev)],
+            "" => self.missing("type", "every event needs a `type`", ev),
             other => {
                 let msg = format!(
                     "event {other:?} is not supported in a transcription session (session.update, transcription_session.update, input_audio_buffer.append, .commit, .clear)"
