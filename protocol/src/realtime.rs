@@ -47,6 +47,15 @@ pub const MAX_BUFFER_S: u64 = 600;
 /// A commit of less audio than this is refused, as OpenAI does (`input_audio_buffer_commit_empty`).
 const MIN_COMMIT_MS: u64 = 100;
 
+/// Word probabilities as OpenAI's `logprobs` entries, one per word (Realtime's `completed` and
+/// the file API's `json` and stream events share the shape).
+pub fn logprobs<'a>(words: impl IntoIterator<Item = &'a crate::native::Word>) -> Value {
+    words
+        .into_iter()
+        .map(|w| json!({"token": w.text, "logprob": (w.probability.max(1e-6) as f64).ln(), "bytes": w.text.as_bytes()}))
+        .collect()
+}
+
 /// The logprobs include flag of OpenAI's session `include`.
 const LOGPROBS: &str = "item.input_audio_transcription.logprobs";
 
@@ -177,6 +186,11 @@ impl Default for Config {
 }
 
 impl Config {
+    /// The session's `include`, as both schemas show it.
+    fn include(&self) -> Value {
+        if self.logprobs { json!([LOGPROBS]) } else { json!([]) }
+    }
+
     /// What decides how audio is read and cut: a change ends the open native session.
     fn cutting(&self) -> (Format, Option<Vad>, Option<String>, Option<String>, Vec<String>) {
         (self.format.clone(), self.vad.clone(), self.language.clone(), self.prompt.clone(), self.keywords.clone())
@@ -332,7 +346,7 @@ impl Realtime {
                 "turn_detection": c.vad.as_ref().map(Vad::to_json),
                 "noise_reduction": c.noise_reduction,
             }},
-            "include": if c.logprobs { json!([LOGPROBS]) } else { json!([]) },
+            "include": c.include(),
         })
     }
 
@@ -351,7 +365,7 @@ impl Realtime {
             "input_audio_transcription": {"model": c.model, "language": c.language, "prompt": c.prompt},
             "turn_detection": c.vad.as_ref().map(Vad::to_json),
             "input_audio_noise_reduction": c.noise_reduction,
-            "include": if c.logprobs { json!([LOGPROBS]) } else { json!([]) },
+            "include": c.include(),
             "modalities": ["text"],
         })
     }
@@ -697,13 +711,7 @@ impl Realtime {
             "usage": {"type": "duration", "seconds": seg.end_ms.saturating_sub(seg.start_ms) as f64 / 1000.0},
         });
         if self.config.logprobs {
-            body["logprobs"] = seg
-                .words
-                .iter()
-                .map(|w| {
-                    json!({"token": w.text, "logprob": (w.probability.max(1e-6) as f64).ln(), "bytes": w.text.as_bytes()})
-                })
-                .collect();
+            body["logprobs"] = logprobs(&seg.words);
         }
         out.push(self.event("conversation.item.input_audio_transcription.completed", body));
         if let Some(s) = self.sessions.get_mut(key) {

@@ -341,10 +341,21 @@ async fn upgrade<W: Wire>(
     wire: W,
     size_factor: usize,
 ) -> Response {
-    let principal = match authorize(&state, headers, q.token.as_deref(), Scope::Transcribe) {
-        Ok(p) => p,
-        Err(denied) => return denied.into_response(),
-    };
+    match authorize(&state, headers, q.token.as_deref(), Scope::Transcribe) {
+        Ok(principal) => upgrade_as(state, principal, place, ws, wire, size_factor),
+        Err(denied) => denied.into_response(),
+    }
+}
+
+/// `upgrade` for a caller that has checked the token itself (and answers refusals its own way).
+fn upgrade_as<W: Wire>(
+    state: Arc<AppState>,
+    principal: Principal,
+    place: Option<Extension<server::ConnPlace>>,
+    ws: WebSocketUpgrade,
+    wire: W,
+    size_factor: usize,
+) -> Response {
     let subject = match principal.subject.clone() {
         Some(sub) => match state.subjects.admit(sub) {
             Ok(g) => Some(g),

@@ -28,6 +28,7 @@ use crate::channels::workers::now_ms;
 use crate::inference::is_unspaced;
 use crate::plugins::{Cut, CutKind};
 use crate::{longform, subtitles};
+use kiki_protocol::realtime::logprobs;
 
 /// Largest upload accepted (bytes): about 25 minutes of 16 kHz s16 mono WAV.
 pub const MAX_UPLOAD: usize = 50 << 20;
@@ -239,14 +240,6 @@ async fn handle(
         Task::Transcribe => req.language.clone().filter(|l| l != "auto").or(heard).unwrap_or_else(|| "en".into()),
     };
     render(&req, task, &segments, duration, &language)
-}
-
-/// Word probabilities as OpenAI's `logprobs` entries (one per word).
-fn logprobs<'a>(words: impl IntoIterator<Item = &'a results::Word>) -> Value {
-    words
-        .into_iter()
-        .map(|w| json!({"token": w.text, "logprob": (w.probability.max(1e-6) as f64).ln(), "bytes": w.text.as_bytes()}))
-        .collect()
 }
 
 /// Transcription as Server-Sent Events: a `transcript.text.delta` per window as it is decoded

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::super::auth::Scope;
-use super::super::{AppState, TokenQuery, authorize, server, upgrade};
+use super::super::{AppState, TokenQuery, authorize, server, upgrade_as};
 
 /// What OpenAI's SDKs put in the URL.
 #[derive(Debug, Default, Deserialize)]
@@ -53,10 +53,11 @@ pub async fn connect(
         return resp;
     }
     let token = q.token.clone().or_else(|| subprotocol_key(&headers));
-    // Refused in OpenAI's shape here; `upgrade` checks the same token again for the session.
-    if let Err(d) = authorize(&state, &headers, token.as_deref(), Scope::Transcribe) {
-        return super::denied(d);
-    }
+    // Refused in OpenAI's shape.
+    let principal = match authorize(&state, &headers, token.as_deref(), Scope::Transcribe) {
+        Ok(p) => p,
+        Err(d) => return super::denied(d),
+    };
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => {
@@ -73,7 +74,7 @@ pub async fn connect(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.split(',').any(|p| p.trim() == "realtime=v1"));
     let wire = if beta { wire.beta() } else { wire };
-    upgrade(state, &headers, TokenQuery { token }, place, ws.protocols(["realtime"]), wire, 32).await
+    upgrade_as(state, principal, place, ws.protocols(["realtime"]), wire, 32)
 }
 
 #[derive(Debug, Default, Deserialize)]
