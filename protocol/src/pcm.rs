@@ -38,7 +38,7 @@ pub fn decode_frame(bytes: &[u8], format: PcmFormat, out: &mut Vec<f32>) -> Resu
     out.reserve(bytes.len() / width);
     match format {
         PcmFormat::PcmS16le => {
-            out.extend(bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0));
+            out.extend(bytes.chunks_exact(2).map(|b| s16_to_f32(i16::from_le_bytes([b[0], b[1]]))));
         }
         PcmFormat::F32le => out.extend(bytes.chunks_exact(4).map(|b| {
             let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
@@ -55,6 +55,12 @@ pub fn to_s16le(samples: &[f32]) -> Vec<u8> {
         out.extend_from_slice(&quantize(*s).to_le_bytes());
     }
     out
+}
+
+/// One s16 sample as f32 in [-1, 1) (the inverse of [`quantize`] within one step).
+#[inline]
+pub fn s16_to_f32(v: i16) -> f32 {
+    f32::from(v) / 32768.0
 }
 
 /// One sample in [-1, 1] as s16, rounded half away from zero. Branch-free (no `roundf` call),

@@ -3,9 +3,9 @@
 mod resample;
 mod wav;
 
-pub use kiki_protocol::pcm::{FrameError, PcmFormat, decode_frame, to_s16le};
+pub use kiki_protocol::pcm::{FrameError, PcmFormat, decode_frame, quantize, s16_to_f32, to_s16le};
 pub use resample::{StreamResampler, resample};
-pub use wav::{decode_wav, read_wav};
+pub use wav::{decode_upload, decode_wav, read_wav};
 
 /// The rate every model and plugin sees.
 pub const SAMPLE_RATE: u32 = 16_000;
@@ -23,6 +23,8 @@ pub enum AudioError {
     Empty,
     #[error("unsupported audio: {0}")]
     Unsupported(String),
+    #[error("{seconds:.0} s of audio is longer than the {max_s} s allowed")]
+    TooLong { seconds: f64, max_s: u64 },
     #[error("resampler: {0}")]
     Resample(String),
     #[error("reading {path}: {source}")]

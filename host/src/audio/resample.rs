@@ -42,13 +42,85 @@ fn make(from: u32, to: u32, chunk: usize, stream: bool) -> Result<Box<dyn Resamp
 
 /// Resamples a whole mono clip; returns the input unchanged when the rates match.
 pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AudioError> {
-    if from == to || samples.is_empty() {
-        return Ok(samples.to_vec());
+    let mut rs = ClipResampler::new(from, to)?;
+    let mut out = Vec::with_capacity((samples.len() as u64 * u64::from(to) / u64::from(from.max(1))) as usize + 1);
+    rs.push(samples, &mut out)?;
+    rs.finish(&mut out)?;
+    Ok(out)
+}
+
+/// Resamples a whole clip handed over in pieces, with the result `process_all` gives for the
+/// clip in one buffer (the filter's delay trimmed, the tail flushed), so a file is resampled
+/// while it is decoded, without holding it whole at both rates.
+pub struct ClipResampler {
+    inner: Option<Box<dyn Resampler<f32>>>,
+    pending: Vec<f32>,
+    out_buf: Vec<f32>,
+    /// Output frames still to drop: the filter's delay.
+    trim: usize,
+    taken: usize,
+    made: usize,
+}
+
+impl ClipResampler {
+    pub fn new(from: u32, to: u32) -> Result<Self, AudioError> {
+        let inner = if from == to { None } else { Some(make(from, to, 1024, false)?) };
+        let trim = inner.as_ref().map_or(0, |rs| rs.output_delay());
+        Ok(Self { inner, pending: Vec::new(), out_buf: Vec::new(), trim, taken: 0, made: 0 })
     }
-    let mut rs = make(from, to, 1024, false)?;
-    let input = InterleavedSlice::new(samples, 1, samples.len()).map_err(|e| AudioError::Resample(e.to_string()))?;
-    let out = rs.process_all(&input, samples.len(), None).map_err(|e| AudioError::Resample(e.to_string()))?;
-    Ok(out.take_data())
+
+    /// Feeds the next samples; appends what is ready to `out`.
+    pub fn push(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), AudioError> {
+        self.taken += input.len();
+        let Some(need) = self.inner.as_ref().map(|rs| rs.input_frames_next()) else {
+            out.extend_from_slice(input);
+            return Ok(());
+        };
+        self.pending.extend_from_slice(input);
+        let mut at = 0;
+        // Both resampler kinds take a fixed input size per call.
+        while self.pending.len() - at >= need {
+            at += self.step(at, None, out)?;
+        }
+        self.pending.drain(..at);
+        Ok(())
+    }
+
+    /// Flushes the tail: `out` ends with as many samples as the whole clip makes.
+    pub fn finish(mut self, out: &mut Vec<f32>) -> Result<(), AudioError> {
+        let Some(rs) = self.inner.as_ref() else { return Ok(()) };
+        let expected = (rs.resample_ratio() * self.taken as f64).ceil() as usize;
+        let tail = self.pending.len();
+        self.pending.resize(rs.input_frames_next().max(tail), 0.0);
+        let start = out.len();
+        self.step(0, Some(tail), out)?;
+        while self.made < expected {
+            self.step(0, Some(0), out)?;
+        }
+        // What the zeros pumped in made past the clip's length.
+        let excess = self.made - expected;
+        out.truncate(out.len().saturating_sub(excess).max(start));
+        Ok(())
+    }
+
+    /// One resampler call on `pending[at..]` (`partial`: how many of them are real); returns
+    /// the input frames used.
+    fn step(&mut self, at: usize, partial: Option<usize>, out: &mut Vec<f32>) -> Result<usize, AudioError> {
+        let Some(rs) = self.inner.as_mut() else { return Ok(0) };
+        let err = |e: &dyn std::fmt::Display| AudioError::Resample(e.to_string());
+        let need = rs.input_frames_next();
+        let out_len = rs.output_frames_next();
+        self.out_buf.resize(out_len, 0.0);
+        let src = InterleavedSlice::new(&self.pending[at..at + need], 1, need).map_err(|e| err(&e))?;
+        let mut dst = InterleavedSlice::new_mut(&mut self.out_buf[..], 1, out_len).map_err(|e| err(&e))?;
+        let indexing = rubato::Indexing { partial_len: partial, ..Default::default() };
+        let (used, made) = rs.process_into_buffer(&src, &mut dst, Some(&indexing)).map_err(|e| err(&e))?;
+        let skip = self.trim.min(made);
+        self.trim -= skip;
+        out.extend_from_slice(&self.out_buf[skip..made]);
+        self.made += made - skip;
+        Ok(used)
+    }
 }
 
 /// Resamples a live stream frame by frame (the gateway's per-session resampler). Input of any
@@ -94,6 +166,28 @@ impl StreamResampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Pieces of any size give what rubato's `process_all` gives for the clip in one buffer.
+    #[test]
+    fn a_clip_in_pieces_resamples_like_the_clip_whole() {
+        for (rate, len) in [(48_000u32, 48_000usize), (8_000, 12_345), (44_101, 30_000), (22_050, 100)] {
+            let clip: Vec<f32> = (0..len).map(|i| (i as f32 * 0.013).sin() * 0.5).collect();
+            let mut rs = make(rate, 16_000, 1024, false).unwrap();
+            let input = InterleavedSlice::new(&clip[..], 1, clip.len()).unwrap();
+            let whole = rs.process_all(&input, clip.len(), None).unwrap().take_data();
+            for piece in [1usize, 333, 4096, len] {
+                let mut c = ClipResampler::new(rate, 16_000).unwrap();
+                let mut out = Vec::new();
+                for p in clip.chunks(piece) {
+                    c.push(p, &mut out).unwrap();
+                }
+                c.finish(&mut out).unwrap();
+                assert_eq!(out.len(), whole.len(), "{rate} Hz in pieces of {piece}");
+                let worst = out.iter().zip(&whole).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+                assert!(worst < 1e-4, "{rate} Hz in pieces of {piece}: {worst}");
+            }
+        }
+    }
 
     #[test]
     fn stream_and_clip_agree_on_length() {

@@ -23,8 +23,7 @@ use super::{busy, error, error_with};
 use crate::audio::{self, SAMPLE_RATE};
 use crate::channels::results;
 use crate::channels::subscriber::Delivery;
-use crate::channels::tasks::{self, ModelTask as Task, TaskMeta};
-use crate::channels::workers::now_ms;
+use crate::channels::tasks::{self, ModelTask as Task, TaskMeta, TaskOptions};
 use crate::inference::is_unspaced;
 use crate::plugins::{Cut, CutKind};
 use crate::{longform, subtitles};
@@ -34,7 +33,7 @@ use kiki_protocol::realtime::logprobs;
 pub const MAX_UPLOAD: usize = 50 << 20;
 
 struct Request {
-    file: Vec<u8>,
+    file: Bytes,
     model: Option<String>,
     language: Option<String>,
     prompt: Option<String>,
@@ -51,7 +50,7 @@ fn invalid(message: impl Into<String>, param: &str) -> Response {
 
 async fn read_form(mut form: Multipart, task: Task) -> Result<Request, Response> {
     let mut req = Request {
-        file: Vec::new(),
+        file: Bytes::new(),
         model: None,
         language: None,
         prompt: None,
@@ -66,7 +65,7 @@ async fn read_form(mut form: Multipart, task: Task) -> Result<Request, Response>
     while let Some(field) = form.next_field().await.map_err(bad)? {
         let name = field.name().unwrap_or("").to_string();
         if name == "file" {
-            req.file = field.bytes().await.map_err(bad)?.to_vec();
+            req.file = field.bytes().await.map_err(bad)?;
             continue;
         }
         let value = field.text().await.map_err(bad)?;
@@ -186,8 +185,8 @@ async fn handle(
             "model",
         );
     }
-    // Uploads at once are bounded (each holds its file and its samples, ~17x a file of 8-bit
-    // samples), and so is the wait for a body that trickles in.
+    // Uploads at once are bounded (each holds its file, then its samples: see
+    // `audio::decode_upload`), and so is the wait for a body that trickles in.
     let Ok(slot) = state.uploads.clone().try_acquire_owned() else {
         return busy(format!("{} uploads are being transcribed; retry shortly", state.cfg.gateway.max_uploads));
     };
@@ -196,7 +195,7 @@ async fn handle(
         return busy(format!("server busy ({backlog} segments queued); retry shortly"));
     }
     let body_timeout = Duration::from_secs(state.cfg.gateway.upload_timeout_s.max(1));
-    let req = match tokio::time::timeout(body_timeout, read_form(form, task)).await {
+    let mut req = match tokio::time::timeout(body_timeout, read_form(form, task)).await {
         Ok(Ok(r)) => r,
         Ok(Err(resp)) => return resp,
         Err(_) => {
@@ -210,11 +209,17 @@ async fn handle(
     if let Err(e) = state.check_language(req.language.as_deref()) {
         return invalid(e, "language");
     }
-    let samples = match audio::decode_wav(&req.file) {
-        Ok(s) => s,
-        Err(e) => return invalid(format!("cannot read the file ({e}); send a WAV file"), "file"),
+    let file = std::mem::take(&mut req.file);
+    let max_s = state.cfg.gateway.max_upload_s;
+    let samples = match tokio::task::spawn_blocking(move || audio::decode_upload(&file, max_s)).await {
+        Ok(Ok(s)) => Arc::new(s),
+        Ok(Err(e @ audio::AudioError::TooLong { .. })) => {
+            return error_with(StatusCode::PAYLOAD_TOO_LARGE, e.to_string(), Some("file"), Some("audio_too_long"));
+        }
+        Ok(Err(e)) => return invalid(format!("cannot read the file ({e}); send a WAV file"), "file"),
+        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("decoding failed: {e}")),
     };
-    let cuts = match segment(&state, &samples).await {
+    let cuts = match segment(&state, samples.clone()).await {
         Ok(c) => c,
         Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, format!("segmenter failed: {e}")),
     };
@@ -250,7 +255,10 @@ fn stream(job: Job, with_logprobs: bool, duration: f64, slot: tokio::sync::Owned
     tokio::spawn(async move {
         let _slot = slot;
         let mut first = true;
-        let unspaced = job.language.as_deref().is_some_and(is_unspaced);
+        // Text is joined by the language asked for, else the one the model heard (Chinese
+        // detected in a file sent without `language` is joined without spaces).
+        let asked = job.language.clone().filter(|l| l != "auto");
+        let unspaced = move |heard: Option<&str>| is_unspaced(asked.as_deref().or(heard).unwrap_or("en"));
         let deltas = tx.clone();
         let outcome = job
             .run(|s| {
@@ -258,7 +266,8 @@ fn stream(job: Job, with_logprobs: bool, duration: f64, slot: tokio::sync::Owned
                 if text.is_empty() {
                     return;
                 }
-                let delta = if first || unspaced { text.to_string() } else { format!(" {text}") };
+                let delta =
+                    if first || unspaced(s.language.as_deref()) { text.to_string() } else { format!(" {text}") };
                 first = false;
                 let mut ev = json!({"type": "transcript.text.delta", "delta": delta});
                 if with_logprobs {
@@ -269,7 +278,7 @@ fn stream(job: Job, with_logprobs: bool, duration: f64, slot: tokio::sync::Owned
             .await;
         let last = match outcome {
             Ok(segments) => {
-                let sep = if unspaced { "" } else { " " };
+                let sep = if unspaced(segments.iter().find_map(|s| s.language.as_deref())) { "" } else { " " };
                 let text =
                     segments.iter().map(|s| s.text.trim()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(sep);
                 let mut ev = json!({
@@ -298,17 +307,16 @@ fn stream(job: Job, with_logprobs: bool, duration: f64, slot: tokio::sync::Owned
 }
 
 /// Final cuts of the whole file by a fresh instance of the active segmenter (no partials).
-async fn segment(state: &Arc<AppState>, samples: &[f32]) -> Result<Vec<Cut>, crate::plugins::PluginError> {
+async fn segment(state: &Arc<AppState>, samples: Arc<Vec<i16>>) -> Result<Vec<Cut>, crate::plugins::PluginError> {
     let plugin = state
         .segmenters
         .default_plugin()
         .ok_or_else(|| crate::plugins::PluginError::Engine("no segmenter is loaded".into()))?;
-    let samples = samples.to_vec();
     tokio::task::spawn_blocking(move || {
         let mut inst = plugin.open(SAMPLE_RATE, &[("partial_ms".into(), "0".into())])?;
         let mut cuts = Vec::new();
         for frame in samples.chunks(320) {
-            cuts.extend(inst.push(frame.to_vec(), None)?);
+            cuts.extend(inst.push(frame.iter().map(|s| audio::s16_to_f32(*s)).collect(), None)?);
         }
         cuts.extend(inst.flush()?);
         cuts.retain(|c| c.kind == CutKind::Final);
@@ -324,7 +332,8 @@ type Segments = Vec<results::ResultPayload>;
 /// One file's windows to transcribe.
 struct Job {
     state: Arc<AppState>,
-    samples: Vec<f32>,
+    /// The file at 16 kHz, dropped once every window is queued.
+    samples: Arc<Vec<i16>>,
     cuts: Vec<Cut>,
     language: Option<String>,
     prompt: Option<String>,
@@ -350,28 +359,16 @@ impl Job {
         let outcome = async {
             for (i, cut) in cuts.iter().enumerate() {
                 let (s, e) = (cut.start as usize, (cut.end as usize).min(samples.len()));
-                let meta = TaskMeta {
-                    session: id.clone(),
-                    segment: i as u64,
-                    kind: CutKind::Final,
-                    rev: 0,
-                    reply: state.channel.clone(),
-                    start_ms: cut.start * 1000 / SAMPLE_RATE as u64,
-                    end_ms: e as u64 * 1000 / SAMPLE_RATE as u64,
-                    enqueued_ms: now_ms(),
-                    language: language.clone(),
-                    hotwords: Vec::new(),
-                    prompt: prompt.clone(),
-                    beam_size: None,
-                    postprocessor: None,
-                    router: None,
-                    room: None,
-                    task,
-                };
-                tasks::enqueue(&mut conn, &state.keys, &meta, &audio::to_s16le(&samples[s.min(e)..e]))
+                let span = (cut.start * 1000 / SAMPLE_RATE as u64, e as u64 * 1000 / SAMPLE_RATE as u64);
+                let options =
+                    TaskOptions { language: language.clone(), prompt: prompt.clone(), task, ..Default::default() };
+                let meta = TaskMeta::new(&id, i as u64, CutKind::Final, &state.channel, span, options);
+                let pcm: Vec<u8> = samples[s.min(e)..e].iter().flat_map(|v| v.to_le_bytes()).collect();
+                tasks::enqueue(&mut conn, &state.keys, &meta, &pcm)
                     .await
                     .map_err(|e| format!("cannot queue the file: {e}"))?;
             }
+            drop(samples);
             let mut got: BTreeMap<u64, results::ResultPayload> = BTreeMap::new();
             let mut told = 0u64;
             let deadline = tokio::time::sleep(Duration::from_secs(state.cfg.gateway.final_timeout_s.max(1) * 5));
