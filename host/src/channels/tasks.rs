@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use super::keys::GROUP;
 use super::{ChannelError, Keys};
-use crate::plugins::CutKind;
+use crate::vocab::CutKind;
 
 /// What a worker needs to know about a segment, besides its audio.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -24,6 +24,48 @@ pub struct TaskMeta {
     pub end_ms: u64,
     /// Wall-clock ms when the gateway enqueued it, for latency figures.
     pub enqueued_ms: u64,
+    /// Results for the session's connection waiting unsent at its gateway when this was queued
+    /// (a congestion signal: routers may drop partials past a bound, `router-default`'s
+    /// `max_backlog`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub owner_backlog: u32,
+    /// How the session wants it transcribed (the same keys on the wire, flattened).
+    #[serde(flatten)]
+    pub options: TaskOptions,
+}
+
+impl TaskMeta {
+    /// A task for `[start_ms, end_ms)` of a session's audio, enqueued now.
+    pub fn new(
+        session: &str,
+        segment: u64,
+        kind: CutKind,
+        reply: &str,
+        span_ms: (u64, u64),
+        options: TaskOptions,
+    ) -> Self {
+        Self {
+            session: session.to_string(),
+            segment,
+            kind,
+            rev: 0,
+            reply: reply.to_string(),
+            start_ms: span_ms.0,
+            end_ms: span_ms.1,
+            enqueued_ms: super::workers::now_ms(),
+            owner_backlog: 0,
+            options,
+        }
+    }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// What a session asks of the workers for each of its segments.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct TaskOptions {
     #[serde(default)]
     pub language: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -83,7 +125,7 @@ pub struct Task {
 
 impl Task {
     pub fn samples(&self) -> Vec<f32> {
-        self.audio.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as f32 / 32768.0).collect()
+        self.audio.chunks_exact(2).map(|b| crate::audio::s16_to_f32(i16::from_le_bytes([b[0], b[1]]))).collect()
     }
 
     fn parse(entry: StreamId) -> Result<Self, ChannelError> {
@@ -181,6 +223,22 @@ pub async fn group_lag<C: ConnectionLike + Send + Sync>(
     conn: &mut C,
     keys: &Keys,
 ) -> Result<Option<u64>, ChannelError> {
+    Ok(group_info(conn, keys).await?.map(|g| g.lag))
+}
+
+/// The task group as Redis reports it (None when the stream or the group does not exist), and
+/// the dead-letter stream's length.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GroupInfo {
+    pub lag: u64,
+    pub pending: u64,
+    pub consumers: u64,
+}
+
+pub async fn group_info<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+) -> Result<Option<GroupInfo>, ChannelError> {
     let groups: redis::streams::StreamInfoGroupsReply = match conn.xinfo_groups(keys.tasks()).await {
         Ok(g) => g,
         Err(e) => {
@@ -188,7 +246,16 @@ pub async fn group_lag<C: ConnectionLike + Send + Sync>(
             return if is_missing_group(&e) { Ok(None) } else { Err(e) };
         }
     };
-    Ok(groups.groups.iter().find(|g| g.name == GROUP).map(|g| g.lag.unwrap_or(0) as u64))
+    Ok(groups.groups.iter().find(|g| g.name == GROUP).map(|g| GroupInfo {
+        lag: g.lag.unwrap_or(0) as u64,
+        pending: g.pending as u64,
+        consumers: g.consumers as u64,
+    }))
+}
+
+/// Tasks in the dead-letter stream.
+pub async fn dead_letters<C: ConnectionLike + Send + Sync>(conn: &mut C, keys: &Keys) -> Result<u64, ChannelError> {
+    Ok(conn.xlen(keys.dead_letters()).await?)
 }
 
 /// The group's pending (delivered, unacknowledged) tasks: how many, the oldest, and per consumer.

@@ -3,8 +3,6 @@
 
 use std::time::{Duration, Instant};
 
-use redis::AsyncCommands;
-
 use crate::audio::to_s16le;
 use crate::channels::results::Sequenced;
 use crate::channels::tasks::{self, TaskMeta};
@@ -43,7 +41,7 @@ pub async fn run(cfg: &Config, redis_url: &str, gateway: Option<&str>, timeout: 
             return out;
         }
     };
-    let ping: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut conn).await;
+    let ping = channels::ping(&mut conn).await;
     out.push(Check {
         name: "redis",
         ok: ping.is_ok(),
@@ -53,26 +51,23 @@ pub async fn run(cfg: &Config, redis_url: &str, gateway: Option<&str>, timeout: 
         },
     });
 
-    let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = conn.xinfo_groups(keys.tasks()).await;
-    out.push(match groups {
-        Ok(g) => match g.groups.iter().find(|g| g.name == channels::keys::GROUP) {
-            Some(g) => Check {
-                name: "task stream",
-                ok: true,
-                detail: format!(
-                    "{}: group {} backlog {} pending {} consumers {}",
-                    keys.tasks(),
-                    g.name,
-                    g.lag.unwrap_or(0),
-                    g.pending,
-                    g.consumers
-                ),
-            },
-            None => Check { name: "task stream", ok: false, detail: "consumer group missing".into() },
+    out.push(match tasks::group_info(&mut conn, &keys).await {
+        Ok(Some(g)) => Check {
+            name: "task stream",
+            ok: true,
+            detail: format!(
+                "{}: group {} backlog {} pending {} consumers {}",
+                keys.tasks(),
+                channels::keys::GROUP,
+                g.lag,
+                g.pending,
+                g.consumers
+            ),
         },
+        Ok(None) => Check { name: "task stream", ok: false, detail: "consumer group missing".into() },
         Err(e) => Check { name: "task stream", ok: false, detail: format!("{}: {e}", keys.tasks()) },
     });
-    if let Ok(dead) = conn.xlen::<_, u64>(keys.dead_letters()).await {
+    if let Ok(dead) = tasks::dead_letters(&mut conn, &keys).await {
         out.push(Check { name: "dead letters", ok: true, detail: format!("{dead} in {}", keys.dead_letters()) });
     }
 
@@ -116,24 +111,7 @@ async fn pubsub_probe(target: &RedisTarget, conn: &mut Conn, keys: &Keys, timeou
 async fn task_probe(target: &RedisTarget, conn: &mut Conn, keys: &Keys, timeout: Duration) -> Check {
     let nonce = crate::ids::short();
     let channel = keys.gateway_channel(&format!("check-{nonce}"));
-    let meta = TaskMeta {
-        session: format!("check-{nonce}"),
-        segment: 0,
-        kind: CutKind::Final,
-        rev: 0,
-        reply: channel.clone(),
-        start_ms: 0,
-        end_ms: 500,
-        enqueued_ms: workers::now_ms(),
-        language: None,
-        hotwords: Vec::new(),
-        room: None,
-        prompt: None,
-        beam_size: None,
-        postprocessor: None,
-        router: None,
-        task: Default::default(),
-    };
+    let meta = TaskMeta::new(&format!("check-{nonce}"), 0, CutKind::Final, &channel, (0, 500), Default::default());
     let res = async {
         let mut sub = target.subscribe(&channel).await?;
         let t = Instant::now();
@@ -169,7 +147,7 @@ async fn task_probe(target: &RedisTarget, conn: &mut Conn, keys: &Keys, timeout:
 }
 
 async fn gateway_probe(url: &str, timeout: Duration) -> Check {
-    match crate::http_get::get(url, "/readyz", timeout).await {
+    match crate::tools::http_client::get(url, "/readyz", timeout).await {
         Ok((status, body)) => {
             Check { name: "gateway", ok: status == 200, detail: format!("{url}/readyz: {}", body.trim()) }
         }

@@ -37,24 +37,7 @@ mod tests {
     fn task(id: &str, seg: u64, kind: CutKind, rev: u32) -> Task {
         Task {
             id: id.into(),
-            meta: TaskMeta {
-                session: "s".into(),
-                segment: seg,
-                kind,
-                rev,
-                reply: "c".into(),
-                start_ms: 0,
-                end_ms: 1,
-                enqueued_ms: 0,
-                language: None,
-                hotwords: vec![],
-                room: None,
-                prompt: None,
-                beam_size: None,
-                postprocessor: None,
-                router: None,
-                task: Default::default(),
-            },
+            meta: TaskMeta { rev, ..TaskMeta::new("s", seg, kind, "c", (0, 1), Default::default()) },
             audio: vec![],
         }
     }

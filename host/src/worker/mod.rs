@@ -246,12 +246,12 @@ impl Worker {
                 .zip(&prompts)
                 .map(|((a, m), p)| Request {
                     audio: a,
-                    language: m.language.as_deref(),
+                    language: m.options.language.as_deref(),
                     prompt: p.as_deref(),
                     // Partials are provisional and must be quick: greedy, no retries, no word times.
-                    beam_size: m.beam_size.map(usize::from),
+                    beam_size: m.options.beam_size.map(usize::from),
                     partial: m.kind == CutKind::Partial,
-                    translate: m.task == crate::channels::tasks::ModelTask::Translate,
+                    translate: m.options.task == crate::channels::tasks::ModelTask::Translate,
                 })
                 .collect();
             engine.transcribe_requests(&requests)
@@ -311,7 +311,7 @@ impl Worker {
         task: &Task,
         transcript: crate::inference::Transcript,
     ) -> Result<(), crate::channels::ChannelError> {
-        let members = match &task.meta.room {
+        let members = match &task.meta.options.room {
             Some(room) => rooms::members(conn, &self.keys, room).await?,
             None => Vec::new(),
         };
@@ -348,16 +348,7 @@ impl Worker {
                 }
                 Route::Archive(name) => {
                     let json = serde_json::to_string(&payload).unwrap_or_default();
-                    let _: String = redis::cmd("XADD")
-                        .arg(self.keys.archive(&name))
-                        .arg("MAXLEN")
-                        .arg("~")
-                        .arg(100_000)
-                        .arg("*")
-                        .arg("result")
-                        .arg(json)
-                        .query_async(conn)
-                        .await?;
+                    crate::channels::archive(conn, &self.keys, &name, &json).await?;
                 }
             }
         }
@@ -405,8 +396,8 @@ impl Worker {
 /// The decoder prompt of a task: the session's prompt, then its hotwords (as faster-whisper
 /// does), so that the model is primed to spell them.
 fn prompt_for(meta: &TaskMeta) -> Option<String> {
-    let hot = meta.hotwords.join(", ");
-    match (meta.prompt.as_deref().map(str::trim).filter(|p| !p.is_empty()), hot.is_empty()) {
+    let hot = meta.options.hotwords.join(", ");
+    match (meta.options.prompt.as_deref().map(str::trim).filter(|p| !p.is_empty()), hot.is_empty()) {
         (None, true) => None,
         (None, false) => Some(hot),
         (Some(p), true) => Some(p.to_string()),
@@ -468,24 +459,12 @@ mod tests {
     use super::*;
 
     fn meta(prompt: Option<&str>, hotwords: &[&str]) -> TaskMeta {
-        TaskMeta {
-            session: "s".into(),
-            segment: 0,
-            kind: CutKind::Final,
-            rev: 0,
-            reply: "r".into(),
-            start_ms: 0,
-            end_ms: 1000,
-            enqueued_ms: 0,
-            language: None,
+        let options = crate::channels::tasks::TaskOptions {
             hotwords: hotwords.iter().map(|h| h.to_string()).collect(),
-            room: None,
             prompt: prompt.map(str::to_string),
-            beam_size: None,
-            postprocessor: None,
-            router: None,
-            task: Default::default(),
-        }
+            ..Default::default()
+        };
+        TaskMeta::new("s", 0, CutKind::Final, "r", (0, 1000), options)
     }
 
     #[test]

@@ -84,9 +84,9 @@ impl Pipeline {
     ) -> Outcome {
         let options = |choice: Option<&PluginChoice>| SessionOptions {
             session_id: task.meta.session.clone(),
-            language: task.meta.language.clone(),
-            hotwords: task.meta.hotwords.clone(),
-            room: task.meta.room.clone(),
+            language: task.meta.options.language.clone(),
+            hotwords: task.meta.options.hotwords.clone(),
+            room: task.meta.options.room.clone(),
             extra: choice.map(|c| c.options.clone()).unwrap_or_default(),
         };
         let mut transcript = Transcript {
@@ -114,7 +114,7 @@ impl Pipeline {
         if let Some(catalog) = &self.post
             && !transcript.text.is_empty()
         {
-            let choice = task.meta.postprocessor.as_ref();
+            let choice = task.meta.options.postprocessor.as_ref();
             let out = self
                 .call(catalog, choice, &mut errors, |p, fallback| {
                     p.process(&transcript, &options(if fallback { None } else { choice }))
@@ -127,9 +127,10 @@ impl Pipeline {
         }
         let routes = match &self.router {
             Some(catalog) => {
-                let choice = task.meta.router.as_ref();
+                let choice = task.meta.options.router.as_ref();
                 self.call(catalog, choice, &mut errors, |r, fallback| {
-                    r.route(&transcript, &options(if fallback { None } else { choice }), 0, room_members.clone())
+                    let options = options(if fallback { None } else { choice });
+                    r.route(&transcript, &options, task.meta.owner_backlog, room_members.clone())
                 })
                 .await
                 .unwrap_or_else(|| vec![Route::Owner])

@@ -10,7 +10,7 @@
 use std::collections::VecDeque;
 
 // As `audio::to_s16le` quantizes, so that a slice's bytes are the same either way.
-use kiki_protocol::pcm::quantize;
+use kiki_protocol::pcm::{quantize, s16_to_f32};
 
 pub struct AudioBuf {
     samples: VecDeque<i16>,
@@ -64,7 +64,7 @@ impl AudioBuf {
     /// `[start, end)` (clamped) as samples in [-1, 1), as plugins take them: the same scale
     /// as the workers' (`Task::samples`), so a segmenter and the model hear the same levels.
     pub fn f32(&self, start: u64, end: u64) -> Vec<f32> {
-        self.range(start, end).map(|s| f32::from(s) / 32768.0).collect()
+        self.range(start, end).map(s16_to_f32).collect()
     }
 
     fn range(&self, start: u64, end: u64) -> impl Iterator<Item = i16> + '_ {

@@ -64,7 +64,7 @@ impl Choices {
             (PluginKind::Router, &self.router, &p.router, &p.allow.router),
         ] {
             let Some(choice) = choice else { continue };
-            let key = format!("{kind:?}").to_lowercase();
+            let key = kind.as_str();
             let name = if choice.name.is_empty() { default } else { &choice.name };
             if !choice.name.is_empty() && choice.name != *default && !allowed.contains(&choice.name) {
                 return Err(invalid(format!(
@@ -78,7 +78,7 @@ impl Choices {
                 .flatten()
                 .and_then(|f| Manifest::beside(&f.path, &f.name, &f.version).ok().flatten());
             if let Some(m) = manifest {
-                check_options(&m, &key, &choice.options)?;
+                check_options(&m, key, &choice.options)?;
             }
         }
         Ok(())

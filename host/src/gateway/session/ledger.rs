@@ -115,24 +115,7 @@ mod tests {
     use crate::plugins::CutKind;
 
     fn meta(segment: u64) -> TaskMeta {
-        TaskMeta {
-            session: "s".into(),
-            segment,
-            kind: CutKind::Final,
-            rev: 0,
-            reply: "r".into(),
-            start_ms: 0,
-            end_ms: 1000,
-            enqueued_ms: 0,
-            language: None,
-            hotwords: Vec::new(),
-            room: None,
-            prompt: None,
-            beam_size: None,
-            postprocessor: None,
-            router: None,
-            task: Default::default(),
-        }
+        TaskMeta::new("s", segment, CutKind::Final, "r", (0, 1000), Default::default())
     }
 
     #[tokio::test(start_paused = true)]
