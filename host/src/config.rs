@@ -156,6 +156,9 @@ pub struct GatewayConfig {
     pub rooms_without_auth: bool,
     /// File uploads (`/v1/audio/transcriptions`) transcribed at once; past it, 429.
     pub max_uploads: usize,
+    /// Longest upload (seconds of audio, read from the WAV header before decoding; 413 past
+    /// it). Each second held costs 32 KB while the file is transcribed.
+    pub max_upload_s: u64,
     /// An upload's body must arrive within this many seconds (408 past it).
     pub upload_timeout_s: u64,
     /// A socket whose peer takes none of what is sent for this many seconds is dropped.
@@ -316,6 +319,7 @@ impl Default for GatewayConfig {
             allowed_origins: Vec::new(),
             rooms_without_auth: false,
             max_uploads: 4,
+            max_upload_s: 3_600,
             upload_timeout_s: 120,
             write_timeout_s: 30,
         }
@@ -330,8 +334,8 @@ impl Default for PluginsConfig {
             postprocessor: "text".into(),
             router: "default".into(),
             config: Default::default(),
-            fuel_per_call: 50_000_000,
-            max_memory_bytes: 16 << 20,
+            fuel_per_call: crate::plugins::limits::FUEL_PER_CALL,
+            max_memory_bytes: crate::plugins::limits::MAX_MEMORY_BYTES,
             watch_ms: 2_000,
             allow: AllowList::default(),
             on_failure: OnFailure::Fallback,

@@ -100,15 +100,7 @@ fn without_paths(text: &str) -> String {
 
 /// The kind named in the path; a 404 answer for anything else.
 fn kind_of(kind: &str) -> Result<PluginKind, Box<Response>> {
-    match kind {
-        "segmenter" => Ok(PluginKind::Segmenter),
-        "postprocessor" => Ok(PluginKind::Postprocessor),
-        "router" => Ok(PluginKind::Router),
-        other => Err(Box::new(fail(
-            StatusCode::NOT_FOUND,
-            format!("no plugin kind {other:?}: segmenter, postprocessor or router"),
-        ))),
-    }
+    kind.parse().map_err(|e| Box::new(fail(StatusCode::NOT_FOUND, e)))
 }
 
 fn sync_failure(e: SyncError) -> Response {
@@ -198,7 +190,8 @@ async fn elsewhere<P: Plugin>(state: &Arc<AppState>, name: &str, version: &str) 
             }),
     };
     let dir = state.cfg.plugin_dir();
-    sync::activate_elsewhere::<P>(rt, &dir, settings, &mut conn, &state.keys, name, version, running.as_deref()).await
+    let checker = sync::Checker { runtime: rt, dir: &dir, settings };
+    sync::activate_elsewhere::<P>(checker, &mut conn, &state.keys, (name, version), running.as_deref()).await
 }
 
 /// `POST /admin/plugins/{kind}/rollback[?name=N]`: back to the version before the last
@@ -290,11 +283,7 @@ pub async fn set_default(
 }
 
 fn sync_kind(kind: PluginKind) -> &'static str {
-    match kind {
-        PluginKind::Segmenter => sync::kind_key::<SegmenterPlugin>(),
-        PluginKind::Postprocessor => sync::kind_key::<PostprocessorPlugin>(),
-        PluginKind::Router => sync::kind_key::<RouterPlugin>(),
-    }
+    kind.as_str()
 }
 
 /// The kind's default name: the record's, else this process's (segmenter) or configuration's.

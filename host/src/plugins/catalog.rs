@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
+use super::compiled::{Compiled, World};
 use super::manifest::Manifest;
 use super::registry::{self, PluginFile};
 use super::runtime::{PluginError, PluginKind, PluginRuntime};
-use super::{PostprocessorPlugin, RouterPlugin, SegmenterPlugin};
 
 /// Compiled versions kept per name for rollback (the live one not counted).
 const KEEP_PREVIOUS: usize = 4;
@@ -39,63 +39,17 @@ pub trait Plugin: Send + Sync + Sized + 'static {
     }
 }
 
-impl Plugin for SegmenterPlugin {
-    const KIND: PluginKind = PluginKind::Segmenter;
+impl<W: World> Plugin for Compiled<W> {
+    const KIND: PluginKind = W::KIND;
     fn load(
         rt: &Arc<PluginRuntime>,
         f: &PluginFile,
         config: HashMap<String, String>,
     ) -> Result<Arc<Self>, PluginError> {
-        SegmenterPlugin::load(rt, &f.path, &f.name, &f.version, config)
+        Compiled::load(rt, &f.path, &f.name, &f.version, config)
     }
     fn self_test(&self) -> Result<(), PluginError> {
-        SegmenterPlugin::self_test(self).map(drop)
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn version(&self) -> &str {
-        &self.version
-    }
-    fn manifest(&self) -> Option<&Manifest> {
-        self.manifest.as_ref()
-    }
-}
-
-impl Plugin for PostprocessorPlugin {
-    const KIND: PluginKind = PluginKind::Postprocessor;
-    fn load(
-        rt: &Arc<PluginRuntime>,
-        f: &PluginFile,
-        config: HashMap<String, String>,
-    ) -> Result<Arc<Self>, PluginError> {
-        PostprocessorPlugin::load(rt, &f.path, &f.name, &f.version, config)
-    }
-    fn self_test(&self) -> Result<(), PluginError> {
-        PostprocessorPlugin::self_test(self).map(drop)
-    }
-    fn name(&self) -> &str {
-        &self.name
-    }
-    fn version(&self) -> &str {
-        &self.version
-    }
-    fn manifest(&self) -> Option<&Manifest> {
-        self.manifest.as_ref()
-    }
-}
-
-impl Plugin for RouterPlugin {
-    const KIND: PluginKind = PluginKind::Router;
-    fn load(
-        rt: &Arc<PluginRuntime>,
-        f: &PluginFile,
-        config: HashMap<String, String>,
-    ) -> Result<Arc<Self>, PluginError> {
-        RouterPlugin::load(rt, &f.path, &f.name, &f.version, config)
-    }
-    fn self_test(&self) -> Result<(), PluginError> {
-        RouterPlugin::self_test(self).map(drop)
+        W::self_test(self)
     }
     fn name(&self) -> &str {
         &self.name
@@ -160,14 +114,6 @@ pub struct Catalog<P: Plugin> {
     loading: tokio::sync::Mutex<()>,
 }
 
-fn kind_name(kind: PluginKind) -> &'static str {
-    match kind {
-        PluginKind::Segmenter => "segmenter",
-        PluginKind::Postprocessor => "postprocessor",
-        PluginKind::Router => "router",
-    }
-}
-
 impl<P: Plugin> Catalog<P> {
     /// A catalog serving `default` (may be "" for a kind that is optional) and the `allowed`
     /// names from `dir`; `settings` is the operator config per plugin name.
@@ -192,7 +138,7 @@ impl<P: Plugin> Catalog<P> {
     }
 
     pub fn kind(&self) -> &'static str {
-        kind_name(P::KIND)
+        P::KIND.as_str()
     }
 
     pub fn runtime(&self) -> &Arc<PluginRuntime> {
@@ -469,6 +415,7 @@ pub fn files(dir: &Path) -> Vec<(String, Option<Manifest>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugins::SegmenterPlugin;
 
     #[test]
     fn rejects_names_off_the_allow_list() {

@@ -10,6 +10,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::segmenter::kiki::plugin::{host, types};
+use super::limits::{LOG_LINES_PER_CALL, LOG_LINES_PER_SECOND, STDIO_BYTES_PER_CALL};
 use super::log_pipe::LogPipe;
 
 /// Per-instance state held in the wasmtime `Store`.
@@ -36,10 +37,6 @@ struct LogBudget {
     dropped: u64,
 }
 
-/// Log lines per plugin call, and per second per instance.
-pub const LOG_LINES_PER_CALL: u32 = 20;
-pub const LOG_LINES_PER_SECOND: u32 = 100;
-
 impl LogBudget {
     fn new() -> Self {
         Self { this_call: 0, window_start: Instant::now(), this_window: 0, dropped: 0 }
@@ -61,12 +58,9 @@ impl LogBudget {
     }
 }
 
-/// Stderr and stdout kept per call (drained into the log after each); past it, dropped.
-const STDERR_CAP: usize = 16 * 1024;
-
 impl HostState {
     pub fn new(label: Arc<str>, config: Arc<HashMap<String, String>>, limits: StoreLimits) -> Self {
-        let stderr = LogPipe::new(STDERR_CAP);
+        let stderr = LogPipe::new(STDIO_BYTES_PER_CALL);
         // Grants nothing: no preopened dirs, no env, no args, no sockets, no stdin.
         let wasi = WasiCtxBuilder::new().stderr(stderr.clone()).stdout(stderr.clone()).build();
         let started = Instant::now();
@@ -94,7 +88,7 @@ impl HostState {
             tracing::warn!(plugin = %self.label, "stderr: {line}");
         }
         if out.dropped > 0 {
-            tracing::warn!(plugin = %self.label, "stderr: {} more bytes dropped (at most {STDERR_CAP} per call)", out.dropped);
+            tracing::warn!(plugin = %self.label, "stderr: {} more bytes dropped (at most {STDIO_BYTES_PER_CALL} per call)", out.dropped);
         }
     }
 }

@@ -1,6 +1,24 @@
-//! Sandbox limits for every plugin instance, in one place with their reasons.
+//! Sandbox limits for every plugin instance, in one place with their reasons (the
+//! configuration's defaults are these).
 
 use wasmtime::{StoreLimits, StoreLimitsBuilder};
+
+/// Default fuel per call (`plugins.fuel_per_call`): about one unit per wasm instruction.
+pub const FUEL_PER_CALL: u64 = 50_000_000;
+/// Default linear memory per instance (`plugins.max_memory_bytes`).
+pub const MAX_MEMORY_BYTES: usize = 16 << 20;
+/// Instance slots in the pooling allocator (sessions per process).
+pub const MAX_INSTANCES: u32 = 4096;
+/// `host.log` lines per plugin call, and per second per instance; past either, dropped and
+/// counted (a plugin logging in a loop once made one call take 18 s and wrote 2 GB of log).
+pub const LOG_LINES_PER_CALL: u32 = 20;
+pub const LOG_LINES_PER_SECOND: u32 = 100;
+/// Stderr and stdout kept per call (drained into the log after each); past it, dropped.
+pub const STDIO_BYTES_PER_CALL: usize = 16 * 1024;
+/// More cuts than this from one segmenter call is a broken plugin, not a segmentation.
+pub const MAX_CUTS_PER_CALL: usize = 1024;
+/// Most destinations a router may give one result.
+pub const MAX_ROUTES: usize = 1024;
 
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -16,7 +34,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { fuel_per_call: 50_000_000, max_memory_bytes: 16 << 20, max_instances: 4096 }
+        Self { fuel_per_call: FUEL_PER_CALL, max_memory_bytes: MAX_MEMORY_BYTES, max_instances: MAX_INSTANCES }
     }
 }
 

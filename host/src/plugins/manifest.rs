@@ -116,8 +116,8 @@ impl Manifest {
         }
         Err(ManifestError::Mismatch {
             path: path.to_string(),
-            found: format!("a {:?} plugin", self.kind).to_lowercase(),
-            expected: format!("a {kind:?} plugin").to_lowercase(),
+            found: format!("a {} plugin", self.kind),
+            expected: format!("a {kind} plugin"),
         })
     }
 

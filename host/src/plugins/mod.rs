@@ -6,8 +6,9 @@
 mod bindings;
 pub mod catalog;
 pub mod check;
+mod compiled;
 mod host;
-mod limits;
+pub mod limits;
 mod log_pipe;
 pub mod manifest;
 pub mod registry;

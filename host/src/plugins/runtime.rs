@@ -20,11 +20,40 @@ pub enum PluginKind {
     Router,
 }
 
+impl PluginKind {
+    pub const ALL: [PluginKind; 3] = [PluginKind::Segmenter, PluginKind::Postprocessor, PluginKind::Router];
+
+    /// Its name in manifests, the admin API, the plugin record and session options.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PluginKind::Segmenter => "segmenter",
+            PluginKind::Postprocessor => "postprocessor",
+            PluginKind::Router => "router",
+        }
+    }
+}
+
+impl std::fmt::Display for PluginKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for PluginKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("no plugin kind {s:?}: segmenter, postprocessor or router"))
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PluginError {
     #[error("plugin {path}: {reason}")]
     Load { path: String, reason: String },
-    #[error("plugin {plugin} is not a {kind:?} plugin: {reason}")]
+    #[error("plugin {plugin} is not a {kind} plugin: {reason}")]
     WrongWorld { plugin: String, kind: PluginKind, reason: String },
     #[error("plugin {plugin} trapped: {reason}")]
     Trap { plugin: String, reason: String },

@@ -1,7 +1,5 @@
 //! Segmenter plugins: where a session's audio is cut into utterances.
 
-use std::collections::HashMap;
-use std::path::Path;
 use std::sync::Arc;
 
 use wasmtime::Store;
@@ -9,87 +7,17 @@ use wasmtime::component::ResourceAny;
 
 use super::bindings::segmenter::kiki::plugin::types;
 use super::bindings::segmenter::{SegmenterPlugin as Bindings, SegmenterPluginPre};
+use super::compiled::Compiled;
 use super::host::HostState;
-use super::manifest::Manifest;
-use super::runtime::{PluginError, PluginKind, PluginRuntime};
+use super::limits::MAX_CUTS_PER_CALL;
+use super::runtime::PluginError;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CutKind {
-    Partial,
-    Final,
-}
-
-/// A cut in absolute samples (16 kHz) from the start of the session's stream. An empty one
-/// (`start == end`) is a release: no later cut starts before `start`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cut {
-    pub kind: CutKind,
-    pub start: u64,
-    pub end: u64,
-}
-
-impl Cut {
-    /// A release, not a segment (see the WIT's `record cut`).
-    pub fn is_release(&self) -> bool {
-        self.start == self.end
-    }
-}
-
-/// More cuts than this from one call is a broken plugin, not a segmentation.
-const MAX_CUTS_PER_CALL: usize = 1024;
+pub use crate::vocab::{Cut, CutKind};
 
 /// A compiled segmenter version, ready to instantiate per session.
-pub struct SegmenterPlugin {
-    pub name: String,
-    pub version: String,
-    label: Arc<str>,
-    pre: SegmenterPluginPre<HostState>,
-    runtime: Arc<PluginRuntime>,
-    /// Operator config for this plugin (`[plugins.config.NAME]`), served by `host.config`.
-    config: Arc<HashMap<String, String>>,
-    pub manifest: Option<Manifest>,
-}
+pub type SegmenterPlugin = Compiled<SegmenterPluginPre<HostState>>;
 
 impl SegmenterPlugin {
-    /// Compiles and links a segmenter component; fails if it does not export the segmenter world
-    /// or its manifest (when there is one) disagrees with it or with `config`.
-    pub fn load(
-        runtime: &Arc<PluginRuntime>,
-        path: &Path,
-        name: &str,
-        version: &str,
-        config: HashMap<String, String>,
-    ) -> Result<Arc<Self>, PluginError> {
-        let manifest = PluginRuntime::manifest(path, name, version, PluginKind::Segmenter, &config)?;
-        let component = runtime.compile(path)?;
-        let label: Arc<str> = format!("{name}@{version}").into();
-        let wrong = |e: wasmtime::Error| PluginError::WrongWorld {
-            plugin: label.to_string(),
-            kind: PluginKind::Segmenter,
-            reason: format!("{e:#}"),
-        };
-        let pre = runtime.linker().instantiate_pre(&component).map_err(wrong)?;
-        let pre = SegmenterPluginPre::new(pre).map_err(wrong)?;
-        Ok(Arc::new(Self {
-            name: name.into(),
-            version: version.into(),
-            label,
-            pre,
-            runtime: runtime.clone(),
-            config: Arc::new(config),
-            manifest,
-        }))
-    }
-
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    pub fn runtime(&self) -> &Arc<PluginRuntime> {
-        &self.runtime
-    }
-
     /// Runs a fresh instance over built-in test audio (a tone burst between silences, in 20 ms
     /// frames) within the sandbox limits: a version that fails this is never activated.
     pub fn self_test(&self) -> Result<usize, PluginError> {
@@ -114,7 +42,7 @@ impl SegmenterPlugin {
     fn sane_cuts(&self, cuts: &[Cut], seen: u64) -> Result<usize, PluginError> {
         if let Some(c) = cuts.iter().find(|c| (!c.is_release() && c.start > c.end) || c.end > seen || c.start > seen) {
             return Err(PluginError::Returned {
-                plugin: self.label.to_string(),
+                plugin: self.label().to_string(),
                 reason: format!(
                     "cut {:?} {}..{} runs backwards or past the {seen} samples pushed",
                     c.kind, c.start, c.end
@@ -126,25 +54,20 @@ impl SegmenterPlugin {
 
     /// A fresh instance with one open session. `config` is what the session asked for.
     pub fn open(&self, sample_rate: u32, config: &[(String, String)]) -> Result<SegmenterInstance, PluginError> {
-        let limits = self.runtime.limits();
-        let state = HostState::new(self.label.clone(), self.config.clone(), limits.store_limits());
-        let mut store = self.runtime.new_store(state);
-        let call = |store: &mut Store<HostState>| store.set_fuel(limits.fuel_per_call);
-        call(&mut store).map_err(|e| PluginError::Engine(e.to_string()))?;
-        let bindings = self.pre.instantiate(&mut store).map_err(|e| PluginError::from_call(&self.label, e))?;
-        call(&mut store).map_err(|e| PluginError::Engine(e.to_string()))?;
+        let fuel = self.runtime().limits().fuel_per_call;
+        let mut store = self.store()?;
+        let bindings = self.pre.instantiate(&mut store).map_err(|e| PluginError::from_call(self.label(), e))?;
+        store.set_fuel(fuel).map_err(|e| PluginError::Engine(e.to_string()))?;
         let opened = bindings.kiki_plugin_segmenter().call_open(&mut store, sample_rate, config);
         store.data_mut().drain_stderr();
-        let session = match opened.map_err(|e| PluginError::from_call(&self.label, e))? {
+        let session = match opened.map_err(|e| PluginError::from_call(self.label(), e))? {
             Ok(s) => s,
             Err(types::PluginError::InvalidConfig(reason)) => {
-                return Err(PluginError::InvalidConfig { plugin: self.label.to_string(), reason });
+                return Err(PluginError::InvalidConfig { plugin: self.label().to_string(), reason });
             }
-            Err(e) => {
-                return Err(PluginError::Returned { plugin: self.label.to_string(), reason: plugin_error_text(e) });
-            }
+            Err(e) => return Err(self.returned(e)),
         };
-        Ok(SegmenterInstance { store, bindings, session, label: self.label.clone(), fuel: limits.fuel_per_call })
+        Ok(SegmenterInstance { store, bindings, session, label: self.label().into(), fuel })
     }
 }
 
@@ -206,12 +129,5 @@ impl Drop for SegmenterInstance {
         // Best effort: run the resource destructor so the guest frees its state.
         let _ = self.store.set_fuel(self.fuel);
         let _ = self.session.resource_drop(&mut self.store);
-    }
-}
-
-fn plugin_error_text(e: types::PluginError) -> String {
-    match e {
-        types::PluginError::InvalidConfig(m) => format!("invalid config: {m}"),
-        types::PluginError::Failed(m) => m,
     }
 }

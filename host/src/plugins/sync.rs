@@ -24,11 +24,7 @@ pub enum SyncError {
 
 /// The kind as the record and the admin API name it.
 pub fn kind_key<P: Plugin>() -> &'static str {
-    match P::KIND {
-        super::PluginKind::Segmenter => "segmenter",
-        super::PluginKind::Postprocessor => "postprocessor",
-        super::PluginKind::Router => "router",
-    }
+    P::KIND.as_str()
 }
 
 /// Makes `name@version` live here and records it for the deployment (its component stored in
@@ -81,21 +77,26 @@ pub async fn set_default<P: Plugin>(
     Ok(())
 }
 
+/// What checks a plugin version here before it is recorded for others: the runtime, the
+/// plugin directory and the operator's settings for the plugin.
+pub struct Checker<'a> {
+    pub runtime: &'a Arc<PluginRuntime>,
+    pub dir: &'a Path,
+    pub settings: HashMap<String, String>,
+}
+
 /// For a kind this process does not run (a gateway, for the workers' post-processors and
 /// routers): checks `name@version` here (compile, manifest, self-test) and records it, so the
 /// processes that run it follow within their watch interval. `running` is the version they run
 /// now, as they report it (for rollback when the record has none yet). Returns the label.
-#[allow(clippy::too_many_arguments)]
 pub async fn activate_elsewhere<P: Plugin>(
-    runtime: &Arc<PluginRuntime>,
-    dir: &Path,
-    settings: HashMap<String, String>,
+    checker: Checker<'_>,
     conn: &mut Conn,
     keys: &Keys,
-    name: &str,
-    version: &str,
+    (name, version): (&str, &str),
     running: Option<&str>,
 ) -> Result<String, SyncError> {
+    let Checker { runtime, dir, settings } = checker;
     let label = format!("{name}@{version}");
     fetch_if_missing(dir, conn, keys, &label).await?;
     let path = dir.join(format!("{label}.wasm"));
@@ -189,7 +190,7 @@ fn listing(dir: &Path) -> HashSet<String> {
 }
 
 async fn in_store(conn: &mut Conn, keys: &Keys, label: &str) -> bool {
-    redis::cmd("EXISTS").arg(keys.plugin_file(label, "wasm")).query_async::<bool>(conn).await.unwrap_or(false)
+    plugin_record::has_file(conn, keys, label).await.unwrap_or(false)
 }
 
 /// Stores the component (and manifest) in Redis unless it is there already.

@@ -2,19 +2,14 @@
 //! (instantiation from `InstancePre` costs tens of microseconds, and a trap cannot leak into the
 //! next result).
 
-use std::collections::HashMap;
-use std::path::Path;
-use std::sync::Arc;
-
-use wasmtime::Store;
-
 use super::bindings::postprocessor::PostprocessorPluginPre;
 use super::bindings::router::RouterPluginPre;
 use super::bindings::router::exports::kiki::plugin::router::{Destination, RouteContext};
 use super::bindings::segmenter::kiki::plugin::types;
+use super::compiled::Compiled;
 use super::host::HostState;
-use super::manifest::Manifest;
-use super::runtime::{PluginError, PluginKind, PluginRuntime};
+use super::limits::MAX_ROUTES;
+use super::runtime::PluginError;
 
 pub use types::{SessionOptions, Transcript, Word};
 
@@ -27,98 +22,20 @@ pub enum Route {
 }
 
 /// A compiled post-processor or router version.
-pub struct TextPlugin<P> {
-    pub name: String,
-    pub version: String,
-    label: Arc<str>,
-    pre: P,
-    runtime: Arc<PluginRuntime>,
-    /// Operator config for this plugin (`[plugins.config.NAME]`), served by `host.config`.
-    config: Arc<HashMap<String, String>>,
-    pub manifest: Option<Manifest>,
-}
-
-pub type PostprocessorPlugin = TextPlugin<PostprocessorPluginPre<HostState>>;
-pub type RouterPlugin = TextPlugin<RouterPluginPre<HostState>>;
-
-impl<P> TextPlugin<P> {
-    pub fn label(&self) -> &str {
-        &self.label
-    }
-
-    fn store(&self) -> Result<Store<HostState>, PluginError> {
-        let limits = self.runtime.limits();
-        let state = HostState::new(self.label.clone(), self.config.clone(), limits.store_limits());
-        let mut store = self.runtime.new_store(state);
-        store.set_fuel(limits.fuel_per_call).map_err(|e| PluginError::Engine(e.to_string()))?;
-        Ok(store)
-    }
-}
-
-fn compile<P>(
-    runtime: &Arc<PluginRuntime>,
-    path: &Path,
-    name: &str,
-    version: &str,
-    kind: PluginKind,
-    config: HashMap<String, String>,
-    wrap: impl FnOnce(wasmtime::component::InstancePre<HostState>) -> wasmtime::Result<P>,
-) -> Result<Arc<TextPlugin<P>>, PluginError> {
-    let manifest = PluginRuntime::manifest(path, name, version, kind, &config)?;
-    let component = runtime.compile(path)?;
-    let label: Arc<str> = format!("{name}@{version}").into();
-    let wrong =
-        |e: wasmtime::Error| PluginError::WrongWorld { plugin: label.to_string(), kind, reason: format!("{e:#}") };
-    let pre = runtime.linker().instantiate_pre(&component).map_err(wrong)?;
-    let pre = wrap(pre).map_err(wrong)?;
-    Ok(Arc::new(TextPlugin {
-        name: name.into(),
-        version: version.into(),
-        label,
-        pre,
-        runtime: runtime.clone(),
-        config: Arc::new(config),
-        manifest,
-    }))
-}
+pub type PostprocessorPlugin = Compiled<PostprocessorPluginPre<HostState>>;
+pub type RouterPlugin = Compiled<RouterPluginPre<HostState>>;
 
 impl PostprocessorPlugin {
-    pub fn load(
-        runtime: &Arc<PluginRuntime>,
-        path: &Path,
-        name: &str,
-        version: &str,
-        config: HashMap<String, String>,
-    ) -> Result<Arc<Self>, PluginError> {
-        compile(runtime, path, name, version, PluginKind::Postprocessor, config, PostprocessorPluginPre::new)
-    }
-
     pub fn process(&self, input: &Transcript, options: &SessionOptions) -> Result<Transcript, PluginError> {
         let mut store = self.store()?;
-        let b = self.pre.instantiate(&mut store).map_err(|e| PluginError::from_call(&self.label, e))?;
+        let b = self.pre.instantiate(&mut store).map_err(|e| PluginError::from_call(self.label(), e))?;
         let out = b.kiki_plugin_postprocessor().call_process(&mut store, input, options);
         store.data_mut().drain_stderr();
-        match out.map_err(|e| PluginError::from_call(&self.label, e))? {
-            Ok(t) => Ok(t),
-            Err(e) => Err(PluginError::Returned { plugin: self.label.to_string(), reason: error_text(e) }),
-        }
+        out.map_err(|e| PluginError::from_call(self.label(), e))?.map_err(|e| self.returned(e))
     }
 }
 
-/// Most destinations one result may fan out to.
-const MAX_ROUTES: usize = 1024;
-
 impl RouterPlugin {
-    pub fn load(
-        runtime: &Arc<PluginRuntime>,
-        path: &Path,
-        name: &str,
-        version: &str,
-        config: HashMap<String, String>,
-    ) -> Result<Arc<Self>, PluginError> {
-        compile(runtime, path, name, version, PluginKind::Router, config, RouterPluginPre::new)
-    }
-
     pub fn route(
         &self,
         result: &Transcript,
@@ -127,14 +44,14 @@ impl RouterPlugin {
         room_members: Vec<String>,
     ) -> Result<Vec<Route>, PluginError> {
         let mut store = self.store()?;
-        let b = self.pre.instantiate(&mut store).map_err(|e| PluginError::from_call(&self.label, e))?;
+        let b = self.pre.instantiate(&mut store).map_err(|e| PluginError::from_call(self.label(), e))?;
         let ctx = RouteContext { owner_backlog, room_members };
         let out = b.kiki_plugin_router().call_route(&mut store, result, options, &ctx);
         store.data_mut().drain_stderr();
-        let dests = out.map_err(|e| PluginError::from_call(&self.label, e))?;
+        let dests = out.map_err(|e| PluginError::from_call(self.label(), e))?;
         if dests.len() > MAX_ROUTES {
             return Err(PluginError::Returned {
-                plugin: self.label.to_string(),
+                plugin: self.label().to_string(),
                 reason: format!("returned {} destinations; the limit is {MAX_ROUTES}", dests.len()),
             });
         }
@@ -185,12 +102,5 @@ impl RouterPlugin {
     pub fn self_test(&self) -> Result<Vec<Route>, PluginError> {
         let (t, o) = sample();
         self.route(&t, &o, 0, vec!["check".into(), "listener".into()])
-    }
-}
-
-fn error_text(e: types::PluginError) -> String {
-    match e {
-        types::PluginError::InvalidConfig(m) => format!("invalid config: {m}"),
-        types::PluginError::Failed(m) => m,
     }
 }

@@ -4,7 +4,7 @@
 //! sentence casing, a final period for finals, and full-width punctuation in Chinese and
 //! Japanese text.
 //!
-//! Config (session `extra` first, then the operator's `[plugins.text]`):
+//! Config (session `extra` first, then the operator's `[plugins.config.text]`):
 //! - `mask_profanity` (bool, default true)
 //! - `normalize_numbers` (bool, default true)
 //! - `cjk_punctuation` (bool, default true)

@@ -1,7 +1,7 @@
 //! Default Kiki router: owner always (partials dropped when the owner's socket is congested),
 //! room fan-out when the session is in a room, and finals to an archive stream when configured.
 //!
-//! Operator config (`[plugins.default]` in kiki.toml, read through the host `config` import):
+//! Operator config (`[plugins.config.default]` in kiki.toml, read through the host `config` import):
 //! - `max_backlog` (u32, default 8): partials are not sent to the owner while more than this
 //!   many results are queued on its socket. Finals are always sent.
 //! - `archive` (string, unset by default): when set, finals also go to `archive(<name>)`.

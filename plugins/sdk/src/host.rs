@@ -28,7 +28,7 @@ pub fn now_ms() -> u64 {
     }
 }
 
-/// The operator's value for `key` (from `[plugins.NAME]` in kiki.toml), if set.
+/// The operator's value for `key` (from `[plugins.config.NAME]` in kiki.toml), if set.
 pub fn config(key: &str) -> Option<String> {
     #[cfg(target_arch = "wasm32")]
     {

@@ -56,7 +56,7 @@ pub fn is_release(cut: &Cut) -> bool {
 /// Cuts a session's audio into segments. One value per session; the host drops it at the end.
 pub trait Segmenter: Sized + 'static {
     /// Open a session. `config` holds the session's key/value options for this plugin,
-    /// falling back to the operator's `[plugins.NAME]` values (see [`Config`]).
+    /// falling back to the operator's `[plugins.config.NAME]` values (see [`Config`]).
     fn open(sample_rate: u32, config: &Config) -> Result<Self, PluginError>;
     /// Feed the next frame; return the cuts it completes (often none). Offsets are absolute
     /// sample positions from the start of the stream.

@@ -1,7 +1,7 @@
 //! Hostile test plugin `loop@0.1.0`: a segmenter whose `push` never returns.
 //!
 //! `open` and `flush` behave. `push` spins on a volatile counter: no allocation, no host
-//! calls, and nothing the optimizer may delete, so only the host's fuel (or epoch) limit ends
+//! calls, and nothing the optimizer may delete, so only the host's fuel limit ends
 //! the call. Expected host outcome: the call traps with out-of-fuel, the instance is dropped
 //! and the session falls back to the default segmenter.
 
