@@ -123,8 +123,11 @@ impl Tokenizer {
 }
 
 /// GPT-2's pre-tokenizer, `'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+`,
-/// written out by hand (the regex crate has no look-ahead).
+/// written out by hand (the regex crate has no look-ahead). `\p{L}` and `\p{N}` are Unicode
+/// general categories, not `char::is_alphabetic` (which takes Devanagari and Thai vowel signs as
+/// letters and so split Hindi or Thai hotwords unlike Whisper's own tokenizer).
 fn pretokenize(text: &str) -> Vec<&str> {
+    use unicode_general_category::{GeneralCategory as G, get_general_category};
     #[derive(PartialEq, Clone, Copy)]
     enum Class {
         Letter,
@@ -133,9 +136,13 @@ fn pretokenize(text: &str) -> Vec<&str> {
         Other,
     }
     let class = |c: char| {
-        if c.is_alphabetic() {
+        let category = get_general_category(c);
+        if matches!(
+            category,
+            G::UppercaseLetter | G::LowercaseLetter | G::TitlecaseLetter | G::ModifierLetter | G::OtherLetter
+        ) {
             Class::Letter
-        } else if c.is_numeric() {
+        } else if matches!(category, G::DecimalNumber | G::LetterNumber | G::OtherNumber) {
             Class::Number
         } else if c.is_whitespace() {
             Class::Space
@@ -212,6 +219,12 @@ mod tests {
         assert_eq!(pretokenize("a  b"), ["a", " ", " b"]);
         assert_eq!(pretokenize("Kiki,  Redis\n"), ["Kiki", ",", " ", " Redis", "\n"]);
         assert_eq!(pretokenize("北京 天气"), ["北京", " 天气"]);
+        // What GPT-2's pattern gives in Python's `regex` (marks are not `\p{L}`).
+        assert_eq!(pretokenize("हिन्दी"), ["ह", "ि", "न", "्", "द", "ी"]);
+        assert_eq!(pretokenize("ภาษาไทย ครับ"), ["ภาษาไทย", " คร", "ั", "บ"]);
+        assert_eq!(pretokenize("Zürich ²3 ½"), ["Zürich", " ²3", " ½"]);
+        assert_eq!(pretokenize("naïve café"), ["naïve", " café"]);
+        assert_eq!(pretokenize("x\u{a0}y"), ["x", "\u{a0}", "y"]);
         assert_eq!(pretokenize(""), Vec::<&str>::new());
     }
 
