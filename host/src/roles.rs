@@ -8,20 +8,36 @@ use crate::channels::RedisTarget;
 use crate::config::Config;
 use crate::gateway::Gateway;
 use crate::inference::{Engine, EngineOptions};
+use crate::local::redis_server::RedisChild;
 use crate::metrics::Metrics;
 use crate::plugins::{
     Catalog, Limits, Plugin, PluginRuntime, PostprocessorPlugin, RouterPlugin, SegmenterPlugin, sync,
 };
-use crate::redis_server::RedisChild;
 use crate::shutdown::Shutdown;
 use crate::worker::{Pipeline, Worker};
 
 /// Redis used by roles that are not `up` when none is configured.
 pub const DEFAULT_REDIS: &str = "redis://127.0.0.1:6379/";
 
+/// The model's settings from the configuration.
+pub fn engine_options(cfg: &Config) -> EngineOptions {
+    use crate::inference::context_floor;
+    EngineOptions {
+        model_dir: cfg.model_dir(),
+        precision: cfg.model.precision.clone(),
+        ort_library: cfg.ort_library(),
+        threads: cfg.model.threads,
+        short_context: context_floor(&cfg.model.audio_ctx),
+        partial_short_context: context_floor(&cfg.model.partial_audio_ctx),
+        max_tokens: cfg.model.max_tokens,
+        provider: cfg.model.provider.clone(),
+        decoding: cfg.model.decoding.clone(),
+    }
+}
+
 /// Loads the model on a blocking thread (it reads hundreds of MB).
 pub async fn load_engine(cfg: &Config) -> anyhow::Result<Arc<Engine>> {
-    let opts = EngineOptions::from_config(cfg);
+    let opts = engine_options(cfg);
     let engine = tokio::task::spawn_blocking(move || Engine::load(opts)).await??;
     Ok(Arc::new(engine))
 }

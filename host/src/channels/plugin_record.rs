@@ -127,6 +127,15 @@ pub async fn put_file<C: ConnectionLike + Send + Sync>(
     Ok(())
 }
 
+/// Whether a component is stored.
+pub async fn has_file<C: ConnectionLike + Send + Sync>(
+    conn: &mut C,
+    keys: &Keys,
+    label: &str,
+) -> Result<bool, ChannelError> {
+    Ok(conn.exists(keys.plugin_file(label, "wasm")).await?)
+}
+
 /// A stored component and its manifest, if any node stored them.
 pub async fn get_file<C: ConnectionLike + Send + Sync>(
     conn: &mut C,

@@ -8,7 +8,7 @@ use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 
 use super::{ChannelError, Keys};
-use crate::plugins::CutKind;
+use crate::vocab::CutKind;
 
 static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/publish_result.lua")));
 

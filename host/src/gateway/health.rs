@@ -31,7 +31,7 @@ struct Readiness {
 /// alive.
 pub async fn readyz(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     let mut conn = state.redis.clone();
-    let redis_ok = redis::cmd("PING").query_async::<String>(&mut conn).await.is_ok();
+    let redis_ok = crate::channels::ping(&mut conn).await.is_ok();
     let alive = if redis_ok { workers::alive(&mut conn, &state.keys).await.map(|w| w.len()).unwrap_or(0) } else { 0 };
     let tasks_ok = redis_ok && state.tasks_ok.load(std::sync::atomic::Ordering::Relaxed);
     let r = Readiness {

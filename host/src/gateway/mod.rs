@@ -390,9 +390,7 @@ fn upgrade_as<W: Wire>(
 /// secret): made once, by whichever gateway comes first.
 async fn shared_resume_key(conn: &mut Conn, keys: &Keys) -> Result<String, crate::channels::ChannelError> {
     let fresh = format!("{}{}", crate::ids::long(), crate::ids::long());
-    let _: Option<String> = redis::cmd("SET").arg(keys.resume_key()).arg(&fresh).arg("NX").query_async(conn).await?;
-    let key: String = redis::cmd("GET").arg(keys.resume_key()).query_async(conn).await?;
-    Ok(key)
+    crate::channels::shared_resume_key(conn, keys, &fresh).await
 }
 
 /// Recreates the task stream's consumer group after Redis lost it. Returns whether it exists now.

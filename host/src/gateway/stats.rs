@@ -7,12 +7,10 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use redis::AsyncCommands;
 use serde::Serialize;
 
 use super::AppState;
 use super::auth::Scope;
-use crate::channels::keys::GROUP;
 use crate::channels::tasks;
 use crate::channels::workers::{self, WorkerStats, now_ms};
 
@@ -84,15 +82,13 @@ pub async fn stats(
     let m = &state.metrics;
     let mut conn = state.redis.clone();
     let (mut backlog, mut pending, mut dead, mut redis_ok) = (0u64, 0u64, 0u64, false);
-    let groups: redis::RedisResult<redis::streams::StreamInfoGroupsReply> = conn.xinfo_groups(state.keys.tasks()).await;
-    if let Ok(g) = groups {
+    if let Ok(g) = tasks::group_info(&mut conn, &state.keys).await {
         redis_ok = true;
-        if let Some(g) = g.groups.iter().find(|g| g.name == GROUP) {
-            pending = g.pending as u64;
-            backlog = g.lag.unwrap_or(0) as u64;
+        if let Some(g) = g {
+            (pending, backlog) = (g.pending, g.lag);
         }
     }
-    if let Ok(n) = conn.xlen::<_, u64>(state.keys.dead_letters()).await {
+    if let Ok(n) = tasks::dead_letters(&mut conn, &state.keys).await {
         dead = n;
     }
     let now = now_ms();

@@ -21,7 +21,7 @@ pub use mel::{FULL_FRAMES, MelFrontEnd, N_MELS, frames_for};
 pub use model::ModelInfo;
 pub use silero::{CHUNK as SILERO_CHUNK, SileroState, SileroVad};
 pub use tokenizer::Tokenizer;
-pub use whisper::{Engine, EngineOptions, Request, is_unspaced};
+pub use whisper::{Engine, EngineOptions, Request, context_floor, is_unspaced};
 pub use windows::{WINDOW, split as split_windows};
 
 /// How the decoder searches and when it retries; Whisper's defaults.

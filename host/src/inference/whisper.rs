@@ -54,24 +54,8 @@ pub struct EngineOptions {
     pub decoding: DecodingOptions,
 }
 
-impl EngineOptions {
-    pub fn from_config(cfg: &crate::config::Config) -> Self {
-        Self {
-            model_dir: cfg.model_dir(),
-            precision: cfg.model.precision.clone(),
-            ort_library: cfg.ort_library(),
-            threads: cfg.model.threads,
-            short_context: context_floor(&cfg.model.audio_ctx),
-            partial_short_context: context_floor(&cfg.model.partial_audio_ctx),
-            max_tokens: cfg.model.max_tokens,
-            provider: cfg.model.provider.clone(),
-            decoding: cfg.model.decoding.clone(),
-        }
-    }
-}
-
 /// `full` → `None`; `auto` → `Some(0)`; a number of seconds → shortened, but not below it.
-fn context_floor(setting: &str) -> Option<usize> {
+pub fn context_floor(setting: &str) -> Option<usize> {
     match setting {
         "full" => None,
         "auto" => Some(0),
