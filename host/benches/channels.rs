@@ -15,6 +15,7 @@
 //!
 //! Run: `cargo bench --bench channels [-- --seconds 8 --max-sessions 1000 --part all]`.
 
+use kiki::stats::median;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::process::Stdio;
@@ -30,7 +31,7 @@ use kiki::channels::results::{self, ReplayPolicy, ResultPayload, Sequenced};
 use kiki::channels::subscriber::{Delivery, Dispatcher};
 use kiki::channels::tasks::{self, TaskMeta};
 use kiki::channels::{Conn, RedisTarget};
-use kiki::redis_server::RedisChild;
+use kiki::local::redis_server::RedisChild;
 use kiki::shutdown::Shutdown;
 use rand::Rng;
 use redis::AsyncCommands;
@@ -284,17 +285,8 @@ async fn flushall(ctl: &mut Conn) -> anyhow::Result<()> {
 }
 
 fn percentile_ms(sorted_us: &[u64], q: f64) -> f64 {
-    if sorted_us.is_empty() {
-        return f64::NAN;
-    }
-    // Nearest rank.
-    let rank = ((q * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len());
-    sorted_us[rank - 1] as f64 / 1000.0
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
+    let ms: Vec<f64> = sorted_us.iter().map(|us| *us as f64 / 1000.0).collect();
+    kiki::stats::percentile(&ms, q)
 }
 
 // ---------------------------------------------------------------------------------------------

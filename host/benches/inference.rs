@@ -16,7 +16,7 @@
 //!    full context is skipped unless asked for, to keep the run short.
 //! 2. Accuracy of each precision x context, one clip per segment, 8 segments per call, and how
 //!    many outputs came back empty: WER over the 32 sentences in the synthetic set's voice
-//!    (`kiki::eval::WER_SET_VOICE`, the one the test bounds) and in espeak-ng's default voice;
+//!    (`kiki::tools::eval::WER_SET_VOICE`, the one the test bounds) and in espeak-ng's default voice;
 //!    for a multilingual model also CER over the 30 Mandarin sentences (language `zh`).
 //! 3. The two targets, met or not: the first on int8 at the default (floored) context,
 //!    the second at the default model settings (fp32, floored context), others beside them.
@@ -34,8 +34,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use kiki::config::Config;
-use kiki::eval::{DEFAULT_VOICE, WER_SET_VOICE, char_errors, word_errors};
-use kiki::inference::{Engine, EngineOptions, FULL_FRAMES, MelFrontEnd, Request, Transcript, frames_for};
+use kiki::inference::{Engine, FULL_FRAMES, MelFrontEnd, Request, Transcript, frames_for};
+use kiki::tools::eval::{DEFAULT_VOICE, WER_SET_VOICE, char_errors, word_errors};
 
 const RATE: usize = 16_000;
 /// Silence between sentences in the concatenated speech.
@@ -136,7 +136,7 @@ impl Context {
 
 /// Mel frames of the default context floor of partials (`model.partial_audio_ctx`).
 fn default_floor() -> usize {
-    EngineOptions::from_config(&Config::default()).partial_short_context.unwrap_or(FULL_FRAMES)
+    kiki::roles::engine_options(&Config::default()).partial_short_context.unwrap_or(FULL_FRAMES)
 }
 
 const VARIANTS: [(Precision, Context); 6] = [
@@ -263,7 +263,7 @@ fn load_variants(
 ) -> anyhow::Result<Vec<Variant>> {
     let mut variants = Vec::new();
     for (precision, context) in VARIANTS {
-        let mut opts = EngineOptions::from_config(cfg);
+        let mut opts = kiki::roles::engine_options(cfg);
         if !fallback {
             opts.decoding.temperatures = vec![0.0];
         }
@@ -374,15 +374,7 @@ fn steps(out: &[Transcript]) -> usize {
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        0.0
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    kiki::stats::median(&mut v)
 }
 
 fn rtf_table(

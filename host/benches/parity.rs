@@ -14,7 +14,7 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Parser;
 use kiki::config::Config;
-use kiki::inference::{Engine, EngineOptions, Request};
+use kiki::inference::{Engine, Request};
 
 #[derive(Parser)]
 struct Args {
@@ -71,7 +71,7 @@ fn main() -> anyhow::Result<()> {
         cfg.model.decoding.temperatures = vec![0.0];
     }
     cfg.model.decoding.beam_size = args.beam;
-    let engine = Engine::load(EngineOptions::from_config(&cfg)).context("loading the model")?;
+    let engine = Engine::load(kiki::roles::engine_options(&cfg)).context("loading the model")?;
     let mut paths = Vec::new();
     for m in &args.manifest {
         paths.extend(clips(m)?);

@@ -24,6 +24,7 @@
 //!
 //! Run: `cargo bench --bench plugins [-- --calls 20000 --instances 2000 --compiles 5]`.
 
+use kiki::stats::{median, percentile as pct};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -36,7 +37,15 @@ use segmenter_vad::{Vad, VadConfig};
 
 const RATE: u32 = 16_000;
 /// The default segmenter's release, as plugins/build.sh installs it (`vad@VERSION.wasm`).
-const VAD_VERSION: &str = "0.2.1";
+/// The default segmenter's version, from its manifest.
+fn vad_version() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/segmenter-vad/plugin.toml");
+        let manifest: toml::Table = std::fs::read_to_string(path).expect("the manifest").parse().expect("TOML");
+        manifest["version"].as_str().expect("a version").to_string()
+    })
+}
 const FRAME: usize = 320;
 /// Pool slots: enough for the live-instance part plus the plugins loaded beside it.
 const MAX_INSTANCES: u32 = 2100;
@@ -71,23 +80,6 @@ struct Args {
     /// Passed by `cargo bench`; ignored.
     #[arg(long, hide = true)]
     bench: bool,
-}
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n == 0 {
-        f64::NAN
-    } else if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
-}
-
-fn pct(v: &[f64], p: f64) -> f64 {
-    // `v` is sorted by `median`.
-    v[((v.len() - 1) as f64 * p).round() as usize]
 }
 
 /// Deterministic test audio: 1 s of quiet noise, then 2 s of a louder tone with a syllable-rate
@@ -182,7 +174,7 @@ fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let dir =
         args.plugin_dir.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/plugins"));
-    let vad_path = dir.join(format!("vad@{VAD_VERSION}.wasm"));
+    let vad_path = dir.join(format!("vad@{vad}.wasm", vad = vad_version()));
     let text_path = dir.join("text@0.1.1.wasm");
     let default_path = dir.join("default@0.1.0.wasm");
     for p in [&vad_path, &text_path, &default_path] {
@@ -200,7 +192,7 @@ fn main() -> anyhow::Result<()> {
     );
     let rt = PluginRuntime::new(limits).map_err(|e| anyhow::anyhow!("{e}"))?;
     let (vm_rt, rss_rt) = vm()?;
-    let vad = SegmenterPlugin::load(&rt, &vad_path, "vad", VAD_VERSION, Default::default())
+    let vad = SegmenterPlugin::load(&rt, &vad_path, "vad", vad_version(), Default::default())
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut rows = Vec::new();
 
@@ -406,8 +398,8 @@ fn main() -> anyhow::Result<()> {
         Ok(())
     };
     let size = |p: &PathBuf| std::fs::metadata(p).map(|m| m.len() / 1024).unwrap_or(0);
-    compile(&format!("vad@{VAD_VERSION}, SegmenterPlugin::load, {} KiB", size(&vad_path)), &|| {
-        SegmenterPlugin::load(&rt, &vad_path, "vad", VAD_VERSION, Default::default())
+    compile(&format!("vad@{}, SegmenterPlugin::load, {} KiB", vad_version(), size(&vad_path)), &|| {
+        SegmenterPlugin::load(&rt, &vad_path, "vad", vad_version(), Default::default())
             .map(drop)
             .map_err(|e| anyhow::anyhow!("{e}"))
     })?;
@@ -422,7 +414,7 @@ fn main() -> anyhow::Result<()> {
     let mut swap_ms = Vec::new();
     for _ in 0..args.compiles {
         let t = Instant::now();
-        let p = SegmenterPlugin::load(&rt, &vad_path, "vad", VAD_VERSION, Default::default())
+        let p = SegmenterPlugin::load(&rt, &vad_path, "vad", vad_version(), Default::default())
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         p.self_test().map_err(|e| anyhow::anyhow!("{e}"))?;
         swap_ms.push(t.elapsed().as_secs_f64() * 1e3);
@@ -434,7 +426,7 @@ fn main() -> anyhow::Result<()> {
         self_test_ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     rows.push(row(
-        format!("swap: load + self_test vad@{VAD_VERSION} (median of {})", args.compiles),
+        format!("swap: load + self_test vad@{} (median of {})", vad_version(), args.compiles),
         format!("{:.1} ms (of which self_test {:.2} ms)", median(&mut swap_ms), median(&mut self_test_ms)),
     ));
 

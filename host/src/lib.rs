@@ -6,21 +6,18 @@
 
 pub mod audio;
 pub mod channels;
-pub mod check;
 pub mod config;
-pub mod eval;
 pub mod gateway;
-pub mod http_get;
 pub mod ids;
 pub mod inference;
-pub mod load;
+pub mod local;
 pub mod longform;
 pub mod metrics;
 pub mod plugins;
-pub mod redis_server;
 pub mod roles;
 pub mod shutdown;
+pub mod stats;
 pub mod subtitles;
-pub mod topology;
-pub mod transcribe;
+pub mod tools;
+pub mod vocab;
 pub mod worker;

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use kiki::config::Config;
 use kiki::shutdown::Shutdown;
-use kiki::transcribe::FileOptions;
+use kiki::tools::transcribe::FileOptions;
 
 #[derive(Parser)]
 #[command(
@@ -211,8 +211,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Up { gateways: 1, workers: 1, redis_cluster: false } => kiki::roles::run_up(cfg, shutdown).await,
         Command::Up { gateways, workers, redis_cluster } => {
-            let topo = kiki::topology::Topology { gateways, workers, redis_cluster, config_file: cli.config.clone() };
-            kiki::topology::run(cfg, topo, shutdown).await
+            let topo =
+                kiki::local::topology::Topology { gateways, workers, redis_cluster, config_file: cli.config.clone() };
+            kiki::local::topology::run(cfg, topo, shutdown).await
         }
         Command::Gateway => kiki::roles::run_gateway(cfg, shutdown).await,
         Command::Worker => kiki::roles::run_worker(cfg, shutdown).await,
@@ -261,7 +262,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             // The tool's own cost is printed beside the server's, so that readers can discount it.
             let mut watch = watch;
             watch.push(("load-tool".into(), std::process::id()));
-            let opts = kiki::load::LoadOptions {
+            let opts = kiki::tools::load::LoadOptions {
                 urls,
                 sessions,
                 duration: std::time::Duration::from_secs(duration),
@@ -274,7 +275,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 segmenter,
                 frame_ms,
             };
-            let report = kiki::load::run(opts).await?;
+            let report = kiki::tools::load::run(opts).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&report)?);
             } else {
@@ -296,7 +297,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 
 async fn check(cfg: Config, gateway: Option<String>, timeout: u64) -> anyhow::Result<()> {
     let url = cfg.redis_url.clone().unwrap_or_else(|| kiki::roles::DEFAULT_REDIS.into());
-    let checks = kiki::check::run(&cfg, &url, gateway.as_deref(), std::time::Duration::from_secs(timeout)).await;
+    let checks = kiki::tools::check::run(&cfg, &url, gateway.as_deref(), std::time::Duration::from_secs(timeout)).await;
     for c in &checks {
         println!("{:<5} {:<13} {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);
     }
@@ -323,7 +324,7 @@ async fn transcribe(cfg: Config, files: Vec<PathBuf>, format: Output, opts: File
         let e = engine.clone();
         let path = f.clone();
         let o = opts.clone();
-        match tokio::task::spawn_blocking(move || kiki::transcribe::transcribe_file(&e, &path, &o)).await? {
+        match tokio::task::spawn_blocking(move || kiki::tools::transcribe::transcribe_file(&e, &path, &o)).await? {
             Ok(r) => {
                 let cues = || r.segments.iter().map(|s| (s.start_ms, s.end_ms, s.text.as_str()));
                 match format {

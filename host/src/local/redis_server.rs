@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
 
+use crate::channels::server;
+
 pub struct RedisChild {
     child: Child,
     pub url: String,
@@ -33,14 +35,9 @@ impl RedisChild {
             .kill_on_drop(true);
         let child = cmd.spawn().with_context(|| format!("starting {bin}: is redis-server installed? (make setup)"))?;
         let url = format!("redis://127.0.0.1:{port}/");
-        let client = redis::Client::open(url.as_str())?;
         for _ in 0..100 {
-            if let Ok(mut c) = client.get_multiplexed_async_connection().await {
-                let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(&mut c).await;
-                // An error reply (NOAUTH when the default user is off) is an answer too.
-                if pong.as_ref().map_or_else(|e| e.code().is_some(), |_| true) {
-                    return Ok(Self { child, url, port, bin: bin.to_string(), args });
-                }
+            if server::answers(&url).await {
+                return Ok(Self { child, url, port, bin: bin.to_string(), args });
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -55,7 +52,7 @@ impl RedisChild {
     /// again on the same port with the same arguments.
     pub async fn restart(&mut self, down: Duration) -> anyhow::Result<()> {
         if let Some(pid) = self.child.id() {
-            let _ = std::process::Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+            let _ = crate::local::topology::send_signal(pid, crate::local::topology::Signal::TERM);
         }
         let _ = tokio::time::timeout(Duration::from_secs(10), self.child.wait()).await;
         tokio::time::sleep(down).await;
@@ -112,22 +109,18 @@ impl RedisCluster {
     async fn form(&self) -> anyhow::Result<()> {
         const SLOTS: usize = 16384;
         let n = self.nodes.len();
-        let mut conns = Vec::with_capacity(n);
-        for node in &self.nodes {
-            conns.push(redis::Client::open(node.url.as_str())?.get_multiplexed_async_connection().await?);
-        }
+        let urls: Vec<String> = self.nodes.iter().map(|n| n.url.clone()).collect();
+        let mut conns = server::nodes(&urls).await?;
         for (i, conn) in conns.iter_mut().enumerate() {
-            let (first, last) = (i * SLOTS / n, (i + 1) * SLOTS / n - 1);
-            let _: () = redis::cmd("CLUSTER").arg("ADDSLOTSRANGE").arg(first).arg(last).query_async(conn).await?;
+            server::add_slots(conn, i * SLOTS / n, (i + 1) * SLOTS / n - 1).await?;
         }
         for node in &self.nodes[1..] {
-            let _: () =
-                redis::cmd("CLUSTER").arg("MEET").arg("127.0.0.1").arg(node.port).query_async(&mut conns[0]).await?;
+            server::meet(&mut conns[0], "127.0.0.1", node.port).await?;
         }
         for _ in 0..200 {
             let mut ok = 0;
             for conn in conns.iter_mut() {
-                let info: String = redis::cmd("CLUSTER").arg("INFO").query_async(conn).await?;
+                let info = server::cluster_info(conn).await?;
                 let has = |line: &str| info.lines().any(|l| l.trim() == line);
                 if has("cluster_state:ok") && has(&format!("cluster_known_nodes:{n}")) {
                     ok += 1;

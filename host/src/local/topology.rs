@@ -13,7 +13,7 @@ use anyhow::Context;
 use tokio::process::{Child, Command};
 
 use crate::config::Config;
-use crate::redis_server::{RedisChild, RedisCluster};
+use crate::local::redis_server::{RedisChild, RedisCluster};
 use crate::shutdown::Shutdown;
 
 /// What to start.
@@ -133,8 +133,7 @@ async fn supervise(procs: &mut [Proc], shutdown: &Shutdown) {
 async fn stop_all(procs: &mut [Proc], role: &str, grace: Duration) {
     for p in procs.iter().filter(|p| p.role == role) {
         if let Some(pid) = p.child.id() {
-            // SAFETY: kill(2) with a pid of our own child and a valid signal number.
-            unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+            let _ = send_signal(pid, Signal::TERM);
         }
     }
     for p in procs.iter_mut().filter(|p| p.role == role) {
@@ -143,4 +142,13 @@ async fn stop_all(procs: &mut [Proc], role: &str, grace: Duration) {
             let _ = p.child.kill().await;
         }
     }
+}
+
+pub use rustix::process::Signal;
+
+/// Sends `signal` to process `pid` (kill(2)).
+pub fn send_signal(pid: u32, signal: Signal) -> std::io::Result<()> {
+    let pid = i32::try_from(pid).ok().and_then(rustix::process::Pid::from_raw);
+    let pid = pid.ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a process id"))?;
+    rustix::process::kill_process(pid, signal).map_err(std::io::Error::from)
 }

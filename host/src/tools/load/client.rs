@@ -113,6 +113,140 @@ async fn reconnect(
     None
 }
 
+/// The audio a session sends: frames queued at their times, and the recent ones kept to send
+/// again after a resume.
+struct Outgoing {
+    /// Samples per frame (20 ms by default, as the WebApp's worklet sends them).
+    frame: usize,
+    frame_ms: u64,
+    /// Queued, last first: (frame index, pcm, last frame of an utterance).
+    pending: Vec<(u64, Vec<u8>, bool)>,
+    /// What was sent, by frame index.
+    history: std::collections::VecDeque<(u64, Vec<u8>, bool)>,
+    keep: usize,
+    frame_no: u64,
+    /// The end of what was sent, in samples.
+    sent_samples: usize,
+}
+
+impl Outgoing {
+    fn new(frame_ms: u64) -> Self {
+        let frame_ms = frame_ms.max(1);
+        Self {
+            frame: (frame_ms * 16) as usize,
+            frame_ms,
+            pending: Vec::new(),
+            history: Default::default(),
+            keep: (HISTORY_MS / frame_ms) as usize,
+            frame_no: 0,
+            sent_samples: 0,
+        }
+    }
+
+    /// Queues an utterance and the silence after it (the talk ratio); returns its span.
+    fn queue(&mut self, speech: &[f32], talk: f64, t0: Instant) -> Utterance {
+        let frame = self.frame;
+        let start_ms = self.sent_samples as u64 / 16;
+        let frames: Vec<&[f32]> = speech.chunks(frame).collect();
+        // Speech ends at the last frame with sound in it, not at the clip's trailing silence.
+        let peak = speech.iter().fold(0.0f32, |m, s| m.max(s.abs()));
+        let last = frames.iter().rposition(|f| f.iter().any(|s| s.abs() > peak * 0.05)).unwrap_or(0);
+        let mut queued = Vec::new();
+        for (i, f) in frames.iter().enumerate() {
+            // Every frame whole, so that frame n starts at sample n * frame (resume).
+            let mut pcm = crate::audio::to_s16le(f);
+            pcm.resize(frame * 2, 0);
+            queued.push((self.frame_no, pcm, i == last));
+            self.frame_no += 1;
+        }
+        let silence = (speech.len() as f64 * (1.0 - talk) / talk) as usize / frame;
+        for _ in 0..silence {
+            queued.push((self.frame_no, vec![0u8; frame * 2], false));
+            self.frame_no += 1;
+        }
+        queued.reverse();
+        self.pending = queued;
+        let end_ms = start_ms + ((last + 1) * frame) as u64 / 16;
+        Utterance { start_ms, end_ms, sent_at: t0, final_ms: None }
+    }
+
+    /// When the next frame is due.
+    fn next_due(&self, t0: Instant) -> Option<Instant> {
+        self.pending.last().map(|(n, _, _)| t0 + Duration::from_millis(n * self.frame_ms))
+    }
+
+    /// The next frame, now counted as sent.
+    fn take(&mut self) -> Option<(Vec<u8>, bool)> {
+        let (n, pcm, last) = self.pending.pop()?;
+        self.sent_samples = self.sent_samples.max((n + 1) as usize * self.frame);
+        self.history.push_back((n, pcm.clone(), last));
+        if self.history.len() > self.keep {
+            self.history.pop_front();
+        }
+        Some((pcm, last))
+    }
+
+    /// After a resume the server goes on from the end of the last final: what followed it is
+    /// sent again (it is due already, so it goes at once).
+    fn resend_from(&mut self, position_ms: u64) {
+        let frame = self.frame;
+        let from = position_ms as usize * 16;
+        let first = (from / frame) as u64;
+        let again = self.history.iter().rev().filter(|(n, _, _)| *n >= first).cloned();
+        // The frame the resume point falls in is cut there. A frame cut at an earlier resume
+        // holds the end of frame n only.
+        self.pending.extend(again.map(|(n, pcm, last)| {
+            let start = (n as usize + 1) * frame - pcm.len() / 2;
+            let skip = from.saturating_sub(start) * 2;
+            (n, pcm[skip.min(pcm.len())..].to_vec(), last)
+        }));
+        self.history.retain(|(n, _, _)| *n < first);
+    }
+}
+
+/// What a session heard: finals (once each, timed against the utterances they cover),
+/// partials, errors and `end`.
+struct Heard {
+    last_seq: u64,
+    finals_seen: std::collections::HashSet<u64>,
+}
+
+impl Heard {
+    /// Records a message; true at `end`.
+    fn take(&mut self, msg: ServerMessage, report: &mut SessionReport, t0: Instant) -> bool {
+        match msg {
+            ServerMessage::Final(s) => {
+                self.last_seq = self.last_seq.max(s.seq);
+                if !self.finals_seen.insert(s.segment) {
+                    report.duplicates += 1;
+                    return false;
+                }
+                report.finals += 1;
+                let now = Instant::now();
+                for u in report.utterances.iter_mut().filter(|u| u.final_ms.is_none()) {
+                    if s.start_ms <= u.end_ms && s.end_ms + COVER_SLACK_MS >= u.end_ms && u.sent_at > t0 {
+                        u.final_ms = Some(now.duration_since(u.sent_at).as_secs_f64() * 1e3);
+                    }
+                }
+            }
+            ServerMessage::Partial(s) => {
+                self.last_seq = self.last_seq.max(s.seq);
+                let audio_end = t0 + Duration::from_millis(s.end_ms);
+                report.partial_ms.push(Instant::now().saturating_duration_since(audio_end).as_secs_f64() * 1e3);
+            }
+            ServerMessage::Error { code, .. } => report.errors.push(format!("{code:?}")),
+            ServerMessage::End { segments } => {
+                report.finals_reported = segments as usize;
+                report.ended = true;
+                return true;
+            }
+            ServerMessage::Ready { .. } => {}
+        }
+        false
+    }
+}
+
+/// Runs one simulated user for `opts.duration`, then stops and waits for `end`.
 pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> SessionReport {
     let mut report = SessionReport::default();
     // Sessions spread over the gateways; one that loses its gateway resumes on the next.
@@ -125,62 +259,28 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> Se
         }
     };
     report.connected = true;
-    let mut last_seq = 0u64;
-    let mut finals_seen = std::collections::HashSet::new();
-    // Samples per frame (20 ms by default, as the WebApp's worklet sends them).
-    let frame = (opts.frame_ms.max(1) * 16) as usize;
+    let mut heard = Heard { last_seq: 0, finals_seen: Default::default() };
+    let mut out = Outgoing::new(opts.frame_ms);
     let t0 = Instant::now();
-    let mut sent_samples = 0usize;
     let mut clip = index % clips.len();
     let streaming_until = t0 + opts.duration;
-    let mut pending: Vec<(u64, Vec<u8>, bool)> = Vec::new(); // (frame index, pcm, last frame of an utterance)
-    // What was sent, by frame index, for resending after a resume.
-    let mut history: std::collections::VecDeque<(u64, Vec<u8>, bool)> = Default::default();
-    let keep = (HISTORY_MS / opts.frame_ms.max(1)) as usize;
-    let mut frame_no = 0u64;
     let mut stopped = false;
     let mut stop_deadline = None;
     loop {
-        if pending.is_empty() && !stopped {
+        if out.pending.is_empty() && !stopped {
             if Instant::now() >= streaming_until {
                 let _ = tx.send(Message::text(r#"{"type":"stop"}"#)).await;
                 stopped = true;
                 stop_deadline = Some(Instant::now() + opts.drain);
             } else {
-                // Next utterance and the silence after it.
-                let speech = &clips[clip];
+                report.utterances.push(out.queue(&clips[clip], opts.talk, t0));
                 clip = (clip + 1) % clips.len();
-                let start_ms = sent_samples as u64 / 16;
-                let frames: Vec<&[f32]> = speech.chunks(frame).collect();
-                // Speech ends at the last frame with sound in it, not at the clip's trailing silence.
-                let peak = speech.iter().fold(0.0f32, |m, s| m.max(s.abs()));
-                let last = frames.iter().rposition(|f| f.iter().any(|s| s.abs() > peak * 0.05)).unwrap_or(0);
-                for (i, f) in frames.iter().enumerate() {
-                    // Every frame whole, so that frame n starts at sample n * frame (resume).
-                    let mut pcm = crate::audio::to_s16le(f);
-                    pcm.resize(frame * 2, 0);
-                    pending.push((frame_no, pcm, i == last));
-                    frame_no += 1;
-                }
-                let end_ms = start_ms + ((last + 1) * frame) as u64 / 16;
-                report.utterances.push(Utterance { start_ms, end_ms, sent_at: t0, final_ms: None });
-                let silence = (speech.len() as f64 * (1.0 - opts.talk) / opts.talk) as usize / frame;
-                for _ in 0..silence {
-                    pending.push((frame_no, vec![0u8; frame * 2], false));
-                    frame_no += 1;
-                }
-                pending.reverse();
             }
         }
-        let next_send = pending.last().map(|(n, _, _)| t0 + Duration::from_millis(n * opts.frame_ms));
+        let next_send = out.next_due(t0);
         tokio::select! {
             _ = async { tokio::time::sleep_until(next_send.unwrap_or(t0).into()).await }, if next_send.is_some() => {
-                if let Some((n, pcm, last)) = pending.pop() {
-                    sent_samples = sent_samples.max((n + 1) as usize * frame);
-                    history.push_back((n, pcm.clone(), last));
-                    if history.len() > keep {
-                        history.pop_front();
-                    }
+                if let Some((pcm, last)) = out.take() {
                     if tx.send(Message::binary(pcm)).await.is_err() {
                         // The gateway is gone: the next receive sees the close and reconnects.
                         continue;
@@ -198,67 +298,27 @@ pub async fn session(index: usize, opts: &LoadOptions, clips: &[Vec<f32>]) -> Se
                 let Some(msg) = msg else {
                     // Closed before `end`: resume on another gateway (the same one, if it is
                     // the only one), unless there is none to go to.
-                    match reconnect(opts, &mut url_index, &token, last_seq, &mut report).await {
-                        Some((t, r, ready)) => {
-                            (tx, rx, token) = (t, r, ready.token);
-                            // The server goes on from the end of the last final: resend what
-                            // followed it (it is due already, so it goes at once).
-                            if let Some(from) = ready.position_ms {
-                                let from = from as usize * 16;
-                                let first = (from / frame) as u64;
-                                let again = history.iter().rev().filter(|(n, _, _)| *n >= first).cloned();
-                                // The frame the resume point falls in is cut there. A frame
-                                // cut at an earlier resume holds the end of frame n only.
-                                pending.extend(again.map(|(n, pcm, last)| {
-                                    let start = (n as usize + 1) * frame - pcm.len() / 2;
-                                    let skip = from.saturating_sub(start) * 2;
-                                    (n, pcm[skip.min(pcm.len())..].to_vec(), last)
-                                }));
-                                history.retain(|(n, _, _)| *n < first);
-                            }
-                            // A `stop` sent to the lost socket is sent again after the resent audio.
-                            stopped = false;
-                            stop_deadline = None;
-                            continue;
-                        }
-                        None => {
-                            report.errors.push("connection closed early".into());
-                            break;
-                        }
-                    }
-                };
-                match msg {
-                    ServerMessage::Final(s) => {
-                        last_seq = last_seq.max(s.seq);
-                        if !finals_seen.insert(s.segment) {
-                            report.duplicates += 1;
-                            continue;
-                        }
-                        report.finals += 1;
-                        let now = Instant::now();
-                        for u in report.utterances.iter_mut().filter(|u| u.final_ms.is_none()) {
-                            if s.start_ms <= u.end_ms && s.end_ms + COVER_SLACK_MS >= u.end_ms && u.sent_at > t0 {
-                                u.final_ms = Some(now.duration_since(u.sent_at).as_secs_f64() * 1e3);
-                            }
-                        }
-                    }
-                    ServerMessage::Partial(s) => {
-                        last_seq = last_seq.max(s.seq);
-                        let audio_end = t0 + Duration::from_millis(s.end_ms);
-                        report.partial_ms.push(Instant::now().saturating_duration_since(audio_end).as_secs_f64() * 1e3);
-                    }
-                    ServerMessage::Error { code, .. } => report.errors.push(format!("{code:?}")),
-                    ServerMessage::End { segments } => {
-                        report.finals_reported = segments as usize;
-                        report.ended = true;
+                    let Some((t, r, ready)) = reconnect(opts, &mut url_index, &token, heard.last_seq, &mut report).await
+                    else {
+                        report.errors.push("connection closed early".into());
                         break;
+                    };
+                    (tx, rx, token) = (t, r, ready.token);
+                    if let Some(from) = ready.position_ms {
+                        out.resend_from(from);
                     }
-                    ServerMessage::Ready { .. } => {}
+                    // A `stop` sent to the lost socket is sent again after the resent audio.
+                    stopped = false;
+                    stop_deadline = None;
+                    continue;
+                };
+                if heard.take(msg, &mut report, t0) {
+                    break;
                 }
             }
         }
     }
-    report.audio_seconds = sent_samples as f64 / 16_000.0;
+    report.audio_seconds = out.sent_samples as f64 / 16_000.0;
     let _ = tx.send(Message::Close(None)).await;
     report
 }

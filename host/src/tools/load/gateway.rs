@@ -15,7 +15,7 @@ pub fn http_base(ws_url: &str) -> Option<String> {
 
 /// The gateway's `/metrics` page.
 async fn metrics_text(base: &str) -> Option<String> {
-    let (status, body) = crate::http_get::get(base, "/metrics", Duration::from_secs(5)).await.ok()?;
+    let (status, body) = crate::tools::http_client::get(base, "/metrics", Duration::from_secs(5)).await.ok()?;
     (status == 200).then_some(body)
 }
 
@@ -130,7 +130,9 @@ pub async fn worker_models(base: &str, token: Option<&str>) -> Vec<String> {
         Some(t) => format!("/api/stats?token={t}"),
         None => "/api/stats".to_string(),
     };
-    let Ok((200, body)) = crate::http_get::get(base, &path, Duration::from_secs(5)).await else { return Vec::new() };
+    let Ok((200, body)) = crate::tools::http_client::get(base, &path, Duration::from_secs(5)).await else {
+        return Vec::new();
+    };
     let Ok(v) = serde_json::from_str::<serde_json::Value>(&body) else { return Vec::new() };
     v["workers"]
         .as_array()

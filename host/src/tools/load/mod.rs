@@ -102,7 +102,7 @@ impl Percentiles {
             return Self::default();
         }
         v.sort_by(f64::total_cmp);
-        let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
+        let at = |p: f64| crate::stats::percentile(&v, p);
         Self { n: v.len(), p50: at(0.5), p90: at(0.9), p95: at(0.95), p99: at(0.99), max: v[v.len() - 1] }
     }
 }

@@ -35,13 +35,15 @@ pub struct RedisSample {
 
 /// One connection for every sample of a run (clones share it), so that the tool counts as
 /// exactly one Redis client.
-pub async fn redis_connection(url: &str) -> anyhow::Result<redis::aio::MultiplexedConnection> {
-    Ok(redis::Client::open(url)?.get_multiplexed_async_connection().await?)
+pub async fn redis_connection(url: &str) -> anyhow::Result<Plain> {
+    Ok(crate::channels::connect_plain(url).await?)
 }
 
+use crate::channels::PlainConn as Plain;
+
 impl RedisSample {
-    pub async fn read(conn: &mut redis::aio::MultiplexedConnection) -> anyhow::Result<Self> {
-        let info: String = redis::cmd("INFO").query_async(conn).await?;
+    pub async fn read(conn: &mut Plain) -> anyhow::Result<Self> {
+        let info = crate::channels::server_info(conn).await?;
         let field = |name: &str| -> f64 {
             info.lines()
                 .find_map(|l| l.strip_prefix(name).and_then(|v| v.strip_prefix(':')))
@@ -72,7 +74,7 @@ const TIMELINE_EVERY: u64 = 60;
 /// Samples once a second until `stop` turns true.
 pub async fn sample_peaks(
     watch: Vec<(String, u32)>,
-    mut redis: Option<redis::aio::MultiplexedConnection>,
+    mut redis: Option<Plain>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Peaks {
     let mut peaks = Peaks { rss_peak_mib: vec![0.0; watch.len()], ..Peaks::default() };
