@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: setup setup-gpu plugins build run test lint fmt
+.PHONY: setup setup-gpu plugins build dist run test lint fmt
 
 ## Install what is missing (redis-server, espeak-ng, wasm target, ONNX Runtime, model) and
 ## convert the model; then build the default plugins. Idempotent, fast the second time.
@@ -16,6 +16,10 @@ setup-gpu: setup
 
 build: setup
 	$(CARGO) build --release --bin kiki
+
+## What users install: dist/kiki without line tables (dist/kiki.debug holds them).
+dist: build
+	bash scripts/dist.sh $(CARGO_TARGET_DIR)/release/kiki dist
 
 ## Set up, build and start everything on 127.0.0.1:8080 (KIKI_LISTEN, KIKI_REDIS_URL override).
 run: build

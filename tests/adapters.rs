@@ -4,12 +4,10 @@
 //! `timestamp`) at the server's root, and the kikipounamu protocol at `/ws/asr` (JSON actions
 //! with base64 WAV chunks; `ack`, `chunk_result`, `final_result`).
 
-mod common;
-
 use std::time::Duration;
 
+use crate::common::*;
 use base64::Engine;
-use common::*;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

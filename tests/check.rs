@@ -1,8 +1,6 @@
 //! `kiki check` against a live deployment, and against a broken one.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 async fn kiki_check(stack: &Stack) -> (bool, String) {
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_kiki"))

@@ -2,14 +2,12 @@
 //! final exactly once through hash-tagged keys and sharded Pub/Sub, even when the sharded
 //! subscriber's connection is killed; connections stay constant; `kiki check` passes.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kiki::gateway::protocol::ServerMessage;
-use kiki::redis_server::RedisCluster;
+use kiki::local::redis_server::RedisCluster;
 use serde_json::json;
 
 const UTTERANCES: [&str; 2] = ["The quick brown fox jumps over the lazy dog.", "I would like a cup of coffee."];
@@ -142,7 +140,7 @@ async fn a_three_master_cluster_delivers_every_final_once_over_sharded_pubsub() 
     assert_eq!(idle_connections, busy_connections);
 
     // `kiki check` exercises both channels through the cluster.
-    let checks = kiki::check::run(
+    let checks = kiki::tools::check::run(
         &stack.cfg,
         &stack.redis_url,
         Some(&format!("http://{}", stack.addr)),

@@ -1,11 +1,9 @@
 //! Graceful drain: on shutdown the gateway stops accepting, finishes live segments, delivers
 //! their finals, and closes sockets with "going away" so that clients resume elsewhere.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use futures_util::StreamExt;
 use kiki::gateway::protocol::{ErrorCode, ServerMessage};
 use serde_json::json;

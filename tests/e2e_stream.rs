@@ -1,11 +1,9 @@
 //! The first end-to-end line: speech over `/ws` -> segmenter plugin -> Redis Stream -> worker
 //! (Whisper through ort) -> Pub/Sub -> `final` messages, against a real redis-server.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kiki::gateway::protocol::{ErrorCode, Segment, ServerMessage};
 use serde_json::json;
 

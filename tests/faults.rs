@@ -1,16 +1,14 @@
 //! Fault tests of the dual channel. Each starts its own redis-server; nothing may be lost.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kiki::channels::Keys;
 use kiki::channels::tasks::{self, TaskMeta};
 use kiki::gateway::protocol::ServerMessage;
+use kiki::local::redis_server::RedisChild;
 use kiki::plugins::CutKind;
-use kiki::redis_server::RedisChild;
 use redis::AsyncCommands;
 use serde_json::json;
 
@@ -298,24 +296,7 @@ async fn trimming_never_removes_an_unacked_task() {
     let mut conn = redis::Client::open(redis.url.as_str()).unwrap().get_multiplexed_async_connection().await.unwrap();
     let keys = Keys::new("kiki");
     tasks::ensure_group(&mut conn, &keys).await.unwrap();
-    let meta = |i: u64| TaskMeta {
-        session: "s".into(),
-        segment: i,
-        kind: CutKind::Final,
-        rev: 0,
-        reply: "c".into(),
-        start_ms: 0,
-        end_ms: 1,
-        enqueued_ms: 0,
-        language: None,
-        hotwords: vec![],
-        room: None,
-        prompt: None,
-        beam_size: None,
-        postprocessor: None,
-        router: None,
-        task: Default::default(),
-    };
+    let meta = |i: u64| TaskMeta::new("s", i, CutKind::Final, "c", (0, 1), Default::default());
     for round in 0..20u64 {
         for i in 0..50 {
             tasks::enqueue(&mut conn, &keys, &meta(round * 50 + i), &[0, 0]).await.unwrap();

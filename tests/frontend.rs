@@ -1,8 +1,6 @@
 //! The Rust log-mel front end against the numpy reference (`tools/mel_ref.py`).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use kiki::inference::{FULL_FRAMES, MelFrontEnd, N_MELS};
 
 fn reference_mel(wav: &std::path::Path) -> Vec<f32> {

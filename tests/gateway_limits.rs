@@ -2,11 +2,9 @@
 //! limits per address and per subject, slowloris, a flood of connections opened and dropped,
 //! audio rate and session-length limits, keep-alive pings, and garbage frames.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use futures_util::{SinkExt, StreamExt};
 use kiki::gateway::auth::{Auth, Scope};
 use kiki::gateway::protocol::{ErrorCode, ServerMessage};
@@ -91,7 +89,7 @@ async fn signed_tokens_guard_sessions_files_and_admin() {
 async fn without_auth_only_loopback_is_served() {
     let mut cfg = test_config();
     cfg.listen = "0.0.0.0:0".parse().unwrap();
-    let redis = kiki::redis_server::RedisChild::start("redis-server", &[]).await.unwrap();
+    let redis = kiki::local::redis_server::RedisChild::start("redis-server", &[]).await.unwrap();
     cfg.redis_url = Some(redis.url.clone());
     let target = kiki::channels::RedisTarget::single(&redis.url).unwrap();
     let seg = kiki::roles::load_segmenters(&cfg, &target).await.unwrap();
@@ -106,15 +104,6 @@ async fn without_auth_only_loopback_is_served() {
     cfg.gateway.allow_remote_without_auth = false;
     cfg.gateway.auth_secret = Some(SECRET.into());
     assert!(kiki::gateway::Gateway::bind(cfg, target, seg, metrics).await.is_ok());
-}
-
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap()
 }
 
 /// Opens `n` connections, `batch` at a time: a third plain TCP that closes at once, a third
@@ -197,22 +186,24 @@ async fn slowloris_and_floods_of_connections_leave_the_server_serving() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(http_get(stack.addr, "/healthz").await.unwrap().0, 200);
 
-    // 10,000 connections opened and dropped; memory settles back; sessions are all gone.
-    churn(stack.addr, 1_500, 150).await;
+    // 10,000 connections opened and dropped; memory settles back; sessions are all gone. On a
+    // gateway process of its own: this process's memory moves with the tests beside it.
+    let gateway = GatewayProcess::start(&[("KIKI_GATEWAY__MAX_CONNECTIONS_PER_IP", "200")]).await;
+    churn(gateway.addr, 1_500, 150).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let baseline = rss_kib();
+    let baseline = gateway.memory_kib("VmRSS");
     let t = Instant::now();
-    churn(stack.addr, 10_000, 150).await;
+    churn(gateway.addr, 10_000, 150).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = rss_kib();
+    let after = gateway.memory_kib("VmRSS");
     eprintln!("10,000 connections in {:?}: RSS {baseline} KiB before, {after} KiB after", t.elapsed());
     for _ in 0..100 {
-        if stack.metrics.sessions_active.get() == 0 {
+        if gateway.metric("kiki_sessions_active").await == 0.0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(stack.metrics.sessions_active.get(), 0, "sockets left open");
+    assert_eq!(gateway.metric("kiki_sessions_active").await, 0.0, "sockets left open");
     assert!(after <= baseline + baseline / 10 + 4096, "RSS grew from {baseline} to {after} KiB");
     let mut c = stack.connect().await;
     c.send_json(json!({"type": "start"})).await;
@@ -556,4 +547,194 @@ async fn a_silent_session_that_answers_pings_is_kept() {
     }
     c.send_json(json!({"type": "stop"})).await;
     assert!(matches!(c.recv(Duration::from_secs(5)).await, Some(ServerMessage::End { .. })));
+}
+
+const NORMAL: &str = "The quick brown fox jumps over the lazy dog. I would like a cup of coffee.";
+
+/// A normal session after a probe: every final of a two-sentence clip, with its words.
+async fn a_normal_session_is_served(stack: &Stack, clip: &[f32], after: &str) {
+    assert_eq!(http_get(stack.addr, "/healthz").await.map(|r| r.0).ok(), Some(200), "after {after}: /healthz");
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start"})).await;
+    let ready = c.recv(Duration::from_secs(10)).await;
+    assert!(matches!(ready, Some(ServerMessage::Ready { .. })), "after {after}: {ready:?}");
+    c.stream(clip, 4.0).await;
+    let msgs = c.stop_and_collect().await;
+    assert!(matches!(msgs.last(), Some(ServerMessage::End { .. })), "after {after}: no end in {msgs:?}");
+    assert!(!msgs.iter().any(|m| matches!(m, ServerMessage::Error { .. })), "after {after}: {msgs:?}");
+    let text = final_text(&msgs);
+    let w = wer(NORMAL, &text);
+    assert!(w <= 0.2, "after {after}: WER {w:.2} for {text:?}");
+}
+
+/// A WAV header with these fields and `data` bytes of 8-bit samples after it.
+fn wav_u8(rate: u32, channels: u16, data: &[u8]) -> Vec<u8> {
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&channels.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate.saturating_mul(u32::from(channels))).to_le_bytes());
+    w.extend_from_slice(&channels.to_le_bytes());
+    w.extend_from_slice(&8u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(data);
+    w
+}
+
+async fn upload(stack: &Stack, file: &[u8], fields: &[(&str, &str)]) -> (u16, String) {
+    let (ct, body) = multipart(file, fields);
+    http_with(stack.addr, "POST", "/v1/audio/transcriptions", &[("Content-Type", ct.as_str())], &body).await.unwrap()
+}
+
+/// The answer to a `start` with these extra fields.
+async fn start_answer(stack: &Stack, fields: serde_json::Value) -> Option<ServerMessage> {
+    let mut c = stack.connect().await;
+    let mut start = json!({"type": "start"});
+    for (k, v) in fields.as_object().unwrap() {
+        start[k] = v.clone();
+    }
+    c.send_json(start).await;
+    c.recv(Duration::from_secs(10)).await
+}
+
+/// The adversarial review's probes (issue 17), one after another against one real stack, each
+/// followed by a normal session that must get every final: the server refuses or slows what
+/// it must and keeps serving everyone else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_each_hostile_probe_a_normal_session_gets_all_its_finals() {
+    let _g = serial().await;
+    let mut cfg = test_config();
+    cfg.gateway.upload_timeout_s = 2;
+    cfg.gateway.write_timeout_s = 2;
+    let stack = Stack::start_with(cfg).await;
+    let clip = speak_sentences(&NORMAL.split_inclusive(". ").collect::<Vec<_>>(), 800);
+    a_normal_session_is_served(&stack, &clip, "nothing").await;
+
+    // 1. Sample rates that once crashed the process (1 Hz) or cost a gigabyte (10,000,019 Hz).
+    for rate in [1u32, 10_000_019] {
+        let (status, body) = upload(&stack, &wav_u8(rate, 1, &vec![128u8; 2_000_000]), &[]).await;
+        assert_eq!(status, 400, "{rate} Hz: {body}");
+        assert!(body.contains("sample rate"), "{rate} Hz: {body}");
+        a_normal_session_is_served(&stack, &clip, &format!("a {rate} Hz upload")).await;
+    }
+    // ... and as a kikipounamu chunk.
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/asr", stack.addr)).await.unwrap();
+    ws.send(Message::Text(json!({"action": "start", "session_id": "probe"}).to_string().into())).await.unwrap();
+    let chunk = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, wav_u8(1, 1, &[128u8; 4_000]));
+    let msg = json!({"action": "chunk", "session_id": "probe", "chunk_index": 0, "audio_data": chunk});
+    ws.send(Message::Text(msg.to_string().into())).await.unwrap();
+    let mut refused = false;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        if let Message::Text(t) = m
+            && t.contains("sample rate")
+        {
+            refused = true;
+            break;
+        }
+    }
+    assert!(refused, "a 1 Hz kikipounamu chunk was not refused with its reason");
+    drop(ws);
+    a_normal_session_is_served(&stack, &clip, "a 1 Hz kikipounamu chunk").await;
+
+    // 6. A 48k-letter hotword, a 100 kB prompt, 95k hotwords, a 10 kB language.
+    let hotword = "a".repeat(48_000);
+    for (what, fields) in [
+        ("a 48k-letter hotword", json!({"hotwords": [hotword]})),
+        ("a 100 kB prompt", json!({"prompt": "word ".repeat(20_000)})),
+        ("95k hotwords", json!({"hotwords": vec!["ab"; 95_000]})),
+        ("a 10 kB language", json!({"language": "x".repeat(10_000)})),
+    ] {
+        let answer = start_answer(&stack, fields).await;
+        assert!(matches!(answer, Some(ServerMessage::Error { .. })), "{what}: {answer:?}");
+        a_normal_session_is_served(&stack, &clip, what).await;
+    }
+    let (status, body) =
+        upload(&stack, &wav_u8(16_000, 1, &[128u8; 16_000]), &[("prompt", &"word ".repeat(20_000))]).await;
+    assert_eq!(status, 400, "{body}");
+
+    // 12. Partials asked for every 20 ms: at most one per 250 ms of audio is queued.
+    let mut c = stack.connect().await;
+    c.send_json(json!({"type": "start", "plugins": {"segmenter": {"partial_ms": "20"}}})).await;
+    c.recv(Duration::from_secs(10)).await;
+    c.stream(&clip, 4.0).await;
+    let msgs = c.stop_and_collect().await;
+    let partials = msgs.iter().filter(|m| matches!(m, ServerMessage::Partial(_))).count();
+    let most = clip.len() / 4_000 + 2;
+    assert!(partials <= most, "{partials} partials for {} s of audio", clip.len() / 16_000);
+    a_normal_session_is_served(&stack, &clip, "partials every 20 ms").await;
+
+    // 7. A client that streams and never reads: dropped once a write stalls past
+    // write_timeout_s; a normal session meanwhile gets its finals.
+    let (deaf, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws", stack.addr)).await.unwrap();
+    let (mut deaf_tx, _deaf_rx) = deaf.split();
+    deaf_tx.send(Message::Text(json!({"type": "start"}).to_string().into())).await.unwrap();
+    let loud = clip.clone();
+    let deaf_task = tokio::spawn(async move {
+        for _ in 0..20 {
+            for chunk in loud.chunks(320) {
+                if deaf_tx.send(Message::Binary(to_s16le(chunk).into())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    a_normal_session_is_served(&stack, &clip, "a client that does not read").await;
+    deaf_task.abort();
+
+    // 9. Uploads: one over the size limit (413), one whose body trickles in (408), one with a
+    // streaming header (data size 0xFFFFFFFF; read to its end).
+    let (status, body) = upload(&stack, &wav_u8(16_000, 1, &vec![128u8; 51 << 20]), &[]).await;
+    assert_eq!(status, 413, "{body}");
+    let (mut rd, mut wr) = TcpStream::connect(stack.addr).await.unwrap().into_split();
+    let head = format!(
+        "POST /v1/audio/transcriptions HTTP/1.1\r\nHost: {}\r\nContent-Type: multipart/form-data; boundary=x\r\nContent-Length: 100000\r\n\r\n--x\r\n",
+        stack.addr
+    );
+    wr.write_all(head.as_bytes()).await.unwrap();
+    let trickle = async {
+        for _ in 0..30 {
+            if wr.write_all(b"a").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        std::future::pending::<()>().await
+    };
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::select! {
+        n = rd.read(&mut buf) => n.unwrap(),
+        _ = trickle => unreachable!(),
+        _ = tokio::time::sleep(Duration::from_secs(20)) => panic!("a trickled upload was held 20 s"),
+    };
+    let reply = String::from_utf8_lossy(&buf[..n]);
+    assert!(reply.starts_with("HTTP/1.1 408"), "a trickled upload: {reply}");
+    a_normal_session_is_served(&stack, &clip, "a trickled upload").await;
+    let mut streaming = wav_u8(16_000, 1, &[]);
+    streaming[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+    streaming
+        .extend(crate::common::to_s16le(&clip).chunks(2).map(|s| (i16::from_le_bytes([s[0], s[1]]) >> 8) as u8 ^ 0x80));
+    let (status, body) = upload(&stack, &streaming, &[]).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        wer(NORMAL, serde_json::from_str::<serde_json::Value>(&body).unwrap()["text"].as_str().unwrap_or("")) <= 0.3,
+        "{body}"
+    );
+
+    // 5. A cross-site form POST to the admin API (auth off) takes no effect.
+    let (status, _) = http_with(
+        stack.addr,
+        "POST",
+        "/admin/plugins/segmenter/default?name=vad",
+        &[("Content-Type", "application/x-www-form-urlencoded"), ("Origin", "http://evil.example")],
+        b"x=1",
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 403);
+    a_normal_session_is_served(&stack, &clip, "a cross-site admin POST").await;
 }

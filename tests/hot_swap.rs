@@ -1,12 +1,10 @@
 //! Hot swap under load: live sessions keep streaming while the segmenter version changes; no
 //! frame is lost, no session closes, and every segment comes from one version.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kiki::channels::tasks::TaskMeta;
 use kiki::gateway::protocol::ServerMessage;
 use serde_json::json;

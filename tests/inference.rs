@@ -1,9 +1,7 @@
 //! The inference core on its own: accuracy on a synthetic speech set, no text from
 //! non-speech, and odd input handled with a clear result.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use kiki::inference::{Engine, Request};
 
 fn sentences() -> Vec<String> {
@@ -23,7 +21,7 @@ fn synthetic_wer(engine: &Engine, audio: &[Vec<f32>], set: &[String], beam: usiz
             chunk.iter().map(|a| Request { audio: a, beam_size: Some(beam), ..Default::default() }).collect();
         let out = tokio::task::block_in_place(|| engine.transcribe_requests(&requests)).unwrap();
         for (r, t) in texts.iter().zip(out) {
-            let (e, n) = kiki::eval::word_errors(r, &t.text);
+            let (e, n) = kiki::tools::eval::word_errors(r, &t.text);
             errors += e;
             words += n;
             eprintln!("beam {beam} {:.2}  {r}\n             {}", e as f64 / n as f64, t.text);
@@ -34,14 +32,14 @@ fn synthetic_wer(engine: &Engine, audio: &[Vec<f32>], set: &[String], beam: usiz
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 /// The bound: tiny.en WER <= 0.25 on the synthetic set (espeak-ng en-us at a dictating
-/// pace, `kiki::eval::WER_SET_VOICE`); measured 0.18 greedy and 0.15 beam 5 here. Beam search
+/// pace, `kiki::tools::eval::WER_SET_VOICE`); measured 0.18 greedy and 0.15 beam 5 here. Beam search
 /// must pay for itself.
 async fn tiny_en_wer_on_the_synthetic_set_greedy_and_beam() {
     let _g = serial().await;
     let engine = engine().await;
     let set = sentences();
     assert!(set.len() >= 30);
-    let audio: Vec<Vec<f32>> = set.iter().map(|s| speak_with(s, kiki::eval::WER_SET_VOICE)).collect();
+    let audio: Vec<Vec<f32>> = set.iter().map(|s| speak_with(s, kiki::tools::eval::WER_SET_VOICE)).collect();
     let greedy = synthetic_wer(&engine, &audio, &set, 1);
     let beam = synthetic_wer(&engine, &audio, &set, 5);
     eprintln!("WER over {} sentences: greedy {greedy:.3}, beam 5 {beam:.3}", set.len());
@@ -228,7 +226,7 @@ async fn base_detects_the_language_and_transcribes_mandarin() {
         let out = tokio::task::block_in_place(|| engine.transcribe_requests(&forced)).unwrap();
         detected_zh += out_auto.iter().filter(|t| t.language == "zh").count();
         for ((hanzi, _), t) in refs.iter().zip(&out) {
-            let (e, n) = kiki::eval::char_errors(hanzi, &t.text);
+            let (e, n) = kiki::tools::eval::char_errors(hanzi, &t.text);
             errors += e;
             chars += n;
             cjk += t.text.chars().filter(|c| ('\u{4e00}'..='\u{9fff}').contains(c)).count();

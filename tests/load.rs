@@ -1,11 +1,9 @@
 //! The load tool against a real stack: every utterance it speaks must come back as a final, and
 //! its report must say so (the short CI version of the capacity runs in docs/performance.md).
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn load_tool_streams_sessions_and_accounts_for_every_final() {
@@ -19,7 +17,7 @@ async fn load_tool_streams_sessions_and_accounts_for_every_final() {
         write_wav(&path, &speak(text), 16_000, 1);
         std::fs::write(path.with_extension("txt"), text).unwrap();
     }
-    let report = kiki::load::run(kiki::load::LoadOptions {
+    let report = kiki::tools::load::run(kiki::tools::load::LoadOptions {
         urls: vec![format!("ws://{}/ws", stack.addr)],
         sessions: 3,
         duration: Duration::from_secs(8),
@@ -76,7 +74,7 @@ async fn transport_only_runs_are_labelled_and_lose_nothing() {
     stack.wait_ready().await;
     let clips = tempfile::tempdir().unwrap();
     write_wav(&clips.path().join("a.wav"), &speak("Testing one two three."), 16_000, 1);
-    let report = kiki::load::run(kiki::load::LoadOptions {
+    let report = kiki::tools::load::run(kiki::tools::load::LoadOptions {
         urls: vec![format!("ws://{}/ws", stack.addr)],
         sessions: 100,
         duration: Duration::from_secs(6),

@@ -2,9 +2,7 @@
 //! SDKs (PyPI `openai`, npm `openai`; tests/clients/, set up by tests/clients/setup.sh) unchanged
 //! against a real stack: Realtime transcription sessions, models, translations, SSE.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 fn wav_bytes(samples: &[f32]) -> Vec<u8> {
     let spec = hound::WavSpec {
@@ -20,21 +18,6 @@ fn wav_bytes(samples: &[f32]) -> Vec<u8> {
     }
     w.finalize().unwrap();
     cur.into_inner()
-}
-
-fn multipart(file: &[u8], fields: &[(&str, &str)]) -> (String, Vec<u8>) {
-    let boundary = "kikiboundary7d3f";
-    let mut body = Vec::new();
-    for (k, v) in fields {
-        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
-    }
-    body.extend(
-        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n")
-            .as_bytes(),
-    );
-    body.extend_from_slice(file);
-    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
-    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 async fn post(addr: std::net::SocketAddr, content_type: &str, body: &[u8]) -> (u16, String) {
@@ -397,7 +380,7 @@ async fn real_mandarin_is_detected_and_reads_with_full_width_punctuation() {
         assert_eq!(code, 200, "{resp}");
         let v: serde_json::Value = serde_json::from_str(&resp).unwrap();
         let text = v["text"].as_str().unwrap();
-        let cer = kiki::eval::cer(reference, text);
+        let cer = kiki::tools::eval::cer(reference, text);
         eprintln!("{id}: [{}] {text}  (CER {cer:.3} against {reference})", v["language"]);
         assert_eq!(v["language"], "zh", "{v}");
         // Without the simplified-Chinese prompt the second clip came back in traditional
@@ -412,7 +395,7 @@ async fn real_mandarin_is_detected_and_reads_with_full_width_punctuation() {
     eprintln!("both: {text}");
     assert!(!text.trim().chars().any(|c| c.is_ascii_punctuation()), "no ASCII punctuation in Chinese text: {text:?}");
     let reference: String = clips.iter().map(|(_, t)| t.as_str()).collect();
-    assert!(kiki::eval::cer(&reference, &text) <= 0.3, "{text:?}");
+    assert!(kiki::tools::eval::cer(&reference, &text) <= 0.3, "{text:?}");
 }
 
 /// Whisper's translate task on a multilingual model (base): Mandarin speech comes back English.

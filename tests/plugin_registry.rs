@@ -3,13 +3,11 @@
 //! end with an error), and hot swap of the workers' post-processor through the admin API
 //! (upload, activate, roll back, per-kind default), carried to the worker by the record in Redis.
 
-mod common;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kiki::channels::tasks::TaskMeta;
 use kiki::config::OnFailure;
 use kiki::gateway::protocol::{ErrorCode, ServerMessage};
@@ -18,7 +16,9 @@ use serde_json::{Value, json};
 /// A plugin directory with the default plugins (and their manifests) and the named test plugins.
 fn plugin_dir(test_plugins: &[&str]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for f in [&format!("vad@{VAD_VERSION}"), &format!("text@{TEXT_VERSION}"), "default@0.1.0"] {
+    for f in
+        [&format!("vad@{vad}", vad = vad_version()), &format!("text@{text}", text = text_version()), "default@0.1.0"]
+    {
         for ext in ["wasm", "toml"] {
             let src = repo_root().join(format!(".cache/plugins/{f}.{ext}"));
             std::fs::copy(&src, dir.path().join(format!("{f}.{ext}"))).expect("run make setup");
@@ -109,7 +109,7 @@ async fn sessions_choose_allowed_segmenters_with_checked_options_and_fall_back_o
     looping.stream(&tone[..3200], 4.0).await;
     match looping.recv(Duration::from_secs(10)).await {
         Some(ServerMessage::Error { code: ErrorCode::PluginFailed, message, .. }) => {
-            assert!(message.contains(&format!("continues with vad@{VAD_VERSION}")), "{message}")
+            assert!(message.contains(&format!("continues with vad@{vad}", vad = vad_version())), "{message}")
         }
         other => panic!("expected plugin_failed, got {other:?}"),
     }
@@ -289,7 +289,7 @@ async fn result_plugins_are_chosen_per_session_and_hot_swapped_through_the_admin
     // Versions are immutable: the same bytes again are a no-op, other bytes a conflict.
     let (code, body) = http(stack.addr, "PUT", "/admin/plugins/files/text@0.2.0.wasm", &shouting).await.unwrap();
     assert_eq!((code, body.contains("unchanged")), (200, true), "{body}");
-    let other = std::fs::read(dir.path().join(format!("text@{TEXT_VERSION}.wasm"))).unwrap();
+    let other = std::fs::read(dir.path().join(format!("text@{text}.wasm", text = text_version()))).unwrap();
     let (code, body) = http(stack.addr, "PUT", "/admin/plugins/files/text@0.2.0.wasm", &other).await.unwrap();
     assert_eq!(code, 409, "{body}");
     // Names and versions that no plugin file can have are refused before anything is touched.
@@ -307,8 +307,8 @@ async fn result_plugins_are_chosen_per_session_and_hot_swapped_through_the_admin
     let (text, _) = transcribe(&stack, &audio, json!({})).await;
     assert!(is_shouted(&text), "{text:?}");
     let (code, body) = http(stack.addr, "POST", "/admin/plugins/postprocessor/rollback", b"").await.unwrap();
-    assert_eq!((code, body.contains(&format!("text@{TEXT_VERSION}"))), (200, true), "{body}");
-    wait_for_worker(&stack, &format!("text@{TEXT_VERSION}")).await;
+    assert_eq!((code, body.contains(&format!("text@{text}", text = text_version()))), (200, true), "{body}");
+    wait_for_worker(&stack, &format!("text@{text}", text = text_version())).await;
     let (text, _) = transcribe(&stack, &audio, json!({})).await;
     assert!(!is_shouted(&text), "{text:?}");
 
@@ -331,14 +331,14 @@ async fn result_plugins_are_chosen_per_session_and_hot_swapped_through_the_admin
     let (code, body) = http_get(stack.addr, "/admin/plugins").await.unwrap();
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(code, 200);
-    assert_eq!(v["deployment"]["active"]["postprocessor/text"], TEXT_VERSION, "{body}");
+    assert_eq!(v["deployment"]["active"]["postprocessor/text"], text_version(), "{body}");
     assert_eq!(v["deployment"]["defaults"]["postprocessor"], "shout", "{body}");
     assert!(
         v["files"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|f| f["file"] == format!("vad@{VAD_VERSION}") && f["manifest"]["kind"] == "segmenter")
+            .any(|f| f["file"] == format!("vad@{vad}", vad = vad_version()) && f["manifest"]["kind"] == "segmenter")
     );
 }
 

@@ -1,13 +1,11 @@
 //! Hostile plugins through the real host runtime: each is contained and reported, and the host
 //! (and every other instance) carries on. The plugins are built by plugins/testing/build.sh.
 
-mod common;
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use kiki::plugins::{CutKind, Limits, PluginError, PluginRuntime, SegmenterPlugin};
 
 fn test_plugin(file: &str) -> PathBuf {
@@ -136,9 +134,9 @@ fn kiki_plugin_check_reports_what_a_component_is() {
             .unwrap();
         (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
     };
-    let (ok, out) = run(repo_root().join(format!(".cache/plugins/vad@{VAD_VERSION}.wasm")));
+    let (ok, out) = run(repo_root().join(format!(".cache/plugins/vad@{vad}.wasm", vad = vad_version())));
     assert!(ok && out.contains("segmenter world") && out.contains("self-test"), "{out}");
-    let (ok, out) = run(repo_root().join(format!(".cache/plugins/text@{TEXT_VERSION}.wasm")));
+    let (ok, out) = run(repo_root().join(format!(".cache/plugins/text@{text}.wasm", text = text_version())));
     assert!(ok && out.contains("postprocessor world") && out.contains("Stella"), "{out}");
     let (ok, out) = run(repo_root().join(".cache/plugins/default@0.1.0.wasm"));
     assert!(ok && out.contains("router world") && out.contains("Session(\"listener\")"), "{out}");

@@ -2,17 +2,15 @@
 //! limited to kiki's key prefix and the default user switched off: the whole line works, `kiki
 //! check` passes, and a wrong password or a missing CA fails clearly.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kiki::channels::RedisTarget;
 use kiki::config::RedisConfig;
 use kiki::gateway::protocol::ServerMessage;
-use kiki::redis_server::{RedisChild, free_port};
+use kiki::local::redis_server::{RedisChild, free_port};
 use serde_json::json;
 
 fn openssl(dir: &Path, args: &[&str]) {
@@ -131,7 +129,7 @@ async fn tls_with_client_certificates_and_an_acl_user() {
     eprintln!("over TLS: {text}");
     assert!(wer(sentence, &text) <= 0.35, "{msgs:?}");
 
-    let checks = kiki::check::run(&stack.cfg, &url, None, Duration::from_secs(10)).await;
+    let checks = kiki::tools::check::run(&stack.cfg, &url, None, Duration::from_secs(10)).await;
     for c in &checks {
         eprintln!("{} {} {}", if c.ok { "ok" } else { "FAIL" }, c.name, c.detail);
         assert!(!c.detail.contains("s3cret"), "a check printed the password: {}", c.detail);

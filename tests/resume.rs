@@ -1,12 +1,10 @@
 //! Resume: a client whose socket dropped reconnects with its resume token and last seq, gets
 //! every final it missed exactly once, and carries on live.
 
-mod common;
-
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kiki::gateway::protocol::ServerMessage;
 use serde_json::json;
 

@@ -1,11 +1,9 @@
 //! The result plugins in the worker: the default post-processor rewrites text (hotwords,
 //! casing), the default router fans finals out to a room and to an archive stream.
 
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use kiki::gateway::protocol::ServerMessage;
 use redis::AsyncCommands;
 use serde_json::json;
@@ -51,4 +49,29 @@ async fn finals_are_postprocessed_and_reach_room_members_and_the_archive() {
     let mut conn = stack.redis().await;
     let archived: u64 = conn.xlen("kiki:archive:log").await.unwrap();
     assert!(archived >= 1, "finals go to the archive stream");
+}
+
+/// The router hears how many results waited unsent for the owner (`owner-backlog`, carried
+/// by each task from the gateway): `router-default` drops partials past its `max_backlog`,
+/// never finals. (It was always 0, so `max_backlog` never took effect.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_router_hears_the_owners_backlog() {
+    use kiki::channels::tasks::{Task, TaskMeta};
+    use kiki::plugins::{CutKind, Route};
+    let mut cfg = test_config();
+    cfg.plugins.config.insert("default".into(), [("max_backlog".to_string(), "2".to_string())].into());
+    let stack = Stack::gateway_only(cfg.clone()).await;
+    let pipeline = kiki::roles::load_pipeline(&cfg, &stack.target, stack.metrics.clone()).await.unwrap();
+    for (kind, backlog, to_owner) in [
+        (CutKind::Partial, 0, true),
+        (CutKind::Partial, 3, false),
+        (CutKind::Final, 3, true),
+        (CutKind::Final, 0, true),
+    ] {
+        let meta =
+            TaskMeta { owner_backlog: backlog, ..TaskMeta::new("s", 0, kind, "c", (0, 1000), Default::default()) };
+        let task = Task { id: "1-0".into(), meta, audio: Vec::new() };
+        let out = pipeline.run(&task, "hello".into(), &[], "en", Vec::new()).await;
+        assert_eq!(out.routes.contains(&Route::Owner), to_owner, "{kind:?} with {backlog} unsent: {:?}", out.routes);
+    }
 }

@@ -22,11 +22,9 @@
 //! printed). For tuning, `SEGMENTER_QUALITY_CONFIG=threshold_ratio=4,hangover_ms=250` adds
 //! plugin config keys to every condition.
 
-mod common;
-
 use std::sync::OnceLock;
 
-use common::*;
+use crate::common::*;
 use kiki::inference::{SILERO_CHUNK, SileroState, SileroVad};
 use kiki::plugins::{CutKind, Limits, PluginRuntime};
 

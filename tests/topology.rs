@@ -2,15 +2,14 @@
 //! processes (the short CI versions of the runs in docs/performance.md): results reach a
 //! session only through its own gateway's subscriber; a worker killed mid-load is replaced by
 //! the others (reclaim); a gateway killed mid-load loses its sockets, and its clients resume on
-//! the other gateway without losing or repeating a final.
-
-mod common;
+//! the other gateway without losing or repeating a final. And what one upload costs a gateway
+//! process's memory.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 
 /// A `kiki up` deployment and what it printed about its processes.
 struct Deployment {
@@ -24,7 +23,7 @@ struct Deployment {
 impl Deployment {
     fn start(gateways: usize, workers: usize, cluster: bool) -> Self {
         let port = loop {
-            let p = kiki::redis_server::free_port().unwrap();
+            let p = kiki::local::redis_server::free_port().unwrap();
             if (1..gateways as u16).all(|i| std::net::TcpListener::bind(("127.0.0.1", p + i)).is_ok()) {
                 break p;
             }
@@ -99,15 +98,13 @@ impl Deployment {
 
 impl Drop for Deployment {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child with a valid signal.
-        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = kiki::local::topology::send_signal(self.child.id(), kiki::local::topology::Signal::TERM);
         let _ = self.child.wait();
     }
 }
 
 fn sigkill(pid: u32) {
-    // SAFETY: kill(2) with a pid the deployment printed and SIGKILL.
-    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let _ = kiki::local::topology::send_signal(pid, kiki::local::topology::Signal::KILL);
 }
 
 fn clips() -> tempfile::TempDir {
@@ -120,8 +117,13 @@ fn clips() -> tempfile::TempDir {
     dir
 }
 
-fn options(urls: Vec<String>, sessions: usize, seconds: u64, clips: &std::path::Path) -> kiki::load::LoadOptions {
-    kiki::load::LoadOptions {
+fn options(
+    urls: Vec<String>,
+    sessions: usize,
+    seconds: u64,
+    clips: &std::path::Path,
+) -> kiki::tools::load::LoadOptions {
+    kiki::tools::load::LoadOptions {
         urls,
         sessions,
         duration: Duration::from_secs(seconds),
@@ -144,7 +146,7 @@ async fn two_gateways_three_workers_lose_nothing_when_a_worker_or_a_gateway_dies
     let clips = clips();
 
     // Sessions on gateway 1 only: their results never reach gateway 2's subscriber.
-    let report = kiki::load::run(options(vec![d.ws(0)], 2, 6, clips.path())).await.unwrap();
+    let report = kiki::tools::load::run(options(vec![d.ws(0)], 2, 6, clips.path())).await.unwrap();
     eprintln!("{report}");
     assert_eq!(report.finalized, report.utterances, "{report}");
     assert!(report.errors.is_empty(), "{report}");
@@ -163,7 +165,7 @@ async fn two_gateways_three_workers_lose_nothing_when_a_worker_or_a_gateway_dies
         tokio::time::sleep(Duration::from_secs(4)).await;
         sigkill(gateway);
     });
-    let report = kiki::load::run(options(vec![d.ws(0), d.ws(1)], 4, 18, clips.path())).await.unwrap();
+    let report = kiki::tools::load::run(options(vec![d.ws(0), d.ws(1)], 4, 18, clips.path())).await.unwrap();
     killer.await.unwrap();
     eprintln!("{report}");
     assert_eq!((report.connected, report.held), (4, 4), "{report}");
@@ -179,7 +181,7 @@ async fn the_same_around_a_three_master_redis_cluster() {
     let d = Deployment::start(2, 2, true);
     d.wait_ready().await;
     let clips = clips();
-    let report = kiki::load::run(options(vec![d.ws(0), d.ws(1)], 4, 10, clips.path())).await.unwrap();
+    let report = kiki::tools::load::run(options(vec![d.ws(0), d.ws(1)], 4, 10, clips.path())).await.unwrap();
     eprintln!("{report}");
     assert_eq!((report.connected, report.held), (4, 4), "{report}");
     assert_eq!(report.finalized, report.utterances, "{report}");
@@ -189,4 +191,56 @@ async fn the_same_around_a_three_master_redis_cluster() {
         assert!(d.counter(i, "kiki_finals_delivered_total").await > 0.0);
         assert_eq!(d.counter(i, "kiki_results_unroutable_total").await, 0.0);
     }
+}
+
+/// A WAV file of 8-bit mono silence.
+fn silent_u8_wav(rate: u32, seconds: u32) -> Vec<u8> {
+    let n = rate * seconds;
+    let mut wav = Vec::with_capacity(n as usize + 44);
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + n).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
+    wav.extend_from_slice(&rate.to_le_bytes());
+    wav.extend_from_slice(&rate.to_le_bytes()); // bytes per second
+    wav.extend_from_slice(&1u16.to_le_bytes()); // block align
+    wav.extend_from_slice(&8u16.to_le_bytes());
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&n.to_le_bytes());
+    wav.resize(n as usize + 44, 128);
+    wav
+}
+
+/// An upload costs the gateway its file and its 16 kHz s16 samples, not whole-file f32 buffers
+/// at both rates: a 49 MB file of 8-bit samples (51 minutes) once raised a gateway's peak by
+/// 865 MB (17x). A header claiming more than the duration limit is refused before decoding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_costs_a_gateway_about_its_file_and_its_samples() {
+    let _g = serial().await;
+    // A `kiki gateway` process of its own (its peak RSS is the upload's): no worker is needed.
+    let gateway = GatewayProcess::start(&[]).await;
+    let addr = gateway.addr;
+    // 8-bit mono at 16 kHz: silence, so no window reaches a worker (there is none).
+    let wav = silent_u8_wav(16_000, 3_060);
+    let (ct, body) = multipart(&wav, &[]);
+    let before = gateway.memory_kib("VmHWM");
+    let (status, text) =
+        http_with(addr, "POST", "/v1/audio/transcriptions", &[("Content-Type", ct.as_str())], &body).await.unwrap();
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"text\":\"\""), "{text}");
+    let grew = (gateway.memory_kib("VmHWM") - before) * 1024;
+    let ratio = grew as f64 / wav.len() as f64;
+    eprintln!("a {} MB upload raised the gateway's peak RSS by {} MB ({ratio:.1}x)", wav.len() >> 20, grew >> 20);
+    // The file (1x) and its samples (2x at 8 bits) with room for the allocator; 17x before.
+    assert!(ratio < 4.5, "{ratio:.1}x");
+
+    // Past gateway.max_upload_s (3,600 s; 15 MB at 4 kHz): 413 before any decoding.
+    let long = silent_u8_wav(4_000, 3_700);
+    let (ct, body) = multipart(&long, &[]);
+    let (status, text) =
+        http_with(addr, "POST", "/v1/audio/transcriptions", &[("Content-Type", ct.as_str())], &body).await.unwrap();
+    assert_eq!(status, 413, "{text}");
+    assert!(text.contains("audio_too_long"), "{text}");
 }

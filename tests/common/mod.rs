@@ -13,8 +13,8 @@ use kiki::config::Config;
 use kiki::gateway::Gateway;
 use kiki::gateway::protocol::ServerMessage;
 use kiki::inference::Engine;
+use kiki::local::redis_server::{RedisChild, RedisCluster};
 use kiki::metrics::Metrics;
-use kiki::redis_server::{RedisChild, RedisCluster};
 use kiki::shutdown::Shutdown;
 use kiki::worker::Worker;
 use tokio::net::TcpStream;
@@ -27,15 +27,28 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// The default segmenter's release, as plugins/build.sh installs it.
-pub const VAD_VERSION: &str = "0.2.1";
-/// The default post-processor's version (`.cache/plugins/text@TEXT_VERSION.wasm`).
-pub const TEXT_VERSION: &str = "0.1.1";
+pub fn vad_version() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| plugin_version("segmenter-vad"))
+}
+/// The default post-processor's version (`.cache/plugins/text@text_version().wasm`).
+pub fn text_version() -> &'static str {
+    static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    V.get_or_init(|| plugin_version("postprocessor-text"))
+}
 
-/// The default segmenter (`.cache/plugins/vad@VAD_VERSION.wasm`) loaded into `rt`.
+/// A default plugin's version, from its manifest (`plugins/CRATE/plugin.toml`).
+pub fn plugin_version(krate: &str) -> String {
+    let path = repo_root().join("plugins").join(krate).join("plugin.toml");
+    let manifest: toml::Table = std::fs::read_to_string(&path).expect("the manifest").parse().expect("TOML");
+    manifest["version"].as_str().expect("a version").to_string()
+}
+
+/// The default segmenter (`.cache/plugins/vad@vad_version().wasm`) loaded into `rt`.
 pub fn default_vad(rt: &Arc<kiki::plugins::PluginRuntime>) -> Arc<kiki::plugins::SegmenterPlugin> {
-    let path = repo_root().join(format!(".cache/plugins/vad@{VAD_VERSION}.wasm"));
+    let path = repo_root().join(format!(".cache/plugins/vad@{vad}.wasm", vad = vad_version()));
     assert!(path.exists(), "{} missing: run plugins/build.sh (make setup does)", path.display());
-    kiki::plugins::SegmenterPlugin::load(rt, &path, "vad", VAD_VERSION, Default::default()).unwrap()
+    kiki::plugins::SegmenterPlugin::load(rt, &path, "vad", vad_version(), Default::default()).unwrap()
 }
 
 /// Config pointing at the set-up outputs in the repository's `.cache`.
@@ -109,7 +122,7 @@ pub fn to_s16le(samples: &[f32]) -> Vec<u8> {
 
 /// Word error rate (normalised words), as the benches compute it.
 pub fn wer(reference: &str, hypothesis: &str) -> f64 {
-    kiki::eval::wer(reference, hypothesis)
+    kiki::tools::eval::wer(reference, hypothesis)
 }
 
 /// The Redis a stack runs on: one private server, or a private cluster.
@@ -254,45 +267,51 @@ impl Drop for Stack {
     }
 }
 
-/// Minimal HTTP/1.1 GET: (status, body).
-pub async fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+/// GET: (status, body).
+pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), kiki::tools::http_client::HttpError> {
     http(addr, "GET", path, &[]).await
 }
 
-/// Minimal HTTP/1.1 request: (status, body). Requests other than GET say their body is
+/// A request: (status, body). Requests other than GET say their body is
 /// `application/octet-stream`, as API clients do (the gateway refuses admin changes in a
 /// content type a cross-site form could send).
-pub async fn http(addr: SocketAddr, method: &str, path: &str, body: &[u8]) -> std::io::Result<(u16, String)> {
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<(u16, String), kiki::tools::http_client::HttpError> {
     let ct: &[(&str, &str)] = if method == "GET" { &[] } else { &[("Content-Type", "application/octet-stream")] };
     http_with(addr, method, path, ct, body).await
 }
 
-/// Minimal HTTP/1.1 request with extra headers (`("Authorization", "Bearer x")`): (status, body).
+/// A request with extra headers (`("Authorization", "Bearer x")`; a `Host` replaces the
+/// address's), through the operator tools' client: (status, body).
 pub async fn http_with(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> std::io::Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = TcpStream::connect(addr).await?;
-    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
-    let host = if headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("host")) {
-        String::new()
-    } else {
-        format!("Host: {addr}\r\n")
-    };
-    let head =
-        format!("{method} {path} HTTP/1.1\r\n{host}Connection: close\r\n{extra}Content-Length: {}\r\n\r\n", body.len());
-    s.write_all(head.as_bytes()).await?;
-    s.write_all(body).await?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await?;
-    let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
-    Ok((status, body))
+) -> Result<(u16, String), kiki::tools::http_client::HttpError> {
+    let req = kiki::tools::http_client::Request { method, headers, body };
+    kiki::tools::http_client::request(&addr.to_string(), path, req, Duration::from_secs(300)).await
+}
+
+/// A `multipart/form-data` body with `fields` and a WAV `file`: (content type, body).
+pub fn multipart(file: &[u8], fields: &[(&str, &str)]) -> (String, Vec<u8>) {
+    let boundary = "kikiboundary7d3f";
+    let mut body = Vec::new();
+    for (k, v) in fields {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n").as_bytes());
+    }
+    body.extend(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\nContent-Type: audio/wav\r\n\r\n")
+            .as_bytes(),
+    );
+    body.extend_from_slice(file);
+    body.extend(format!("\r\n--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
 }
 
 pub struct Client {
@@ -364,4 +383,64 @@ pub fn final_text(msgs: &[ServerMessage]) -> String {
         .collect();
     finals.sort();
     finals.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(" ")
+}
+
+/// A `kiki gateway` process on a Redis of its own, for what is measured of the process itself
+/// (its memory), apart from the tests that run beside it in this one.
+pub struct GatewayProcess {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    _redis: RedisChild,
+}
+
+impl GatewayProcess {
+    /// Starts it with extra `KIKI_*` settings and waits for `/healthz`.
+    pub async fn start(env: &[(&str, &str)]) -> Self {
+        let redis = RedisChild::start("redis-server", &[]).await.expect("redis-server starts");
+        let port = kiki::local::redis_server::free_port().expect("a free port");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("an address");
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_kiki"))
+            .arg("gateway")
+            .env("KIKI_DATA_DIR", repo_root().join(".cache"))
+            .env("KIKI_REDIS_URL", &redis.url)
+            .env("KIKI_LISTEN", addr.to_string())
+            .env("KIKI_LOG", "warn")
+            .envs(env.iter().copied())
+            .spawn()
+            .expect("kiki gateway starts");
+        let gateway = Self { addr, child, _redis: redis };
+        for _ in 0..300 {
+            if let Ok((200, _)) = http_get(addr, "/healthz").await {
+                return gateway;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the gateway did not start");
+    }
+
+    /// A line of the process's /proc status, in KiB (`VmRSS`, `VmHWM`: its peak).
+    pub fn memory_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("the process lives");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .expect("a memory figure")
+    }
+
+    /// A metric's value from its /metrics.
+    pub async fn metric(&self, name: &str) -> f64 {
+        let (_, body) = http_get(self.addr, "/metrics").await.expect("/metrics answers");
+        body.lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /metrics"))
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
