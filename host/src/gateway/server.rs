@@ -58,6 +58,20 @@ pub async fn serve(listener: TcpListener, app: Router, opts: ServerOptions, metr
                         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 5\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );
+                    // The request head first (a moment, at most 8 KiB): a client answered
+                    // before it has sent its request may take the answer for a protocol error
+                    // (hyper's client does) instead of a 503. A client that sends nothing is
+                    // answered anyway.
+                    let _ = tokio::time::timeout(Duration::from_millis(250), async {
+                        let (mut head, mut buf) = (Vec::new(), [0u8; 1024]);
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 8192 {
+                            match stream.read(&mut buf).await {
+                                Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
+                                _ => break,
+                            }
+                        }
+                    })
+                    .await;
                     // Answer, close our side, and read what the client still sends for a
                     // moment: closing with its request unread would reset the connection and
                     // could destroy the answer before the client reads it.
