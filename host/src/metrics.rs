@@ -1,4 +1,5 @@
-//! Prometheus metrics for every role, rendered at `/metrics`.
+//! Prometheus metrics for every role, rendered at `/metrics`. Each metric is declared once, in
+//! the table below: its field, type, exported name, help text and initial value.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,236 +11,201 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-pub struct Metrics {
-    registry: Registry,
-    pub sessions_active: Gauge,
-    /// Tasks delivered to each consumer (worker) and not yet acknowledged.
-    pub pending_per_consumer: Family<Vec<(String, String)>, Gauge>,
-    /// What each live worker reported with its last beat (totals since it started), so that an
-    /// autoscaler reading any gateway sees per-worker throughput and load.
-    pub workers_alive: Gauge,
-    pub worker_segments: Family<Vec<(String, String)>, Gauge>,
-    pub worker_audio_ms: Family<Vec<(String, String)>, Gauge>,
-    pub worker_busy_ms: Family<Vec<(String, String)>, Gauge>,
-    pub sessions_total: Counter,
-    /// Tasks queued and not yet delivered to any worker (scale workers on it).
-    pub tasks_backlog: Gauge,
-    /// Age of the oldest task delivered and not yet acknowledged, ms.
-    pub tasks_oldest_pending_ms: Gauge,
-    pub frames: Counter,
-    pub frame_bytes: Counter,
-    pub protocol_errors: Counter,
-    /// Requests refused for a missing, invalid or insufficient token.
-    pub auth_failures: Counter,
-    /// Connections refused by the per-address, total or per-subject limits.
-    pub connections_refused: Counter,
-    /// Times a session's socket was left unread to slow its sender.
-    pub reads_paused: Counter,
-    /// Gateway time per audio frame: decode, resample, segmenter, and queueing any cut.
-    pub frame_seconds: Histogram,
-    pub tasks_enqueued: Counter,
-    pub tasks_acked: Counter,
-    pub tasks_reclaimed: Counter,
-    pub tasks_dead_lettered: Counter,
-    /// The task stream's consumer group was found missing and made again (Redis came back empty).
-    pub task_group_recreated: Counter,
-    /// Finals that could not be queued at once (Redis away) and were kept to be queued later.
-    pub tasks_deferred: Counter,
-    /// Finals queued again after their task was lost with Redis's data.
-    pub tasks_requeued: Counter,
-    pub partials_shed: Counter,
-    pub sessions_refused: Counter,
-    pub finals_delivered: Counter,
-    pub partials_delivered: Counter,
-    pub duplicates_dropped: Counter,
-    pub replays: Counter,
-    /// Pipelined replay reads (each answers many sessions' replays).
-    pub replay_batches: Counter,
-    /// Finals overdue after their enqueue, looked up in the replay stream.
-    pub overdue_finals: Counter,
-    pub plugin_errors: Counter,
-    /// Silero VAD failures on a chunk (that audio is segmented by energy alone).
-    pub speech_prob_errors: Counter,
-    pub pubsub_messages: Counter,
-    pub pubsub_bytes: Counter,
-    pub subscriber_reconnects: Counter,
-    /// Round trip of the subscriber's last liveness probe (publish -> own subscriber), µs.
-    pub probe_rtt_us: Gauge,
-    /// Results for sessions this gateway does not hold (ended, or resumed on another gateway).
-    pub results_unroutable: Counter,
-    pub inference_batches: Counter,
-    pub inference_segments: Counter,
-    pub inference_audio_ms: Counter,
-    pub inference_seconds: Histogram,
-    /// Enqueue at the gateway -> final on the socket.
-    pub final_latency_seconds: Histogram,
-    /// End of speech -> final, leg by leg (finals only): the segmenter's wait past the cut
-    /// (gateway), the task queue, the model call, result plugins and publish (worker), and
-    /// Pub/Sub to the gateway.
-    pub final_endpoint_seconds: Histogram,
-    pub final_queue_seconds: Histogram,
-    pub final_model_seconds: Histogram,
-    pub final_publish_seconds: Histogram,
-    pub final_delivery_seconds: Histogram,
-    pub inference_ms: Counter,
-    /// Recent final latencies (ms) for the dashboard's percentiles.
-    recent_latency: std::sync::Mutex<std::collections::VecDeque<u64>>,
-}
-
 /// Latencies kept for percentiles.
 const RECENT: usize = 2048;
 
-impl Metrics {
-    pub fn new() -> Arc<Self> {
-        let mut r = Registry::with_prefix("kiki");
-        macro_rules! reg {
-            ($name:literal, $help:literal, $m:expr) => {{
-                let m = $m;
-                r.register($name, $help, m.clone());
-                m
-            }};
-        }
-        let latency = || Histogram::new(exponential_buckets(0.005, 2.0, 14));
-        Arc::new(Self {
-            sessions_active: reg!("sessions_active", "Live WebSocket sessions", Gauge::default()),
-            sessions_total: reg!("sessions", "Sessions opened", Counter::default()),
-            tasks_backlog: reg!("tasks_backlog", "Tasks queued and not yet delivered to a worker", Gauge::default()),
-            tasks_oldest_pending_ms: reg!(
-                "tasks_oldest_pending_ms",
-                "Age of the oldest delivered, unacknowledged task, ms",
-                Gauge::default()
-            ),
-            frames: reg!("audio_frames", "Binary audio frames received", Counter::default()),
-            frame_bytes: reg!("audio_frame_bytes", "Bytes of audio frames received", Counter::default()),
-            protocol_errors: reg!("protocol_errors", "Client protocol errors answered", Counter::default()),
-            auth_failures: reg!("auth_failures", "Requests refused for a missing or bad token", Counter::default()),
-            connections_refused: reg!(
-                "connections_refused",
-                "Connections refused by the connection limits",
-                Counter::default()
-            ),
-            reads_paused: reg!(
-                "reads_paused",
-                "Times a session's socket was left unread to slow its sender (rate limits, audio awaiting finals)",
-                Counter::default()
-            ),
-            frame_seconds: reg!(
-                "frame_seconds",
-                "Gateway handling time per audio frame (decode, resample, segmenter, queueing)",
-                // Fine buckets (×1.5 from 5 µs to 0.3 s): the load tool reads percentiles off them.
-                Histogram::new(exponential_buckets(0.000_005, 1.5, 28))
-            ),
-            tasks_enqueued: reg!("tasks_enqueued", "Segment tasks added to the stream", Counter::default()),
-            tasks_acked: reg!("tasks_acked", "Tasks acknowledged by workers", Counter::default()),
-            tasks_reclaimed: reg!("tasks_reclaimed", "Stale tasks claimed from other workers", Counter::default()),
-            tasks_dead_lettered: reg!(
-                "tasks_dead_lettered",
-                "Tasks moved to the dead-letter stream",
-                Counter::default()
-            ),
-            task_group_recreated: reg!(
-                "task_group_recreated",
-                "Times the task stream's consumer group was missing and was recreated",
-                Counter::default()
-            ),
-            tasks_deferred: reg!(
-                "tasks_deferred",
-                "Finals kept by the gateway because Redis could not take them at once",
-                Counter::default()
-            ),
-            tasks_requeued: reg!(
-                "tasks_requeued",
-                "Finals queued again after their task was lost with Redis's data",
-                Counter::default()
-            ),
-            partials_shed: reg!("partials_shed", "Partial cuts not queued because of backlog", Counter::default()),
-            sessions_refused: reg!("sessions_refused", "Sessions refused because of backlog", Counter::default()),
-            finals_delivered: reg!("finals_delivered", "Final results sent to clients", Counter::default()),
-            partials_delivered: reg!("partials_delivered", "Partial results sent to clients", Counter::default()),
-            duplicates_dropped: reg!("duplicates_dropped", "Results dropped as already delivered", Counter::default()),
-            replays: reg!("replays", "Replay-stream reads after a gap, reconnect or overdue final", Counter::default()),
-            replay_batches: reg!(
-                "replay_batches",
-                "Pipelined replay reads, each for many sessions",
-                Counter::default()
-            ),
-            overdue_finals: reg!(
-                "overdue_finals",
-                "Finals not received in time, looked up in the replay stream",
-                Counter::default()
-            ),
-            plugin_errors: reg!("plugin_errors", "Plugin traps, fuel exhaustion and errors", Counter::default()),
-            speech_prob_errors: reg!(
-                "speech_prob_errors",
-                "Silero VAD failures on a 32 ms chunk (segmented by energy alone)",
-                Counter::default()
-            ),
-            pubsub_messages: reg!("pubsub_messages", "Pub/Sub messages received", Counter::default()),
-            pubsub_bytes: reg!("pubsub_bytes", "Pub/Sub bytes received", Counter::default()),
-            probe_rtt_us: reg!("subscriber_probe_rtt_us", "Liveness probe round trip, microseconds", Gauge::default()),
-            results_unroutable: reg!(
-                "results_unroutable",
-                "Results for sessions not on this gateway",
-                Counter::default()
-            ),
-            subscriber_reconnects: reg!("subscriber_reconnects", "Global subscriber reconnects", Counter::default()),
-            inference_batches: reg!("inference_batches", "Model calls", Counter::default()),
-            inference_segments: reg!("inference_segments", "Segments transcribed", Counter::default()),
-            inference_audio_ms: reg!("inference_audio_ms", "Audio transcribed, ms", Counter::default()),
-            inference_seconds: reg!("inference_seconds", "Wall time per batched model call", latency()),
-            final_latency_seconds: reg!("final_latency_seconds", "Enqueue to final delivered", latency()),
-            final_endpoint_seconds: reg!(
-                "final_endpoint_seconds",
-                "Audio the segmenter heard past a final's end before cutting it (gateway; the hangover leg)",
-                latency()
-            ),
-            final_queue_seconds: reg!(
-                "final_queue_seconds",
-                "Final enqueued to read by a worker (worker; the queue leg)",
-                latency()
-            ),
-            final_model_seconds: reg!(
-                "final_model_seconds",
-                "Model call that carried a final (worker; the model leg)",
-                latency()
-            ),
-            final_publish_seconds: reg!(
-                "final_publish_seconds",
-                "Result plugins and durable publish of a final (worker; the publish leg)",
-                latency()
-            ),
-            final_delivery_seconds: reg!(
-                "final_delivery_seconds",
-                "Final published to received by its gateway (gateway; the delivery leg)",
-                latency()
-            ),
-            inference_ms: reg!("inference_ms", "Model wall time, ms", Counter::default()),
-            pending_per_consumer: reg!(
-                "tasks_pending",
-                "Tasks delivered to a consumer and not yet acknowledged, per consumer",
-                Family::default()
-            ),
-            workers_alive: reg!("workers_alive", "Workers that beat within the expiry", Gauge::default()),
-            worker_segments: reg!(
-                "worker_segments",
-                "Segments a worker transcribed since it started (its last report), per worker",
-                Family::default()
-            ),
-            worker_audio_ms: reg!(
-                "worker_audio_ms",
-                "Audio a worker transcribed since it started, ms (its last report), per worker",
-                Family::default()
-            ),
-            worker_busy_ms: reg!(
-                "worker_busy_ms",
-                "Time a worker spent in the model since it started, ms (its last report), per worker",
-                Family::default()
-            ),
-            recent_latency: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
-            registry: r,
-        })
-    }
+/// Buckets for latencies: 5 ms to 41 s, doubling.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.005, 2.0, 14))
+}
 
+/// The `Metrics` struct and its constructor from one table (a field per metric, registered
+/// under its name).
+macro_rules! metrics {
+    ($( $(#[$doc:meta])* $field:ident : $ty:ty = ($name:literal, $help:literal, $init:expr) ),* $(,)?) => {
+        pub struct Metrics {
+            registry: Registry,
+            $( $(#[$doc])* pub $field: $ty, )*
+            /// Recent final latencies (ms) for the dashboard's percentiles.
+            recent_latency: std::sync::Mutex<std::collections::VecDeque<u64>>,
+        }
+
+        impl Metrics {
+            pub fn new() -> Arc<Self> {
+                let mut registry = Registry::with_prefix("kiki");
+                $(
+                    let $field: $ty = $init;
+                    registry.register($name, $help, $field.clone());
+                )*
+                Arc::new(Self {
+                    registry,
+                    $( $field, )*
+                    recent_latency: std::sync::Mutex::new(std::collections::VecDeque::with_capacity(RECENT)),
+                })
+            }
+        }
+    };
+}
+
+metrics! {
+    sessions_active: Gauge = ("sessions_active", "Live WebSocket sessions", Gauge::default()),
+    /// Tasks delivered to each consumer (worker) and not yet acknowledged.
+    pending_per_consumer: Family<Vec<(String, String)>, Gauge> = (
+        "tasks_pending",
+        "Tasks delivered to a consumer and not yet acknowledged, per consumer",
+        Family::default()
+    ),
+    /// What each live worker reported with its last beat (totals since it started), so that an
+    /// autoscaler reading any gateway sees per-worker throughput and load.
+    workers_alive: Gauge = ("workers_alive", "Workers that beat within the expiry", Gauge::default()),
+    worker_segments: Family<Vec<(String, String)>, Gauge> = (
+        "worker_segments",
+        "Segments a worker transcribed since it started (its last report), per worker",
+        Family::default()
+    ),
+    worker_audio_ms: Family<Vec<(String, String)>, Gauge> = (
+        "worker_audio_ms",
+        "Audio a worker transcribed since it started, ms (its last report), per worker",
+        Family::default()
+    ),
+    worker_busy_ms: Family<Vec<(String, String)>, Gauge> = (
+        "worker_busy_ms",
+        "Time a worker spent in the model since it started, ms (its last report), per worker",
+        Family::default()
+    ),
+    sessions_total: Counter = ("sessions", "Sessions opened", Counter::default()),
+    /// Tasks queued and not yet delivered to any worker (scale workers on it).
+    tasks_backlog: Gauge = ("tasks_backlog", "Tasks queued and not yet delivered to a worker", Gauge::default()),
+    /// Age of the oldest task delivered and not yet acknowledged, ms.
+    tasks_oldest_pending_ms: Gauge = (
+        "tasks_oldest_pending_ms",
+        "Age of the oldest delivered, unacknowledged task, ms",
+        Gauge::default()
+    ),
+    frames: Counter = ("audio_frames", "Binary audio frames received", Counter::default()),
+    frame_bytes: Counter = ("audio_frame_bytes", "Bytes of audio frames received", Counter::default()),
+    protocol_errors: Counter = ("protocol_errors", "Client protocol errors answered", Counter::default()),
+    /// Requests refused for a missing, invalid or insufficient token.
+    auth_failures: Counter = ("auth_failures", "Requests refused for a missing or bad token", Counter::default()),
+    /// Connections refused by the per-address, total or per-subject limits.
+    connections_refused: Counter = (
+        "connections_refused",
+        "Connections refused by the connection limits",
+        Counter::default()
+    ),
+    /// Times a session's socket was left unread to slow its sender.
+    reads_paused: Counter = (
+        "reads_paused",
+        "Times a session's socket was left unread to slow its sender (rate limits, audio awaiting finals)",
+        Counter::default()
+    ),
+    /// Gateway time per audio frame: decode, resample, segmenter, and queueing any cut.
+    /// Fine buckets (×1.5 from 5 µs to 0.3 s): the load tool reads percentiles off them.
+    frame_seconds: Histogram = (
+        "frame_seconds",
+        "Gateway handling time per audio frame (decode, resample, segmenter, queueing)",
+        Histogram::new(exponential_buckets(0.000_005, 1.5, 28))
+    ),
+    tasks_enqueued: Counter = ("tasks_enqueued", "Segment tasks added to the stream", Counter::default()),
+    tasks_acked: Counter = ("tasks_acked", "Tasks acknowledged by workers", Counter::default()),
+    tasks_reclaimed: Counter = ("tasks_reclaimed", "Stale tasks claimed from other workers", Counter::default()),
+    tasks_dead_lettered: Counter = (
+        "tasks_dead_lettered",
+        "Tasks moved to the dead-letter stream",
+        Counter::default()
+    ),
+    /// The task stream's consumer group was found missing and made again (Redis came back empty).
+    task_group_recreated: Counter = (
+        "task_group_recreated",
+        "Times the task stream's consumer group was missing and was recreated",
+        Counter::default()
+    ),
+    /// Finals that could not be queued at once (Redis away) and were kept to be queued later.
+    tasks_deferred: Counter = (
+        "tasks_deferred",
+        "Finals kept by the gateway because Redis could not take them at once",
+        Counter::default()
+    ),
+    /// Finals queued again after their task was lost with Redis's data.
+    tasks_requeued: Counter = (
+        "tasks_requeued",
+        "Finals queued again after their task was lost with Redis's data",
+        Counter::default()
+    ),
+    partials_shed: Counter = ("partials_shed", "Partial cuts not queued because of backlog", Counter::default()),
+    sessions_refused: Counter = ("sessions_refused", "Sessions refused because of backlog", Counter::default()),
+    finals_delivered: Counter = ("finals_delivered", "Final results sent to clients", Counter::default()),
+    partials_delivered: Counter = ("partials_delivered", "Partial results sent to clients", Counter::default()),
+    duplicates_dropped: Counter = ("duplicates_dropped", "Results dropped as already delivered", Counter::default()),
+    replays: Counter = ("replays", "Replay-stream reads after a gap, reconnect or overdue final", Counter::default()),
+    /// Pipelined replay reads (each answers many sessions' replays).
+    replay_batches: Counter = (
+        "replay_batches",
+        "Pipelined replay reads, each for many sessions",
+        Counter::default()
+    ),
+    /// Finals overdue after their enqueue, looked up in the replay stream.
+    overdue_finals: Counter = (
+        "overdue_finals",
+        "Finals not received in time, looked up in the replay stream",
+        Counter::default()
+    ),
+    plugin_errors: Counter = ("plugin_errors", "Plugin traps, fuel exhaustion and errors", Counter::default()),
+    /// Silero VAD failures on a chunk (that audio is segmented by energy alone).
+    speech_prob_errors: Counter = (
+        "speech_prob_errors",
+        "Silero VAD failures on a 32 ms chunk (segmented by energy alone)",
+        Counter::default()
+    ),
+    pubsub_messages: Counter = ("pubsub_messages", "Pub/Sub messages received", Counter::default()),
+    pubsub_bytes: Counter = ("pubsub_bytes", "Pub/Sub bytes received", Counter::default()),
+    subscriber_reconnects: Counter = ("subscriber_reconnects", "Global subscriber reconnects", Counter::default()),
+    /// Round trip of the subscriber's last liveness probe (publish -> own subscriber), µs.
+    probe_rtt_us: Gauge = ("subscriber_probe_rtt_us", "Liveness probe round trip, microseconds", Gauge::default()),
+    /// Results for sessions this gateway does not hold (ended, or resumed on another gateway).
+    results_unroutable: Counter = (
+        "results_unroutable",
+        "Results for sessions not on this gateway",
+        Counter::default()
+    ),
+    inference_batches: Counter = ("inference_batches", "Model calls", Counter::default()),
+    inference_segments: Counter = ("inference_segments", "Segments transcribed", Counter::default()),
+    inference_audio_ms: Counter = ("inference_audio_ms", "Audio transcribed, ms", Counter::default()),
+    inference_seconds: Histogram = ("inference_seconds", "Wall time per batched model call", latency()),
+    /// Enqueue at the gateway -> final on the socket.
+    final_latency_seconds: Histogram = ("final_latency_seconds", "Enqueue to final delivered", latency()),
+    /// End of speech -> final, leg by leg (finals only): the segmenter's wait past the cut
+    /// (gateway), the task queue, the model call, result plugins and publish (worker), and
+    /// Pub/Sub to the gateway.
+    final_endpoint_seconds: Histogram = (
+        "final_endpoint_seconds",
+        "Audio the segmenter heard past a final's end before cutting it (gateway; the hangover leg)",
+        latency()
+    ),
+    final_queue_seconds: Histogram = (
+        "final_queue_seconds",
+        "Final enqueued to read by a worker (worker; the queue leg)",
+        latency()
+    ),
+    final_model_seconds: Histogram = (
+        "final_model_seconds",
+        "Model call that carried a final (worker; the model leg)",
+        latency()
+    ),
+    final_publish_seconds: Histogram = (
+        "final_publish_seconds",
+        "Result plugins and durable publish of a final (worker; the publish leg)",
+        latency()
+    ),
+    final_delivery_seconds: Histogram = (
+        "final_delivery_seconds",
+        "Final published to received by its gateway (gateway; the delivery leg)",
+        latency()
+    ),
+    inference_ms: Counter = ("inference_ms", "Model wall time, ms", Counter::default()),
+}
+
+impl Metrics {
     pub fn observe_inference(&self, segments: usize, elapsed: Duration, audio_ms: u64) {
         self.inference_batches.inc();
         self.inference_segments.inc_by(segments as u64);
