@@ -169,7 +169,7 @@ pub async fn activate(
     }
 }
 
-async fn elsewhere<P: Plugin>(state: &Arc<AppState>, name: &str, version: &str) -> Result<String, SyncError> {
+async fn elsewhere<P: Plugin>(state: &AppState, name: &str, version: &str) -> Result<String, SyncError> {
     let settings = state.cfg.plugins.config.get(name).cloned().unwrap_or_default();
     let mut conn = state.redis.clone();
     let rt = state.segmenters.runtime();
@@ -287,7 +287,7 @@ fn sync_kind(kind: PluginKind) -> &'static str {
 }
 
 /// The kind's default name: the record's, else this process's (segmenter) or configuration's.
-async fn default_name(state: &Arc<AppState>, kind: PluginKind) -> Result<String, crate::channels::ChannelError> {
+async fn default_name(state: &AppState, kind: PluginKind) -> Result<String, crate::channels::ChannelError> {
     if kind == PluginKind::Segmenter {
         return Ok(state.segmenters.default_name());
     }
@@ -430,7 +430,7 @@ fn upload_manifest(dir: &Path, stem: &str, body: &[u8]) -> Response {
 }
 
 /// Compiles and self-tests `file` as whichever kind it is; returns the kind.
-async fn check_any(state: &Arc<AppState>, file: registry::PluginFile) -> Result<&'static str, String> {
+async fn check_any(state: &AppState, file: registry::PluginFile) -> Result<&'static str, String> {
     let rt = state.segmenters.runtime();
     let settings = state.cfg.plugins.config.get(&file.name).cloned().unwrap_or_default();
     let declared = Manifest::beside(&file.path, &file.name, &file.version).map_err(|e| e.to_string())?.map(|m| m.kind);

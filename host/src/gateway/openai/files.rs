@@ -307,7 +307,7 @@ fn stream(job: Job, with_logprobs: bool, duration: f64, slot: tokio::sync::Owned
 }
 
 /// Final cuts of the whole file by a fresh instance of the active segmenter (no partials).
-async fn segment(state: &Arc<AppState>, samples: Arc<Vec<i16>>) -> Result<Vec<Cut>, crate::plugins::PluginError> {
+async fn segment(state: &AppState, samples: Arc<Vec<i16>>) -> Result<Vec<Cut>, crate::plugins::PluginError> {
     let plugin = state
         .segmenters
         .default_plugin()
