@@ -59,6 +59,15 @@ async fn signed_tokens_guard_sessions_files_and_admin() {
     req.headers_mut().insert("Authorization", format!("Bearer {transcribe}").parse().unwrap());
     let (_b, _) = tokio_tungstenite::connect_async(req).await.expect("header token");
     assert_eq!(upgrade_status(stack.addr, &format!("/ws?token={transcribe}")).await, 429, "third socket of alice");
+    // The Realtime endpoint refuses the same in OpenAI's shape (its SDKs raise RateLimitError).
+    match tokio_tungstenite::connect_async(format!("ws://{}/v1/realtime?token={transcribe}", stack.addr)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            assert_eq!(resp.status().as_u16(), 429);
+            let body = String::from_utf8_lossy(resp.body().as_deref().unwrap_or_default()).to_string();
+            assert!(body.contains("\"code\":\"rate_limit_exceeded\""), "{body}");
+        }
+        other => panic!("a third Realtime socket of alice: {other:?}"),
+    }
     assert_eq!(upgrade_status(stack.addr, &format!("/ws?token={}", token(&[Scope::Transcribe], "bob"))).await, 101);
 
     // The admin API and the dashboard feed want the admin scope; the file API wants transcribe.

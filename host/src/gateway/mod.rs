@@ -342,27 +342,33 @@ async fn upgrade<W: Wire>(
     size_factor: usize,
 ) -> Response {
     match authorize(&state, headers, q.token.as_deref(), Scope::Transcribe) {
-        Ok(principal) => upgrade_as(state, principal, place, ws, wire, size_factor),
+        Ok(principal) => {
+            let refused = |message: &str| {
+                let body = serde_json::json!({"error": message});
+                (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response()
+            };
+            upgrade_as(state, principal, place, ws, (wire, size_factor), refused)
+        }
         Err(denied) => denied.into_response(),
     }
 }
 
-/// `upgrade` for a caller that has checked the token itself (and answers refusals its own way).
+/// `upgrade` for a caller that has checked the token itself; `refused` renders the 429 for a
+/// subject at its connection limit in the caller's protocol.
 fn upgrade_as<W: Wire>(
     state: Arc<AppState>,
     principal: Principal,
     place: Option<Extension<server::ConnPlace>>,
     ws: WebSocketUpgrade,
-    wire: W,
-    size_factor: usize,
+    (wire, size_factor): (W, usize),
+    refused: impl FnOnce(&str) -> Response,
 ) -> Response {
     let subject = match principal.subject.clone() {
         Some(sub) => match state.subjects.admit(sub) {
             Ok(g) => Some(g),
             Err(_) => {
                 state.metrics.connections_refused.inc();
-                let body = serde_json::json!({"error": "too many connections for this token's subject"});
-                return (StatusCode::TOO_MANY_REQUESTS, axum::Json(body)).into_response();
+                return refused("too many connections for this token's subject");
             }
         },
         None => None,

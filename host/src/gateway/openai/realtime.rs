@@ -74,7 +74,9 @@ pub async fn connect(
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.split(',').any(|p| p.trim() == "realtime=v1"));
     let wire = if beta { wire.beta() } else { wire };
-    upgrade_as(state, principal, place, ws.protocols(["realtime"]), wire, 32)
+    // Over its subject's connection limit: OpenAI's rate-limit error, which the SDKs raise.
+    let refused = |message: &str| super::busy(message.to_string());
+    upgrade_as(state, principal, place, ws.protocols(["realtime"]), (wire, 32), refused)
 }
 
 #[derive(Debug, Default, Deserialize)]
