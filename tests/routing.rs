@@ -46,8 +46,17 @@ async fn finals_are_postprocessed_and_reach_room_members_and_the_archive() {
     assert_eq!(heard.origin.as_deref(), Some(speaker_id.as_str()));
     assert_eq!(heard.text.trim(), own_text.trim());
 
+    // The archive is written after the owner's and the room's copies are published: wait a
+    // moment for it.
     let mut conn = stack.redis().await;
-    let archived: u64 = conn.xlen("kiki:archive:log").await.unwrap();
+    let mut archived = 0u64;
+    for _ in 0..50 {
+        archived = conn.xlen("kiki:archive:log").await.unwrap();
+        if archived >= 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert!(archived >= 1, "finals go to the archive stream");
 }
 
