@@ -576,25 +576,6 @@ async fn a_normal_session_is_served(stack: &Stack, clip: &[f32], after: &str) {
     assert!(w <= 0.2, "after {after}: WER {w:.2} for {text:?}");
 }
 
-/// A WAV header with these fields and `data` bytes of 8-bit samples after it.
-fn wav_u8(rate: u32, channels: u16, data: &[u8]) -> Vec<u8> {
-    let mut w = Vec::new();
-    w.extend_from_slice(b"RIFF");
-    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
-    w.extend_from_slice(b"WAVEfmt ");
-    w.extend_from_slice(&16u32.to_le_bytes());
-    w.extend_from_slice(&1u16.to_le_bytes());
-    w.extend_from_slice(&channels.to_le_bytes());
-    w.extend_from_slice(&rate.to_le_bytes());
-    w.extend_from_slice(&(rate.saturating_mul(u32::from(channels))).to_le_bytes());
-    w.extend_from_slice(&channels.to_le_bytes());
-    w.extend_from_slice(&8u16.to_le_bytes());
-    w.extend_from_slice(b"data");
-    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    w.extend_from_slice(data);
-    w
-}
-
 async fn upload(stack: &Stack, file: &[u8], fields: &[(&str, &str)]) -> (u16, String) {
     let (ct, body) = multipart(file, fields);
     http_with(stack.addr, "POST", "/v1/audio/transcriptions", &[("Content-Type", ct.as_str())], &body).await.unwrap()

@@ -195,22 +195,7 @@ async fn the_same_around_a_three_master_redis_cluster() {
 
 /// A WAV file of 8-bit mono silence.
 fn silent_u8_wav(rate: u32, seconds: u32) -> Vec<u8> {
-    let n = rate * seconds;
-    let mut wav = Vec::with_capacity(n as usize + 44);
-    wav.extend_from_slice(b"RIFF");
-    wav.extend_from_slice(&(36 + n).to_le_bytes());
-    wav.extend_from_slice(b"WAVEfmt ");
-    wav.extend_from_slice(&16u32.to_le_bytes());
-    wav.extend_from_slice(&1u16.to_le_bytes()); // PCM
-    wav.extend_from_slice(&1u16.to_le_bytes()); // mono
-    wav.extend_from_slice(&rate.to_le_bytes());
-    wav.extend_from_slice(&rate.to_le_bytes()); // bytes per second
-    wav.extend_from_slice(&1u16.to_le_bytes()); // block align
-    wav.extend_from_slice(&8u16.to_le_bytes());
-    wav.extend_from_slice(b"data");
-    wav.extend_from_slice(&n.to_le_bytes());
-    wav.resize(n as usize + 44, 128);
-    wav
+    wav_u8(rate, 1, &vec![128u8; (rate * seconds) as usize])
 }
 
 /// An upload costs the gateway its file and its 16 kHz s16 samples, not whole-file f32 buffers

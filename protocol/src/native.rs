@@ -182,6 +182,11 @@ impl ServerMessage {
         ServerMessage::Error { code, message: message.into(), retryable, segment: None, resume_token: None }
     }
 
+    /// An error about one segment (`segment` set), retryable or not as the caller knows.
+    pub fn segment_error(code: ErrorCode, message: impl Into<String>, segment: u64, retryable: bool) -> Self {
+        ServerMessage::Error { code, message: message.into(), retryable, segment: Some(segment), resume_token: None }
+    }
+
     pub fn to_json(&self) -> String {
         // Serialising these plain structs cannot fail.
         serde_json::to_string(self).unwrap_or_else(|_| "{\"type\":\"error\",\"code\":\"internal\"}".into())

@@ -298,6 +298,26 @@ pub async fn http_with(
     kiki::tools::http_client::request(&addr.to_string(), path, req, Duration::from_secs(300)).await
 }
 
+/// A WAV file of 8-bit samples (`data`) at any rate, written by hand: headers a real encoder
+/// would not write (1 Hz, 10,000,019 Hz) are the point of some tests.
+pub fn wav_u8(rate: u32, channels: u16, data: &[u8]) -> Vec<u8> {
+    let mut w = Vec::new();
+    w.extend_from_slice(b"RIFF");
+    w.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    w.extend_from_slice(b"WAVEfmt ");
+    w.extend_from_slice(&16u32.to_le_bytes());
+    w.extend_from_slice(&1u16.to_le_bytes());
+    w.extend_from_slice(&channels.to_le_bytes());
+    w.extend_from_slice(&rate.to_le_bytes());
+    w.extend_from_slice(&(rate.saturating_mul(u32::from(channels))).to_le_bytes());
+    w.extend_from_slice(&channels.to_le_bytes());
+    w.extend_from_slice(&8u16.to_le_bytes());
+    w.extend_from_slice(b"data");
+    w.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    w.extend_from_slice(data);
+    w
+}
+
 /// A `multipart/form-data` body with `fields` and a WAV `file`: (content type, body).
 pub fn multipart(file: &[u8], fields: &[(&str, &str)]) -> (String, Vec<u8>) {
     let boundary = "kikiboundary7d3f";

@@ -64,8 +64,13 @@ pub struct ClipResampler {
 
 impl ClipResampler {
     pub fn new(from: u32, to: u32) -> Result<Self, AudioError> {
-        let inner = if from == to { None } else { Some(make(from, to, 1024, false)?) };
-        let trim = inner.as_ref().map_or(0, |rs| rs.output_delay());
+        Self::with_chunks(from, to, 1024, false)
+    }
+
+    /// `stream`: input arrives as it is made and the output is not trimmed of the filter's delay.
+    fn with_chunks(from: u32, to: u32, chunk: usize, stream: bool) -> Result<Self, AudioError> {
+        let inner = if from == to { None } else { Some(make(from, to, chunk, stream)?) };
+        let trim = if stream { 0 } else { inner.as_ref().map_or(0, |rs| rs.output_delay()) };
         Ok(Self { inner, pending: Vec::new(), out_buf: Vec::new(), trim, taken: 0, made: 0 })
     }
 
@@ -123,43 +128,20 @@ impl ClipResampler {
     }
 }
 
-/// Resamples a live stream frame by frame (the gateway's per-session resampler). Input of any
-/// size is buffered until a whole resampler chunk is there.
-pub struct StreamResampler {
-    inner: Option<Box<dyn Resampler<f32>>>,
-    pending: Vec<f32>,
-    out_buf: Vec<f32>,
-}
+/// Resamples a live stream frame by frame (the gateway's per-session resampler): the same
+/// chunked core as [`ClipResampler`], with smaller chunks and the filter's delay kept (a live
+/// session's clock is not shifted), and no tail to flush. Input of any size is buffered until
+/// a whole resampler chunk is there.
+pub struct StreamResampler(ClipResampler);
 
 impl StreamResampler {
     pub fn new(from: u32, to: u32) -> Result<Self, AudioError> {
-        let inner = if from == to { None } else { Some(make(from, to, 320, true)?) };
-        Ok(Self { inner, pending: Vec::new(), out_buf: Vec::new() })
+        Ok(Self(ClipResampler::with_chunks(from, to, 320, true)?))
     }
 
     /// Feeds samples; appends what is ready at the target rate to `out`.
     pub fn push(&mut self, input: &[f32], out: &mut Vec<f32>) -> Result<(), AudioError> {
-        let Some(rs) = self.inner.as_mut() else {
-            out.extend_from_slice(input);
-            return Ok(());
-        };
-        self.pending.extend_from_slice(input);
-        loop {
-            let need = rs.input_frames_next();
-            if self.pending.len() < need {
-                return Ok(());
-            }
-            let out_len = rs.output_frames_next();
-            self.out_buf.resize(out_len, 0.0);
-            let src = InterleavedSlice::new(&self.pending[..need], 1, need)
-                .map_err(|e| AudioError::Resample(e.to_string()))?;
-            let mut dst = audioadapter_buffers::direct::InterleavedSlice::new_mut(&mut self.out_buf[..], 1, out_len)
-                .map_err(|e| AudioError::Resample(e.to_string()))?;
-            let (used, made) =
-                rs.process_into_buffer(&src, &mut dst, None).map_err(|e| AudioError::Resample(e.to_string()))?;
-            out.extend_from_slice(&self.out_buf[..made]);
-            self.pending.drain(..used);
-        }
+        self.0.push(input, out)
     }
 }
 

@@ -98,32 +98,24 @@ impl<W> Compiled<W> {
     }
 }
 
-impl World for SegmenterPluginPre<HostState> {
-    const KIND: PluginKind = PluginKind::Segmenter;
-    fn link(pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
-        Self::new(pre)
-    }
-    fn self_test(plugin: &Compiled<Self>) -> Result<(), PluginError> {
-        plugin.self_test().map(drop)
-    }
+/// Each kind's world: its bindings' `InstancePre`, linked by the bindings' own `new`, and
+/// self-tested by the kind's `self_test` (segmenter.rs, text.rs).
+macro_rules! world {
+    ($($pre:ident => $kind:ident),* $(,)?) => {$(
+        impl World for $pre<HostState> {
+            const KIND: PluginKind = PluginKind::$kind;
+            fn link(pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
+                Self::new(pre)
+            }
+            fn self_test(plugin: &Compiled<Self>) -> Result<(), PluginError> {
+                plugin.self_test().map(drop)
+            }
+        }
+    )*};
 }
 
-impl World for PostprocessorPluginPre<HostState> {
-    const KIND: PluginKind = PluginKind::Postprocessor;
-    fn link(pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
-        Self::new(pre)
-    }
-    fn self_test(plugin: &Compiled<Self>) -> Result<(), PluginError> {
-        plugin.self_test().map(drop)
-    }
-}
-
-impl World for RouterPluginPre<HostState> {
-    const KIND: PluginKind = PluginKind::Router;
-    fn link(pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
-        Self::new(pre)
-    }
-    fn self_test(plugin: &Compiled<Self>) -> Result<(), PluginError> {
-        plugin.self_test().map(drop)
-    }
+world! {
+    SegmenterPluginPre => Segmenter,
+    PostprocessorPluginPre => Postprocessor,
+    RouterPluginPre => Router,
 }

@@ -49,7 +49,7 @@ struct Rules {
     idle_timeout: Duration,
     ping_every: Duration,
     write_timeout: Duration,
-    max_session_ms: u64,
+    /// Audio per session (0: no limit).
     max_session_s: u64,
     max_frame_bytes: usize,
     /// Audio awaiting finals past which the socket is left unread.
@@ -92,7 +92,6 @@ pub async fn run<W: Wire>(socket: WebSocket, state: Arc<AppState>, wire: W, plac
         idle_timeout: Duration::from_secs(g.idle_timeout_s.max(1)),
         ping_every: Duration::from_secs(g.ping_interval_s.max(1)),
         write_timeout: Duration::from_secs(g.write_timeout_s.max(1)),
-        max_session_ms: g.max_session_s.saturating_mul(1000),
         max_session_s: g.max_session_s,
         max_frame_bytes: g.max_frame_bytes,
         held_cap_ms: g.max_held_audio_s.saturating_mul(1000),
@@ -422,8 +421,8 @@ impl<W: Wire> Connection<W> {
             for m in slot.session.tick(&self.state).await {
                 self.out.push((key.clone(), m));
             }
-            let max = self.rules.max_session_ms;
-            if slot.stop_deadline.is_none() && max > 0 && slot.session.audio_ms() >= max {
+            let max_ms = self.rules.max_session_s.saturating_mul(1000);
+            if slot.stop_deadline.is_none() && max_ms > 0 && slot.session.audio_ms() >= max_ms {
                 let message = format!(
                     "the session reached its limit of {} s of audio; its last finals follow",
                     self.rules.max_session_s

@@ -115,13 +115,7 @@ impl Inbox {
             });
             return;
         }
-        let failed = |code, message: String, segment| ServerMessage::Error {
-            code,
-            message,
-            retryable: false,
-            segment: Some(segment),
-            resume_token: None,
-        };
+        let failed = |code, message: String, segment| ServerMessage::segment_error(code, message, segment, false);
         if let Some(err) = p.error {
             if p.kind == CutKind::Final {
                 outbox.ledger.delivered(p.segment);

@@ -72,12 +72,9 @@ impl Session {
         let subject = principal.subject.as_deref();
         let (id, epoch, last_seq, resumed) = Self::attach(state, &start, subject).await?;
         let (next_segment, position) = resumed.as_ref().map_or((0, 0), |st| (st.next_segment, st.position));
-        let busy = |e: crate::channels::ChannelError| {
-            ServerMessage::error(ErrorCode::Busy, format!("cannot reach Redis: {e}"))
-        };
         if let Some(room) = &room {
             let mut conn = state.redis.clone();
-            rooms::join(&mut conn, &state.keys, room, &id).await.map_err(busy)?;
+            rooms::join(&mut conn, &state.keys, room, &id).await.map_err(redis_away)?;
         }
         let keep = state.cfg.gateway.max_segment_s.max(1) as usize * SAMPLE_RATE as usize;
         let audio = AudioIn::new(start.format, start.sample_rate, position, keep, state.speech.clone())
@@ -119,24 +116,22 @@ impl Session {
         start: &Start,
         subject: Option<&str>,
     ) -> Result<(String, String, u64, Option<results::SessionState>), ServerMessage> {
-        let busy = |e: crate::channels::ChannelError| {
-            ServerMessage::error(ErrorCode::Busy, format!("cannot reach Redis: {e}"))
-        };
         let mut conn = state.redis.clone();
         let ttl = state.cfg.channels.replay_ttl_s;
         let claimed =
             start.resume.as_ref().and_then(|r| Some((state.auth.verify_resume(&r.token, subject)?, r.last_seq)));
         if let Some(((session, epoch), last_seq)) = claimed
-            && let Some(st) =
-                results::attach_session(&mut conn, &state.keys, &session, &state.channel, ttl).await.map_err(busy)?
+            && let Some(st) = results::attach_session(&mut conn, &state.keys, &session, &state.channel, ttl)
+                .await
+                .map_err(redis_away)?
         {
-            let oldest = results::oldest_replayable(&mut conn, &state.keys, &session).await.map_err(busy)?;
+            let oldest = results::oldest_replayable(&mut conn, &state.keys, &session).await.map_err(redis_away)?;
             if start::resumable(&epoch, last_seq, &st, oldest) {
                 return Ok((session, st.epoch.clone(), last_seq, Some(st)));
             }
         }
         let (id, epoch) = (crate::ids::long(), crate::ids::short());
-        results::open_session(&mut conn, &state.keys, &id, &epoch, &state.channel, ttl).await.map_err(busy)?;
+        results::open_session(&mut conn, &state.keys, &id, &epoch, &state.channel, ttl).await.map_err(redis_away)?;
         Ok((id, epoch, 0, None))
     }
 
@@ -190,12 +185,10 @@ impl Session {
     /// What the client hears of finals that were never queued (Redis stayed away until the
     /// session ended): one `segment_failed` each.
     pub fn never_queued(&self) -> Vec<ServerMessage> {
-        let told = |segment| ServerMessage::Error {
-            code: ErrorCode::SegmentFailed,
-            message: format!("segment {segment} could not be queued: Redis did not answer before the session ended"),
-            retryable: true,
-            segment: Some(segment),
-            resume_token: None,
+        let told = |segment| {
+            let message =
+                format!("segment {segment} could not be queued: Redis did not answer before the session ended");
+            ServerMessage::segment_error(ErrorCode::SegmentFailed, message, segment, true)
         };
         self.outbox.ledger.unqueued().into_iter().map(|u| told(u.segment)).collect()
     }
@@ -318,18 +311,13 @@ impl Session {
             // above `gateway.max_segment_s`): say what was not transcribed rather than hide it.
             state.metrics.plugin_errors.inc();
             let segment = self.outbox.segment();
-            replies.push(ServerMessage::Error {
-                code: ErrorCode::PluginFailed,
-                message: format!(
-                    "the segmenter cut segment {segment} longer than gateway.max_segment_s ({} s): its first {} ms \
-                     were not kept; its final follows",
-                    state.cfg.gateway.max_segment_s,
-                    (start - cut.start) * 1000 / u64::from(SAMPLE_RATE)
-                ),
-                retryable: false,
-                segment: Some(segment),
-                resume_token: None,
-            });
+            let message = format!(
+                "the segmenter cut segment {segment} longer than gateway.max_segment_s ({} s): its first {} ms \
+                 were not kept; its final follows",
+                state.cfg.gateway.max_segment_s,
+                (start - cut.start) * 1000 / u64::from(SAMPLE_RATE)
+            );
+            replies.push(ServerMessage::segment_error(ErrorCode::PluginFailed, message, segment, false));
         }
         let pcm = self.audio.buf.s16le(start, end);
         self.outbox.send(state, cut.kind, start, end, &pcm).await;
@@ -379,4 +367,9 @@ impl Session {
         }
         out
     }
+}
+
+/// Redis did not take a session's state: the client may retry.
+fn redis_away(e: crate::channels::ChannelError) -> ServerMessage {
+    ServerMessage::error(ErrorCode::Busy, format!("cannot reach Redis: {e}"))
 }
