@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
+
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -19,6 +19,7 @@ use super::AppState;
 use super::auth::Scope;
 use crate::channels::{plugin_record, workers};
 use crate::plugins::catalog::{self, CatalogInfo, validate};
+use crate::plugins::limits::MAX_PLUGIN_FILE_BYTES;
 use crate::plugins::manifest::Manifest;
 use crate::plugins::sync::{self, SyncError};
 use crate::plugins::{Plugin, PluginKind, PostprocessorPlugin, RouterPlugin, SegmenterPlugin, registry};
@@ -307,11 +308,22 @@ pub async fn upload(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     UrlPath(file): UrlPath<String>,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     if let Err(denied) = super::authorize(&state, &headers, None, Scope::Admin) {
         return denied.into_response();
     }
+    // Read only once authorised, up to the largest component the host takes (the default text
+    // plugin carries 4.5 MB of grammars; a componentize-py plugin holds CPython, 18 MB).
+    let body = match axum::body::to_bytes(body, MAX_PLUGIN_FILE_BYTES).await {
+        Ok(b) => b,
+        Err(e) => {
+            return fail(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("a plugin file may have {MAX_PLUGIN_FILE_BYTES} bytes at most ({e})"),
+            );
+        }
+    };
     let dir = state.cfg.plugin_dir();
     if let Some(stem) = file.strip_suffix(".toml").filter(|_| !file.contains('/')) {
         return upload_manifest(&dir, stem, &body);

@@ -5,6 +5,12 @@ use wasmtime::{StoreLimits, StoreLimitsBuilder};
 
 /// Default fuel per call (`plugins.fuel_per_call`): about one unit per wasm instruction.
 pub const FUEL_PER_CALL: u64 = 50_000_000;
+/// Fuel a post-processor or router call gets on top of that per byte of the transcript it is
+/// given (text and words): rewriting text is linear work, and a transcript runs from a word to
+/// an hour-long upload's (about 50 kB). The default `text` plugin's inverse text normalisation
+/// spends 150,000 (Chinese) to 210,000 (English) per byte (`cargo bench --bench plugins`);
+/// this allows five times that, so an hour's transcript may take 50 G, about a second.
+pub const FUEL_PER_INPUT_BYTE: u64 = 1_000_000;
 /// Default linear memory per instance (`plugins.max_memory_bytes`).
 pub const MAX_MEMORY_BYTES: usize = 16 << 20;
 /// Instance slots in the pooling allocator (sessions per process).
@@ -15,6 +21,9 @@ pub const LOG_LINES_PER_CALL: u32 = 20;
 pub const LOG_LINES_PER_SECOND: u32 = 100;
 /// Stderr and stdout kept per call (drained into the log after each); past it, dropped.
 pub const STDIO_BYTES_PER_CALL: usize = 16 * 1024;
+/// Largest plugin file `PUT /admin/plugins/files/...` takes: the default text plugin is 4.5 MB
+/// (its grammars), a componentize-py plugin 18 MB (CPython).
+pub const MAX_PLUGIN_FILE_BYTES: usize = 64 << 20;
 /// More cuts than this from one segmenter call is a broken plugin, not a segmentation.
 pub const MAX_CUTS_PER_CALL: usize = 1024;
 /// Most destinations a router may give one result.
