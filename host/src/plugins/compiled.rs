@@ -15,6 +15,7 @@ use super::bindings::router::RouterPluginPre;
 use super::bindings::segmenter::SegmenterPluginPre;
 use super::bindings::segmenter::kiki::plugin::types;
 use super::host::HostState;
+use super::limits::FUEL_PER_INPUT_BYTE;
 use super::manifest::Manifest;
 use super::runtime::{PluginError, PluginKind, PluginRuntime};
 
@@ -79,12 +80,14 @@ impl<W> Compiled<W> {
         &self.runtime
     }
 
-    /// A fresh store within the sandbox's limits, with one call's fuel.
-    pub(super) fn store(&self) -> Result<Store<HostState>, PluginError> {
+    /// A fresh store within the sandbox's limits, with one call's fuel and
+    /// [`FUEL_PER_INPUT_BYTE`] for each of the `input_bytes` the call is given.
+    pub(super) fn store(&self, input_bytes: usize) -> Result<Store<HostState>, PluginError> {
         let limits = self.runtime.limits();
         let state = HostState::new(self.label.clone(), self.config.clone(), limits.store_limits());
         let mut store = self.runtime.new_store(state);
-        store.set_fuel(limits.fuel_per_call).map_err(|e| PluginError::Engine(e.to_string()))?;
+        let fuel = limits.fuel_per_call.saturating_add(FUEL_PER_INPUT_BYTE.saturating_mul(input_bytes as u64));
+        store.set_fuel(fuel).map_err(|e| PluginError::Engine(e.to_string()))?;
         Ok(store)
     }
 

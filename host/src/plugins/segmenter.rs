@@ -55,7 +55,7 @@ impl SegmenterPlugin {
     /// A fresh instance with one open session. `config` is what the session asked for.
     pub fn open(&self, sample_rate: u32, config: &[(String, String)]) -> Result<SegmenterInstance, PluginError> {
         let fuel = self.runtime().limits().fuel_per_call;
-        let mut store = self.store()?;
+        let mut store = self.store(0)?;
         let bindings = self.pre.instantiate(&mut store).map_err(|e| PluginError::from_call(self.label(), e))?;
         store.set_fuel(fuel).map_err(|e| PluginError::Engine(e.to_string()))?;
         let opened = bindings.kiki_plugin_segmenter().call_open(&mut store, sample_rate, config);

@@ -21,17 +21,34 @@ pub enum Route {
     Archive(String),
 }
 
+/// What a result plugin is given to work through: its text and its words' texts.
+fn transcript_bytes(t: &Transcript) -> usize {
+    t.text.len() + t.words.iter().map(|w| w.text.len()).sum::<usize>()
+}
+
 /// A compiled post-processor or router version.
 pub type PostprocessorPlugin = Compiled<PostprocessorPluginPre<HostState>>;
 pub type RouterPlugin = Compiled<RouterPluginPre<HostState>>;
 
 impl PostprocessorPlugin {
     pub fn process(&self, input: &Transcript, options: &SessionOptions) -> Result<Transcript, PluginError> {
-        let mut store = self.store()?;
+        self.process_metered(input, options).map(|(t, _)| t)
+    }
+
+    /// [`Self::process`], and the fuel the call used (about one unit per wasm instruction).
+    pub fn process_metered(
+        &self,
+        input: &Transcript,
+        options: &SessionOptions,
+    ) -> Result<(Transcript, u64), PluginError> {
+        let mut store = self.store(transcript_bytes(input))?;
+        let given = store.get_fuel().unwrap_or(0);
         let b = self.pre.instantiate(&mut store).map_err(|e| PluginError::from_call(self.label(), e))?;
         let out = b.kiki_plugin_postprocessor().call_process(&mut store, input, options);
         store.data_mut().drain_stderr();
-        out.map_err(|e| PluginError::from_call(self.label(), e))?.map_err(|e| self.returned(e))
+        let used = given.saturating_sub(store.get_fuel().unwrap_or(0));
+        let out = out.map_err(|e| PluginError::from_call(self.label(), e))?.map_err(|e| self.returned(e))?;
+        Ok((out, used))
     }
 }
 
@@ -43,7 +60,7 @@ impl RouterPlugin {
         owner_backlog: u32,
         room_members: Vec<String>,
     ) -> Result<Vec<Route>, PluginError> {
-        let mut store = self.store()?;
+        let mut store = self.store(transcript_bytes(result))?;
         let b = self.pre.instantiate(&mut store).map_err(|e| PluginError::from_call(self.label(), e))?;
         let ctx = RouteContext { owner_backlog, room_members };
         let out = b.kiki_plugin_router().call_route(&mut store, result, options, &ctx);
