@@ -75,6 +75,39 @@ for name in ${KIKI_SETUP_MODELS:-tiny.en base}; do
   mv "$dir.new" "$dir"
   rm -rf "$dir.old"
 done
+# --- Inverse text normalisation: WeTextProcessing's prebuilt graphs (Apache-2.0) --------------
+# The text post-processor embeds the zh and en ITN graphs of PyPI's wetext wheel; the grammar's
+# own test cases (from the wetextprocessing wheel) are what its tests measure against.
+itn="$cache/itn"
+if [ "$(cat "$itn/.done" 2>/dev/null)" != "wetext-0.1.8+wetextprocessing-1.2.0" ]; then
+  log "fetching the ITN graphs (wetext 0.1.8) and their test cases (wetextprocessing 1.2.0)"
+  rm -rf "$itn" && mkdir -p "$itn/wheels"
+  "$venv/bin/pip" download -q --disable-pip-version-check --no-deps -d "$itn/wheels" \
+    wetext==0.1.8 wetextprocessing==1.2.0
+  "$venv/bin/python" - "$itn" <<'PY'
+import glob, os, sys, zipfile
+itn = sys.argv[1]
+def extract(wheel, pairs):
+    with zipfile.ZipFile(wheel) as z:
+        for src, dst in pairs:
+            os.makedirs(os.path.dirname(os.path.join(itn, dst)), exist_ok=True)
+            with open(os.path.join(itn, dst), "wb") as f:
+                f.write(z.read(src))
+        return z.namelist()
+wetext = glob.glob(f"{itn}/wheels/wetext-0.1.8-*.whl")[0]
+extract(wetext, [(f"wetext/fsts/{l}/itn/{g}.fst", f"{l}/{g}.fst") for l in ("zh", "en") for g in ("tagger", "verbalizer")]
+        + [("wetext-0.1.8.dist-info/licenses/LICENSE", "LICENSE")])
+wtp = glob.glob(f"{itn}/wheels/wetextprocessing-1.2.0-*.whl")[0]
+with zipfile.ZipFile(wtp) as z:
+    names = z.namelist()
+cases = [(n, f"cases/{'zh' if '/chinese/' in n else 'en'}/{os.path.basename(n)}") for n in names
+         if n.endswith(".txt") and "/test/data/" in n and ("itn/chinese/" in n or "itn/english/" in n)]
+extract(wtp, cases)
+PY
+  rm -rf "$itn/wheels"
+  echo "wetext-0.1.8+wetextprocessing-1.2.0" > "$itn/.done"
+fi
+
 vad="$(ls "$site"/silero_vad/data/silero_vad.onnx 2>/dev/null | head -n1 || true)"
 [ -n "$vad" ] && ln -sf "$vad" "$cache/silero_vad.onnx"
 log "ready: $cache"

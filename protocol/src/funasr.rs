@@ -283,10 +283,11 @@ impl FunAsr {
         segmenter.insert("partial_ms".into(), json!(partial_ms.to_string()));
         let mut plugins = Map::new();
         plugins.insert("segmenter".into(), Value::Object(segmenter));
-        // `itn: false` (FunASR's `--use_itn 0`): the default post-processor's number formatting
-        // off. Whisper itself still writes some numbers as digits.
+        // `itn: false` (FunASR's `--use_itn 0`): the default post-processor's inverse text
+        // normalisation and number formatting off. Whisper itself still writes some numbers as
+        // digits.
         if cfg.get("itn").and_then(Value::as_bool) == Some(false) {
-            plugins.insert("postprocessor".into(), json!({"normalize_numbers": "false"}));
+            plugins.insert("postprocessor".into(), json!({"itn": "false", "normalize_numbers": "false"}));
         }
         self.opened += 1;
         let key = format!("funasr-{}", self.opened);
@@ -595,7 +596,7 @@ mod tests {
         let mut w = FunAsr::new();
         let inputs = w.text(r#"{"mode":"offline","itn":false}"#);
         let [Input::Start { start, .. }] = &inputs[..] else { panic!("{inputs:?}") };
-        assert_eq!(start.plugins["postprocessor"], json!({"normalize_numbers": "false"}));
+        assert_eq!(start.plugins["postprocessor"], json!({"itn": "false", "normalize_numbers": "false"}));
     }
 
     #[test]

@@ -53,8 +53,7 @@ pub fn punctuate(text: &str) -> String {
     let mut out: Vec<char> = Vec::with_capacity(chars.len());
     for (i, &c) in chars.iter().enumerate() {
         let wide = full_width(c).filter(|_| {
-            neighbour(i, -1).is_some_and(is_cjk)
-                || neighbour(i, 1).is_some_and(|n| is_cjk(n) && full_width(n).is_none())
+            neighbour(i, -1).is_some_and(is_cjk) || neighbour(i, 1).is_some_and(|n| is_cjk(n) && n.is_alphanumeric())
         });
         match wide {
             Some(w) => {
@@ -87,7 +86,8 @@ mod tests {
 
     #[test]
     fn latin_numbers_and_times_stay() {
-        for t in ["Hello, world.", "3.5 and 10:30", "它是3.5度", "会议在10:30开始", "e.g. this"] {
+        for t in ["Hello, world.", "3.5 and 10:30", "它是3.5度", "会议在10:30开始", "e.g. this", "3:50p.m.，我们"]
+        {
             assert_eq!(punctuate(t), t);
         }
         assert!(has_cjk("它是3.5度") && !has_cjk("Hello, world."));

@@ -1,10 +1,12 @@
 //! Default Kiki text post-processor.
 //!
-//! Steps, in order: hotword replacement, spoken-number normalisation, profanity masking,
+//! Steps, in order: hotword replacement, inverse text normalisation (Chinese and English, with
+//! WeTextProcessing's grammars: [`itn`]), spoken-number normalisation, profanity masking,
 //! sentence casing, a final period for finals, and full-width punctuation in Chinese and
 //! Japanese text.
 //!
 //! Config (session `extra` first, then the operator's `[plugins.config.text]`):
+//! - `itn` (bool, default true)
 //! - `mask_profanity` (bool, default true)
 //! - `normalize_numbers` (bool, default true)
 //! - `cjk_punctuation` (bool, default true)
@@ -16,6 +18,7 @@
 //! `words` is returned untouched.
 
 mod cjk;
+pub mod itn;
 mod numbers;
 mod textops;
 
@@ -28,6 +31,7 @@ pub use textops::{Item, edit_distance};
 /// Post-processor settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextConfig {
+    pub itn: bool,
     pub mask_profanity: bool,
     pub normalize_numbers: bool,
     pub cjk_punctuation: bool,
@@ -35,7 +39,7 @@ pub struct TextConfig {
 
 impl Default for TextConfig {
     fn default() -> Self {
-        TextConfig { mask_profanity: true, normalize_numbers: true, cjk_punctuation: true }
+        TextConfig { itn: true, mask_profanity: true, normalize_numbers: true, cjk_punctuation: true }
     }
 }
 
@@ -43,6 +47,7 @@ impl TextConfig {
     pub fn from_config(c: &Config) -> Result<Self, PluginError> {
         let d = TextConfig::default();
         Ok(TextConfig {
+            itn: c.get_bool("itn", d.itn)?,
             mask_profanity: c.get_bool("mask_profanity", d.mask_profanity)?,
             normalize_numbers: c.get_bool("normalize_numbers", d.normalize_numbers)?,
             cjk_punctuation: c.get_bool("cjk_punctuation", d.cjk_punctuation)?,
@@ -58,6 +63,17 @@ pub fn process_with(cfg: &TextConfig, mut input: Transcript, hotwords: &[String]
         tokens.iter().enumerate().map(|(i, t)| Item::new(t, aligned.then_some((i, i + 1)))).collect();
 
     textops::replace_hotwords(&mut items, hotwords);
+    let cjk = cfg.cjk_punctuation && cjk::has_cjk(&input.text);
+    if cjk {
+        // Before ITN, while the marks still sit beside the Han characters that ITN may turn
+        // into digits (十二月八日,下午 -> 12/08，3:50).
+        for item in items.iter_mut() {
+            item.text = cjk::punctuate(&item.text);
+        }
+    }
+    if let Some(lang) = itn::Lang::for_code(&input.language).filter(|_| cfg.itn) {
+        itn::apply(&mut items, lang);
+    }
     if cfg.normalize_numbers {
         numbers::normalize(&mut items);
     }
@@ -69,7 +85,6 @@ pub fn process_with(cfg: &TextConfig, mut input: Transcript, hotwords: &[String]
         textops::final_period(&mut items);
     }
 
-    let cjk = cfg.cjk_punctuation && cjk::has_cjk(&input.text);
     if cjk {
         for item in items.iter_mut() {
             item.text = cjk::punctuate(&item.text);

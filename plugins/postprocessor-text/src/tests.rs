@@ -48,8 +48,11 @@ fn numbers() {
     assert_eq!(fin("three thousand people came"), "3000 people came.");
     assert_eq!(fin("one of us"), "One of us.");
     assert_eq!(fin("give me a hundred"), "Give me a hundred.");
-    let cfg = TextConfig { normalize_numbers: false, ..TextConfig::default() };
+    let cfg = TextConfig { normalize_numbers: false, itn: false, ..TextConfig::default() };
     assert_eq!(process_with(&cfg, tr(CutKind::Final, "twenty five"), &[]).text, "Twenty five.");
+    // The grammar (ITN) alone writes it too.
+    let cfg = TextConfig { normalize_numbers: false, ..TextConfig::default() };
+    assert_eq!(process_with(&cfg, tr(CutKind::Final, "twenty five"), &[]).text, "25.");
 }
 
 #[test]
@@ -160,4 +163,39 @@ fn chinese_finals_read_with_full_width_punctuation() {
     assert_eq!(process_with(&off, tr(CutKind::Final, "你好,世界"), &[]).text, "你好,世界.");
     // English is untouched by it.
     assert_eq!(fin("hello, world"), "Hello, world.");
+}
+
+#[test]
+fn spoken_forms_are_written_in_chinese_and_english() {
+    let zh = |text: &str| {
+        let mut t = tr(CutKind::Final, text);
+        t.language = "zh".into();
+        process_with(&TextConfig::default(), t, &[]).text
+    };
+    assert_eq!(
+        zh("今天是二零二六年十二月八日,下午三点五十分,我们一共有三百五十个人参加了会议."),
+        "今天是2026/12/08，3:50p.m.，我们一共有350个人参加了会议。"
+    );
+    assert_eq!(zh("百分之二十五的人同意"), "25%的人同意。");
+    assert_eq!(zh("我有两个苹果"), "我有两个苹果。");
+    // Abbreviations the grammar writes do not start a sentence.
+    assert_eq!(
+        fin("We met on the fifth of May at ten thirty a m and paid twenty five dollars each"),
+        "We met on the fifth of May at 10:30 a.m. and paid $25 each."
+    );
+    // Off per session: the spoken form stays.
+    let off = TextConfig { itn: false, ..TextConfig::default() };
+    let mut t = tr(CutKind::Final, "百分之二十五的人同意");
+    t.language = "zh".into();
+    assert_eq!(process_with(&off, t, &[]).text, "百分之二十五的人同意。");
+    // A language without a grammar is left alone.
+    let mut t = tr(CutKind::Final, "dos mil veinte");
+    t.language = "es".into();
+    assert_eq!(process_with(&TextConfig::default(), t, &[]).text, "Dos mil veinte.");
+}
+
+#[test]
+fn abbreviations_do_not_start_sentences() {
+    assert_eq!(fin("at 10:30 a.m. we left. then it rained"), "At 10:30 a.m. we left. Then it rained.");
+    assert_eq!(fin("it was 3.5. then more"), "It was 3.5. Then more.");
 }

@@ -203,7 +203,9 @@ pub fn sentence_case(items: &mut [Item]) {
         if has_alpha || core.chars().any(char::is_numeric) {
             start = false;
         }
-        if ends_sentence(&item.text) {
+        // "a.m." or "e.g." ends with a period but not a sentence.
+        let abbreviation = core.chars().zip(core.chars().skip(1)).any(|(a, b)| a == '.' && b.is_alphabetic());
+        if ends_sentence(&item.text) && !abbreviation {
             start = true;
         }
     }
