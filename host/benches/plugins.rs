@@ -32,19 +32,25 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use clap::Parser;
 use kiki::inference::{SILERO_CHUNK, SileroState, SileroVad};
-use kiki::plugins::{Limits, PluginRuntime, SegmenterInstance, SegmenterPlugin};
+use kiki::plugins::{
+    Limits, PluginRuntime, PostprocessorPlugin, SegmenterInstance, SegmenterPlugin, SessionOptions, Transcript,
+    bindings_types::CutKind,
+};
 use segmenter_vad::{Vad, VadConfig};
 
 const RATE: u32 = 16_000;
 /// The default segmenter's release, as plugins/build.sh installs it (`vad@VERSION.wasm`).
 /// The default segmenter's version, from its manifest.
+/// A default plugin's version, from its manifest (so the bench follows a version bump).
+fn version(krate: &str) -> String {
+    let path = format!("{}/../plugins/{krate}/plugin.toml", env!("CARGO_MANIFEST_DIR"));
+    let manifest: toml::Table = std::fs::read_to_string(path).expect("the manifest").parse().expect("TOML");
+    manifest["version"].as_str().expect("a version").to_string()
+}
+
 fn vad_version() -> &'static str {
     static V: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    V.get_or_init(|| {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../plugins/segmenter-vad/plugin.toml");
-        let manifest: toml::Table = std::fs::read_to_string(path).expect("the manifest").parse().expect("TOML");
-        manifest["version"].as_str().expect("a version").to_string()
-    })
+    V.get_or_init(|| version("segmenter-vad"))
 }
 const FRAME: usize = 320;
 /// Pool slots: enough for the live-instance part plus the plugins loaded beside it.
@@ -175,7 +181,8 @@ fn main() -> anyhow::Result<()> {
     let dir =
         args.plugin_dir.clone().unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.cache/plugins"));
     let vad_path = dir.join(format!("vad@{vad}.wasm", vad = vad_version()));
-    let text_path = dir.join("text@0.1.1.wasm");
+    let text_version = version("postprocessor-text");
+    let text_path = dir.join(format!("text@{text_version}.wasm"));
     let default_path = dir.join("default@0.1.0.wasm");
     for p in [&vad_path, &text_path, &default_path] {
         if !p.exists() {
@@ -403,12 +410,67 @@ fn main() -> anyhow::Result<()> {
             .map(drop)
             .map_err(|e| anyhow::anyhow!("{e}"))
     })?;
-    compile(&format!("text@0.1.1, PluginRuntime::compile, {} KiB", size(&text_path)), &|| {
+    compile(&format!("text@{text_version}, PluginRuntime::compile, {} KiB", size(&text_path)), &|| {
         rt.compile(&text_path).map(drop).map_err(|e| anyhow::anyhow!("{e}"))
     })?;
     compile(&format!("default@0.1.0, PluginRuntime::compile, {} KiB", size(&default_path)), &|| {
         rt.compile(&default_path).map(drop).map_err(|e| anyhow::anyhow!("{e}"))
     })?;
+
+    // 6. A post-processor call on a final (fresh instance, as the worker runs it), with the
+    // text plugin's ITN on and off in the same run: what ITN adds to each final.
+    let text = PostprocessorPlugin::load(&rt, &text_path, "text", &text_version, Default::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let zh = "今天是二零二六年十二月八日,下午三点五十分,我们一共有三百五十个人参加了会议.";
+    let en = "We met on the fifth of May at ten thirty a m and paid twenty five dollars each.";
+    let (zh_long, en_long) = (zh.repeat(40), [en; 40].join(" "));
+    // Long Chinese without a mark: the post-processor must cut it itself.
+    let zh_unmarked = "他花了三百五十块钱".repeat(150);
+    let finals =
+        [("zh", zh), ("en", en), ("zh", zh_long.as_str()), ("en", en_long.as_str()), ("zh", zh_unmarked.as_str())];
+    for (lang, sentence) in finals {
+        for itn in ["false", "true"] {
+            let transcript = Transcript {
+                session_id: "bench".into(),
+                segment_id: 0,
+                kind: CutKind::Final,
+                text: sentence.into(),
+                start_ms: 0,
+                end_ms: 5000,
+                words: Vec::new(),
+                language: lang.into(),
+            };
+            let options = SessionOptions {
+                session_id: "bench".into(),
+                language: Some(lang.into()),
+                hotwords: Vec::new(),
+                room: None,
+                extra: vec![("itn".into(), itn.into())],
+            };
+            let mut ms = Vec::with_capacity(args.compiles);
+            let (mut out, mut fuel) = (String::new(), 0);
+            let bytes = sentence.len();
+            let what = format!("text@{text_version} final, {lang} {bytes} B, itn={itn}");
+            for _ in 0..args.compiles.max(5) {
+                let t = Instant::now();
+                match text.process_metered(&transcript, &options) {
+                    Ok((o, f)) => (out, fuel) = (o.text, f),
+                    Err(e) => out = format!("failed: {e}"),
+                }
+                ms.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let shown: String = out.chars().take(40).collect();
+            rows.push(row(
+                format!("{what} (median of {})", ms.len()),
+                format!(
+                    "{:.2} ms, fuel {:.1} M ({} per byte) -> {shown}",
+                    median(&mut ms),
+                    fuel as f64 / 1e6,
+                    fuel / bytes as u64
+                ),
+            ));
+        }
+    }
 
     // 5. Swap: load + self_test of a version.
     let mut swap_ms = Vec::new();

@@ -24,6 +24,9 @@ pub struct SegmentOut {
     pub text: String,
     pub avg_logprob: f32,
     pub no_speech_prob: f32,
+    /// Temperature of the accepted decoding (above 0 after a fallback).
+    pub temperature: f32,
+    pub compression_ratio: f32,
     pub words: Vec<WordTime>,
 }
 
@@ -85,6 +88,8 @@ pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyh
                     text: r.text,
                     avg_logprob: r.avg_logprob,
                     no_speech_prob: r.no_speech_prob,
+                    temperature: r.temperature,
+                    compression_ratio: r.compression_ratio,
                     words,
                 });
                 continue;
@@ -98,6 +103,8 @@ pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyh
                     text: cue.iter().map(|w| w.text.as_str()).collect::<Vec<_>>().join(sep),
                     avg_logprob: r.avg_logprob,
                     no_speech_prob: r.no_speech_prob,
+                    temperature: r.temperature,
+                    compression_ratio: r.compression_ratio,
                     words: cue.to_vec(),
                 });
             }
