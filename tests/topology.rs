@@ -229,3 +229,46 @@ async fn an_upload_costs_a_gateway_about_its_file_and_its_samples() {
     assert_eq!(status, 413, "{text}");
     assert!(text.contains("audio_too_long"), "{text}");
 }
+
+/// A `kiki worker` process (no gateway in it) serves its own `/metrics` when
+/// `worker.metrics_listen` is set: the queue, model and publish legs of a final's latency are
+/// seen where they happen.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_serves_its_latency_legs_at_metrics() {
+    use kiki::gateway::protocol::ServerMessage;
+    let _g = serial().await;
+    let stack = Stack::gateway_only(test_config()).await;
+    let port = kiki::local::redis_server::free_port().unwrap();
+    let listen = format!("127.0.0.1:{port}");
+    let mut worker = stack.worker_process_with(&[("KIKI_WORKER__METRICS_LISTEN", &listen)]);
+    stack.wait_for_worker_reports().await;
+    let mut c = stack.connect().await;
+    c.send_json(serde_json::json!({"type": "start"})).await;
+    assert!(matches!(c.recv(Duration::from_secs(10)).await, Some(ServerMessage::Ready { .. })));
+    c.stream(&speak("Please call Stella."), 4.0).await;
+    let msgs = c.stop_and_collect().await;
+    let text = final_text(&msgs);
+    assert!(text.to_lowercase().contains("please call"), "{text:?}");
+    let addr: std::net::SocketAddr = listen.parse().unwrap();
+    let legs = ["kiki_final_queue_seconds_count", "kiki_final_model_seconds_count", "kiki_final_publish_seconds_count"];
+    let count = |body: &str, name: &str| {
+        body.lines().find_map(|l| l.strip_prefix(&format!("{name} "))).and_then(|v| v.trim().parse::<f64>().ok())
+    };
+    // The publish leg is recorded once the publish returns, which may be after the final
+    // reached the client: poll.
+    let mut body = String::new();
+    for _ in 0..50 {
+        let (code, b) = http_get(addr, "/metrics").await.unwrap();
+        assert_eq!(code, 200, "{b}");
+        body = b;
+        if legs.iter().all(|l| count(&body, l).is_some_and(|n| n >= 1.0)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = worker.kill();
+    let _ = worker.wait();
+    for leg in legs {
+        assert!(count(&body, leg).is_some_and(|n| n >= 1.0), "{leg} in the worker's metrics: {body}");
+    }
+}

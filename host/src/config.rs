@@ -85,6 +85,10 @@ pub struct WorkerConfig {
     /// `whisper`, or `none`: answer every task with empty text without a model (transport
     /// load tests only; the worker says so in its stats and logs).
     pub engine: String,
+    /// Where a `kiki worker` process serves `GET /metrics` (its queue, model and publish legs
+    /// of the latency, batches, plugin errors), e.g. `0.0.0.0:9464`; unset: nowhere. In
+    /// `kiki up` the gateway's `/metrics` already holds them.
+    pub metrics_listen: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -286,7 +290,7 @@ impl Default for ModelConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        Self { id: None, batch_size: 8, batch_wait_ms: 10, engine: "whisper".into() }
+        Self { id: None, batch_size: 8, batch_wait_ms: 10, engine: "whisper".into(), metrics_listen: None }
     }
 }
 

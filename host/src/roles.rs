@@ -134,8 +134,33 @@ pub async fn run_worker(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
     let target = redis_target(&cfg).await?;
     let engine = worker_engine(&cfg).await?;
     let metrics = Metrics::new();
+    if let Some(addr) = &cfg.worker.metrics_listen {
+        serve_metrics(addr, metrics.clone(), shutdown.clone()).await?;
+    }
     let pipeline = load_pipeline(&cfg, &target, metrics.clone()).await?;
     Worker::new(&cfg, target, engine, metrics).with_pipeline(pipeline).run(shutdown).await
+}
+
+/// `GET /metrics` for a process without a gateway (a `kiki worker`), until shutdown.
+async fn serve_metrics(addr: &str, metrics: Arc<Metrics>, shutdown: Shutdown) -> anyhow::Result<()> {
+    use axum::http::header;
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.with_context(|| format!("worker.metrics_listen {addr}"))?;
+    tracing::info!(addr = %listener.local_addr()?, "worker metrics at /metrics");
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let m = metrics.clone();
+            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()) }
+        }),
+    );
+    tokio::spawn(async move {
+        let stop = async move { shutdown.wait().await };
+        if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stop).await {
+            tracing::warn!("worker metrics server stopped: {e}");
+        }
+    });
+    Ok(())
 }
 
 /// Everything in one process: a private Redis when none is configured, gateway and worker.

@@ -170,8 +170,14 @@ impl Stack {
 
     /// A `kiki worker` process on this stack's Redis (for tests that SIGKILL it).
     pub fn worker_process(&self) -> std::process::Child {
+        self.worker_process_with(&[])
+    }
+
+    /// The same with more `KIKI_*` settings.
+    pub fn worker_process_with(&self, env: &[(&str, &str)]) -> std::process::Child {
         std::process::Command::new(env!("CARGO_BIN_EXE_kiki"))
             .arg("worker")
+            .envs(env.iter().copied())
             .env("KIKI_REDIS_URL", &self.redis_url)
             .env("KIKI_DATA_DIR", repo_root().join(".cache"))
             .env("KIKI_CHANNELS__MIN_IDLE_MS", self.cfg.channels.min_idle_ms.to_string())
