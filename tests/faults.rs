@@ -200,6 +200,7 @@ async fn a_final_whose_publish_was_lost_is_found_in_the_replay_stream() {
         words: vec![],
         error: None,
         plugin_error: None,
+        unsupported_language: None,
         enqueued_ms: task.meta.enqueued_ms,
         origin: None,
         language: None,

@@ -319,6 +319,7 @@ async fn transcribe(cfg: Config, files: Vec<PathBuf>, format: Output, opts: File
     let engine = kiki::roles::load_engine(&cfg).await?;
     engine.check_language(opts.language.as_deref())?;
     let opts = FileOptions { batch: cfg.worker.batch_size, ..opts };
+    let (model, languages) = (&cfg.model.name, engine.supported_languages().unwrap_or_default().join(", "));
     let mut failed = 0;
     for f in files {
         let e = engine.clone();
@@ -326,6 +327,13 @@ async fn transcribe(cfg: Config, files: Vec<PathBuf>, format: Output, opts: File
         let o = opts.clone();
         match tokio::task::spawn_blocking(move || kiki::tools::transcribe::transcribe_file(&e, &path, &o)).await? {
             Ok(r) => {
+                if r.unsupported_language {
+                    eprintln!(
+                        "kiki: {}: some speech is not in a language model {model} transcribes ({languages}); its \
+                         text is left out",
+                        r.file
+                    );
+                }
                 let cues = || r.segments.iter().map(|s| (s.start_ms, s.end_ms, s.text.as_str()));
                 match format {
                     Output::Json => println!("{}", serde_json::to_string(&r)?),

@@ -160,6 +160,10 @@ pub enum ErrorCode {
     PluginFailed,
     /// A segment could not be transcribed.
     SegmentFailed,
+    /// Speech in a language the loaded model does not transcribe (an English-only model hearing
+    /// another language): its text is withheld, not invented; its final still comes, without
+    /// that text. Told once per session.
+    LanguageUnsupported,
     /// Some finals did not arrive before the timeout after `stop`.
     Timeout,
     /// Nothing arrived from the client for the idle timeout; the session is closed.

@@ -34,6 +34,10 @@ pub struct ResultPayload {
     /// delivered, and the session is told why it may be unprocessed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plugin_error: Option<String>,
+    /// Set when (some of) the speech was in a language the model does not transcribe: that
+    /// text was withheld, and this says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported_language: Option<String>,
     /// Gateway enqueue time, carried through for latency figures.
     #[serde(default)]
     pub enqueued_ms: u64,
@@ -269,6 +273,7 @@ mod tests {
             words: vec![],
             error: None,
             plugin_error: None,
+            unsupported_language: None,
             enqueued_ms: 1,
             published_ms: 0,
             origin: None,

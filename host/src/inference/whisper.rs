@@ -354,11 +354,28 @@ impl Engine {
         let mut decoded: Vec<Decoded> = decoded.into_iter().flatten().collect();
         // Whisper's rule: no text when no-speech is likely AND the text is unlikely; loops never.
         let d = &self.opts.decoding;
+        let silent = |x: &Decoded| x.no_speech > d.no_speech_threshold && x.best.avg_logprob() < d.logprob_threshold;
+        // An English-only model's text for speech it cannot read is withheld, not invented.
+        // Finals only: a partial ends mid-word, and its log-probability with it.
+        let foreign: Vec<bool> = decoded
+            .iter()
+            .zip(&windows)
+            .map(|(x, w)| {
+                !self.info.multilingual
+                    && !requests[w.request].partial
+                    && !x.best.tokens.is_empty()
+                    && !silent(x)
+                    && x.best.avg_logprob() < d.foreign_logprob_threshold
+            })
+            .collect();
         let kept: Vec<bool> = decoded
             .iter()
-            .map(|x| {
-                let silent = x.no_speech > d.no_speech_threshold && x.best.avg_logprob() < d.logprob_threshold;
-                !x.best.tokens.is_empty() && !silent && x.compression_ratio <= d.compression_ratio_threshold
+            .zip(&foreign)
+            .map(|(x, &foreign)| {
+                !x.best.tokens.is_empty()
+                    && !silent(x)
+                    && !foreign
+                    && x.compression_ratio <= d.compression_ratio_threshold
             })
             .collect();
         let words = if self.aligns && d.word_timestamps {
@@ -394,6 +411,7 @@ impl Engine {
             if let Some(lang) = langs[i] {
                 res.language = self.language_code(lang);
             }
+            res.foreign |= foreign[i];
             if !kept[i] {
                 continue;
             }

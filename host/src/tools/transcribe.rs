@@ -15,6 +15,9 @@ pub struct FileResult {
     pub duration_ms: u64,
     pub language: String,
     pub segments: Vec<SegmentOut>,
+    /// Some speech was in a language the model does not transcribe; its text was withheld.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub unsupported_language: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -62,6 +65,7 @@ pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyh
     };
     let mut segments = Vec::new();
     let mut language = opts.language.clone().unwrap_or_else(|| "en".into());
+    let mut foreign = false;
     for batch in windows.chunks(opts.batch.max(1)) {
         let requests: Vec<Request> = batch
             .iter()
@@ -76,6 +80,7 @@ pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyh
         for (range, r) in batch.iter().zip(engine.transcribe_requests(&requests)?) {
             let start = ms(range.start);
             language = r.language.clone();
+            foreign |= r.foreign;
             let words: Vec<WordTime> = r
                 .words
                 .into_iter()
@@ -114,5 +119,12 @@ pub fn transcribe_file(engine: &Engine, path: &Path, opts: &FileOptions) -> anyh
     bar.finish_and_clear();
     let sep = if is_unspaced(&language) { "" } else { " " };
     let text = segments.iter().map(|s| s.text.as_str()).filter(|t| !t.is_empty()).collect::<Vec<_>>().join(sep);
-    Ok(FileResult { file: path.display().to_string(), text, duration_ms: total_ms, language, segments })
+    Ok(FileResult {
+        file: path.display().to_string(),
+        text,
+        duration_ms: total_ms,
+        language,
+        segments,
+        unsupported_language: foreign,
+    })
 }

@@ -303,6 +303,17 @@ impl Worker {
         }
     }
 
+    /// What a session hears when its speech was in a language the model does not transcribe
+    /// (only English-only models flag it: multilingual ones detect the language).
+    fn foreign_speech(&self) -> String {
+        format!(
+            "this speech does not sound like English, the only language the loaded model ({}) transcribes; its \
+             text is withheld rather than guessed. A multilingual model (model.name = \"base\") detects the \
+             language and transcribes it",
+            self.model_label
+        )
+    }
+
     /// Runs the result plugins and publishes to every destination the router chose. Each
     /// publish is idempotent, so a retry after a partial failure duplicates nothing.
     async fn deliver(
@@ -326,10 +337,12 @@ impl Worker {
                 probability: w.probability,
             })
             .collect();
+        let unsupported_language = transcript.foreign.then(|| self.foreign_speech());
         let out = self.pipeline.run(task, transcript.text, &words, &transcript.language, members).await;
         let payload = ResultPayload {
             words: out.words,
             plugin_error: out.plugin_error,
+            unsupported_language,
             language: Some(transcript.language.clone()).filter(|l| !l.is_empty()),
             published_ms: crate::channels::workers::now_ms(),
             ..result_for(task, out.text, None)
@@ -417,6 +430,7 @@ fn result_for(task: &Task, text: String, error: Option<String>) -> ResultPayload
         words: Vec::new(),
         error,
         plugin_error: None,
+        unsupported_language: None,
         enqueued_ms: task.meta.enqueued_ms,
         published_ms: 0,
         origin: None,

@@ -238,6 +238,13 @@ async fn handle(
         Ok(s) => s,
         Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e),
     };
+    // Nothing but speech the model cannot read: say so instead of an empty transcript.
+    if segments.iter().all(|s| s.text.trim().is_empty())
+        && let Some(why) = segments.iter().find_map(|s| s.unsupported_language.clone())
+    {
+        return error_with(StatusCode::UNPROCESSABLE_ENTITY, why, Some("file"), Some("unsupported_language"));
+    }
+    let segments: Vec<results::ResultPayload> = segments.into_iter().filter(|s| !s.text.is_empty()).collect();
     // The language the model heard, when it was asked to detect it; a translation is English.
     let heard = segments.iter().find_map(|s| s.language.clone());
     let language = match task {
@@ -399,7 +406,8 @@ impl Job {
                     told += 1;
                 }
             }
-            Ok(got.into_values().filter(|s| !s.text.is_empty()).collect())
+            // Segments without text go, except those that say the language was not the model's.
+            Ok(got.into_values().filter(|s| !s.text.is_empty() || s.unsupported_language.is_some()).collect())
         }
         .await;
         state.dispatcher.unregister(&id);

@@ -23,11 +23,21 @@ pub struct Inbox {
     last_partial: Option<(u64, String)>,
     /// Finals delivered on this connection.
     finals_delivered: u64,
+    /// Whether the session was told its speech is in a language the model does not transcribe
+    /// (once is enough).
+    told_language: bool,
 }
 
 impl Inbox {
     pub fn new(session: String, epoch: String, last_seq: u64, first_segment: u64) -> Self {
-        Self { session, seq: Sequencer::new(epoch, last_seq), first_segment, last_partial: None, finals_delivered: 0 }
+        Self {
+            session,
+            seq: Sequencer::new(epoch, last_seq),
+            first_segment,
+            last_partial: None,
+            finals_delivered: 0,
+            told_language: false,
+        }
     }
 
     pub fn epoch(&self) -> &str {
@@ -126,6 +136,11 @@ impl Inbox {
         // A result plugin failed on this final (or could not run): the text comes unprocessed.
         if let (CutKind::Final, Some(why)) = (p.kind, &p.plugin_error) {
             out.push(failed(ErrorCode::PluginFailed, why.clone(), p.segment));
+        }
+        // Speech the model cannot read: its text was withheld; say why, once per session.
+        if let (CutKind::Final, Some(why), false) = (p.kind, &p.unsupported_language, self.told_language) {
+            self.told_language = true;
+            out.push(failed(ErrorCode::LanguageUnsupported, why.clone(), p.segment));
         }
         match p.kind {
             CutKind::Final => {
