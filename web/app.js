@@ -363,9 +363,10 @@ class Stream {
         this.h.onSegment(msg, this.offsetMs);
         break;
       case "error":
-        if (typeof msg.segment === "number" && msg.code === "plugin_failed") {
-          // A plugin failed on that segment, but its final comes all the same (unprocessed, or
-          // shortened): a notice, not a failed segment.
+        if (typeof msg.segment === "number" && (msg.code === "plugin_failed" || msg.code === "language_unsupported")) {
+          // A plugin failed on that segment, or its speech was not in the model's language, but
+          // its final comes all the same (unprocessed, shortened, or without that text): a
+          // notice, not a failed segment.
           this.h.onNotice(`Segment ${msg.segment}: ${msg.message}`);
         } else if (typeof msg.segment === "number") {
           this.h.onSegmentError(msg, this.offsetMs);

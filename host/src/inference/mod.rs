@@ -44,14 +44,15 @@ pub struct DecodingOptions {
     pub logprob_threshold: f32,
     /// No text when no-speech is above this and the log-prob is below its threshold.
     pub no_speech_threshold: f32,
-    /// English-only models: a window whose best decoding's average log-probability stays
-    /// below this is taken for speech in a language the model does not transcribe, and gives
-    /// no text ([`Transcript::foreign`]). Such a model writes other languages as confident
-    /// nonsense ("Thank you very much.", "Do I? 3 -2 -1"); its log-probability says so. On
-    /// tiny.en: 80% of 144 segments of real Spanish, French, Italian, Russian and Mandarin
-    /// recordings fall below -0.9, and 1 of 261 of real English (a breathy voice) does
-    /// (docs/performance.md). Multilingual models detect the language instead. `-inf` turns
-    /// it off. Finals only (a partial ends mid-word, and its log-probability with it).
+    /// English-only models: a window the decoder had to retry at a higher temperature (it
+    /// failed `logprob_threshold` or `compression_ratio_threshold` first) and whose best
+    /// decoding's average log-probability still stays below this is taken for speech in a
+    /// language the model does not transcribe, and gives no text ([`Transcript::foreign`]).
+    /// Such a model writes other languages as confident nonsense ("Thank you very much.",
+    /// "Do I? 3 -2 -1"); its own failure says so. On tiny.en: 92 of 144 segments of real
+    /// Spanish, French, Italian, Russian and Mandarin recordings, and none of 261 of real
+    /// English (docs/performance.md). Multilingual models detect the language instead. `-inf`
+    /// turns it off. Finals only (a partial ends mid-word, and its log-probability with it).
     pub foreign_logprob_threshold: f32,
     /// Word times from the alignment heads (one more decoder call per batch).
     pub word_timestamps: bool,

@@ -365,6 +365,7 @@ impl Engine {
                     && !requests[w.request].partial
                     && !x.best.tokens.is_empty()
                     && !silent(x)
+                    && x.temperature > 0.0
                     && x.best.avg_logprob() < d.foreign_logprob_threshold
             })
             .collect();

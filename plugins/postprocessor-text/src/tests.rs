@@ -18,6 +18,17 @@ fn run(kind: CutKind, text: &str, hot: &[&str]) -> String {
     process_with(&TextConfig::default(), tr(kind, text), &hot).text
 }
 
+/// A Chinese final through the default settings.
+fn zh(text: &str) -> String {
+    zh_with(&TextConfig::default(), text)
+}
+
+fn zh_with(cfg: &TextConfig, text: &str) -> String {
+    let mut t = tr(CutKind::Final, text);
+    t.language = "zh".into();
+    process_with(cfg, t, &[]).text
+}
+
 fn fin(text: &str) -> String {
     run(CutKind::Final, text, &[])
 }
@@ -150,11 +161,6 @@ fn plugin_entry_point_reads_session_options() {
 
 #[test]
 fn chinese_finals_read_with_full_width_punctuation() {
-    let zh = |text: &str| {
-        let mut t = tr(CutKind::Final, text);
-        t.language = "zh".into();
-        process_with(&TextConfig::default(), t, &[]).text
-    };
     assert_eq!(zh("你好,世界"), "你好，世界。");
     assert_eq!(zh("今天天气很好。"), "今天天气很好。");
     assert_eq!(zh("你吃饭了吗?"), "你吃饭了吗？");
@@ -167,11 +173,6 @@ fn chinese_finals_read_with_full_width_punctuation() {
 
 #[test]
 fn spoken_forms_are_written_in_chinese_and_english() {
-    let zh = |text: &str| {
-        let mut t = tr(CutKind::Final, text);
-        t.language = "zh".into();
-        process_with(&TextConfig::default(), t, &[]).text
-    };
     assert_eq!(
         zh("今天是二零二六年十二月八日,下午三点五十分,我们一共有三百五十个人参加了会议."),
         "今天是2026/12/08，3:50p.m.，我们一共有350个人参加了会议。"
@@ -185,9 +186,7 @@ fn spoken_forms_are_written_in_chinese_and_english() {
     );
     // Off per session: the spoken form stays.
     let off = TextConfig { itn: false, ..TextConfig::default() };
-    let mut t = tr(CutKind::Final, "百分之二十五的人同意");
-    t.language = "zh".into();
-    assert_eq!(process_with(&off, t, &[]).text, "百分之二十五的人同意。");
+    assert_eq!(zh_with(&off, "百分之二十五的人同意"), "百分之二十五的人同意。");
     // A language without a grammar is left alone.
     let mut t = tr(CutKind::Final, "dos mil veinte");
     t.language = "es".into();
