@@ -249,15 +249,26 @@ async fn the_latency_of_finals_is_broken_down_in_metrics() {
     let msgs = c.stop_and_collect().await;
     let finals = msgs.iter().filter(|m| matches!(m, ServerMessage::Final(_))).count();
     assert!(finals >= 2, "{msgs:?}");
-    let (_, metrics) = http_get(stack.addr, "/metrics").await.unwrap();
-    let value = |name: &str| -> f64 {
+    let legs = ["endpoint", "queue", "model", "publish", "delivery"];
+    let read = |metrics: &str, name: &str| -> Option<f64> {
         metrics
             .lines()
             .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
             .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in /metrics"))
     };
-    for leg in ["endpoint", "queue", "model", "publish", "delivery"] {
+    // The worker records the publish leg once the publish returns, which can be after the final
+    // reached the client: poll until every leg has every final (it failed once read at once).
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = http_get(stack.addr, "/metrics").await.unwrap().1;
+        let complete = |leg: &&str| read(&metrics, &format!("kiki_final_{leg}_seconds_count")) >= Some(finals as f64);
+        if legs.iter().all(complete) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let value = |name: &str| -> f64 { read(&metrics, name).unwrap_or_else(|| panic!("no {name} in /metrics")) };
+    for leg in legs {
         let count = value(&format!("kiki_final_{leg}_seconds_count"));
         let sum = value(&format!("kiki_final_{leg}_seconds_sum"));
         eprintln!("{leg}: {count} finals, mean {:.3} s", sum / count.max(1.0));
