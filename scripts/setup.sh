@@ -87,22 +87,19 @@ if [ "$(cat "$itn/.done" 2>/dev/null)" != "wetext-0.1.8+wetextprocessing-1.2.0" 
   "$venv/bin/python" - "$itn" <<'PY'
 import glob, os, sys, zipfile
 itn = sys.argv[1]
-def extract(wheel, pairs):
-    with zipfile.ZipFile(wheel) as z:
-        for src, dst in pairs:
+def extract(wheel, select):
+    """Copies what `select(names)` picks, as (name in the wheel, path under itn)."""
+    with zipfile.ZipFile(glob.glob(f"{itn}/wheels/{wheel}-*.whl")[0]) as z:
+        for src, dst in select(z.namelist()):
             os.makedirs(os.path.dirname(os.path.join(itn, dst)), exist_ok=True)
             with open(os.path.join(itn, dst), "wb") as f:
                 f.write(z.read(src))
-        return z.namelist()
-wetext = glob.glob(f"{itn}/wheels/wetext-0.1.8-*.whl")[0]
-extract(wetext, [(f"wetext/fsts/{l}/itn/{g}.fst", f"{l}/{g}.fst") for l in ("zh", "en") for g in ("tagger", "verbalizer")]
+extract("wetext-0.1.8", lambda _: [(f"wetext/fsts/{l}/itn/{g}.fst", f"{l}/{g}.fst")
+                                   for l in ("zh", "en") for g in ("tagger", "verbalizer")]
         + [("wetext-0.1.8.dist-info/licenses/LICENSE", "LICENSE")])
-wtp = glob.glob(f"{itn}/wheels/wetextprocessing-1.2.0-*.whl")[0]
-with zipfile.ZipFile(wtp) as z:
-    names = z.namelist()
-cases = [(n, f"cases/{'zh' if '/chinese/' in n else 'en'}/{os.path.basename(n)}") for n in names
-         if n.endswith(".txt") and "/test/data/" in n and ("itn/chinese/" in n or "itn/english/" in n)]
-extract(wtp, cases)
+extract("wetextprocessing-1.2.0", lambda names: [
+    (n, f"cases/{'zh' if '/chinese/' in n else 'en'}/{os.path.basename(n)}") for n in names
+    if n.endswith(".txt") and "/test/data/" in n and ("itn/chinese/" in n or "itn/english/" in n)])
 PY
   rm -rf "$itn/wheels"
   echo "wetext-0.1.8+wetextprocessing-1.2.0" > "$itn/.done"

@@ -16,20 +16,6 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 const SENTENCES: [&str; 2] =
     ["The quick brown fox jumps over the lazy dog.", "I would like a cup of coffee with milk and sugar."];
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-async fn next_json(ws: &mut Socket, timeout: Duration) -> Option<Value> {
-    // One deadline for the message: pings in between do not extend it.
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        match tokio::time::timeout_at(deadline, ws.next()).await.ok()??.ok()? {
-            Message::Text(t) => return Some(serde_json::from_str(t.as_str()).expect("JSON from the server")),
-            Message::Close(_) => return None,
-            _ => continue,
-        }
-    }
-}
-
 /// A FunASR client as the protocol document describes one, in `mode`; returns the text it
 /// shows (offline sentences, plus streaming increments in online mode) and every message.
 async fn funasr_stream(ws: &mut Socket, mode: &str, audio: &[f32], stop: Value) -> (String, Vec<Value>) {

@@ -520,7 +520,7 @@ async fn realtime_with_auth_takes_tokens_and_client_secrets() {
 /// the same session still comes through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_english_model_hearing_mandarin_says_so_instead_of_inventing_text() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use kiki::gateway::protocol::{ErrorCode, ServerMessage};
     use serde_json::json;
     use std::time::Duration;
@@ -563,9 +563,7 @@ async fn an_english_model_hearing_mandarin_says_so_instead_of_inventing_text() {
     ws.send(send(json!({"action": "chunk", "session_id": "zh", "chunk_index": 0, "audio_data": b64}))).await.unwrap();
     ws.send(send(json!({"action": "finish", "session_id": "zh"}))).await.unwrap();
     let mut got = Vec::new();
-    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(60), ws.next()).await {
-        let Ok(text) = m.to_text() else { continue };
-        let v: serde_json::Value = serde_json::from_str(text).unwrap_or_default();
+    while let Some(v) = next_json(&mut ws, Duration::from_secs(60)).await {
         let done = v["type"] == "final_result";
         got.push(v);
         if done {

@@ -263,6 +263,13 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+
+    /// `GET /metrics`'s answer (the gateway's, and a standalone worker's): the text exposition.
+    pub fn response(&self) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], self.render())
+            .into_response()
+    }
 }
 
 #[cfg(test)]

@@ -143,7 +143,6 @@ pub async fn run_worker(cfg: Config, shutdown: Shutdown) -> anyhow::Result<()> {
 
 /// `GET /metrics` for a process without a gateway (a `kiki worker`), until shutdown.
 async fn serve_metrics(addr: &str, metrics: Arc<Metrics>, shutdown: Shutdown) -> anyhow::Result<()> {
-    use axum::http::header;
     let listener =
         tokio::net::TcpListener::bind(addr).await.with_context(|| format!("worker.metrics_listen {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "worker metrics at /metrics");
@@ -151,7 +150,7 @@ async fn serve_metrics(addr: &str, metrics: Arc<Metrics>, shutdown: Shutdown) ->
         "/metrics",
         axum::routing::get(move || {
             let m = metrics.clone();
-            async move { ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], m.render()) }
+            async move { m.response() }
         }),
     );
     tokio::spawn(async move {

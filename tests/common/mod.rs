@@ -274,6 +274,22 @@ impl Drop for Stack {
 }
 
 /// GET: (status, body).
+/// A client WebSocket of the adapters' tests.
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// The next JSON text message within `timeout` (one deadline: pings in between do not extend
+/// it); `None` on close or timeout.
+pub async fn next_json(ws: &mut Socket, timeout: Duration) -> Option<serde_json::Value> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        match tokio::time::timeout_at(deadline, ws.next()).await.ok()??.ok()? {
+            Message::Text(t) => return Some(serde_json::from_str(t.as_str()).expect("JSON from the server")),
+            Message::Close(_) => return None,
+            _ => continue,
+        }
+    }
+}
+
 pub async fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), kiki::tools::http_client::HttpError> {
     http(addr, "GET", path, &[]).await
 }

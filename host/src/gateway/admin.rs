@@ -9,7 +9,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use axum::Json;
-
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};

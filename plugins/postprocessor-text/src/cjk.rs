@@ -35,6 +35,13 @@ pub fn has_cjk(text: &str) -> bool {
     text.chars().any(|c| is_cjk(c) && !c.is_ascii())
 }
 
+/// [`punctuate`] on each item's text.
+pub fn punctuate_items(items: &mut [crate::Item]) {
+    for item in items {
+        item.text = punctuate(&item.text);
+    }
+}
+
 /// `text` with ASCII punctuation beside CJK characters in full width, and without the spaces
 /// around those marks.
 pub fn punctuate(text: &str) -> String {

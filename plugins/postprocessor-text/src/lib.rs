@@ -67,9 +67,7 @@ pub fn process_with(cfg: &TextConfig, mut input: Transcript, hotwords: &[String]
     if cjk {
         // Before ITN, while the marks still sit beside the Han characters that ITN may turn
         // into digits (十二月八日,下午 -> 12/08，3:50).
-        for item in items.iter_mut() {
-            item.text = cjk::punctuate(&item.text);
-        }
+        cjk::punctuate_items(&mut items);
     }
     if let Some(lang) = itn::Lang::for_code(&input.language).filter(|_| cfg.itn) {
         itn::apply(&mut items, lang);
@@ -86,9 +84,7 @@ pub fn process_with(cfg: &TextConfig, mut input: Transcript, hotwords: &[String]
     }
 
     if cjk {
-        for item in items.iter_mut() {
-            item.text = cjk::punctuate(&item.text);
-        }
+        cjk::punctuate_items(&mut items);
     }
     input.text = items.iter().map(|i| i.text.as_str()).collect::<Vec<_>>().join(" ");
     if cjk {

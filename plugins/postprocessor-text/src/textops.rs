@@ -33,12 +33,17 @@ pub fn split_token(token: &str) -> (&str, &str, &str) {
     (&token[..start], &token[start..end], &token[end..])
 }
 
-/// Merge items `a..b` into one item with `text`, spanning their words.
-pub fn merge(items: &mut Vec<Item>, a: usize, b: usize, text: String, protected: bool) {
-    let words = match (items[a].words, items[b - 1].words) {
+/// The input words `items` span, first to last, when both ends have them.
+pub fn span(items: &[Item]) -> Option<(usize, usize)> {
+    match (items.first()?.words, items.last()?.words) {
         (Some((s, _)), Some((_, e))) => Some((s, e)),
         _ => None,
-    };
+    }
+}
+
+/// Merge items `a..b` into one item with `text`, spanning their words.
+pub fn merge(items: &mut Vec<Item>, a: usize, b: usize, text: String, protected: bool) {
+    let words = span(&items[a..b]);
     items.splice(a..b, [Item { text, words, protected }]);
 }
 

@@ -164,7 +164,7 @@ impl Lattice {
                 continue;
             };
             top.1 += 1;
-            colour.resize(lattice.nodes.len(), 0);
+            // Every child was interned by its parent's expansion, after which `colour` grew.
             match colour[child as usize] {
                 0 => {
                     lattice.expand(graph, input, &mut ids, child)?;

@@ -4,7 +4,7 @@
 //! ("twenty five dollars" -> "$25") becomes one item spanning the words it came from.
 
 use super::{Lang, normalize};
-use crate::textops::Item;
+use crate::textops::{Item, span};
 
 /// Rewrites `items` in written form. A run the grammar cannot read is left as it was.
 pub fn apply(items: &mut Vec<Item>, lang: Lang) {
@@ -85,11 +85,7 @@ fn realign(run: Vec<Item>, tokens: Vec<&str>, lang: Lang) -> Vec<Item> {
             out.extend(old.iter().cloned());
             return;
         }
-        let words = match (old.first().and_then(|f| f.words), old.last().and_then(|l| l.words)) {
-            (Some((a, _)), Some((_, b))) => Some((a, b)),
-            _ => None,
-        };
-        out.push(Item { text: new.join(" "), words, protected: false });
+        out.push(Item { text: new.join(" "), words: span(old), protected: false });
     };
     while i < n || j < m {
         if i < n && j < m && run[i].text == tokens[j] {
